@@ -1,0 +1,194 @@
+//! Attaching and detaching per interface. Each interface gets its own
+//! instance of the program, with its own counters, attached through a
+//! bpf_link that is pinned: the program stays attached when synguard exits,
+//! and goes when the pin is removed.
+use std::{fs, io, str::FromStr};
+
+use aya::{
+    pin::PinError,
+    programs::{
+        ProgramError,
+        links::{FdLink, LinkError, PinnedLink},
+        xdp::XdpMode,
+    },
+};
+
+use crate::{
+    pins::PinLayout,
+    program::{self, LoadError},
+};
+
+/// How the program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// In the driver (fast; needs driver support).
+    Native,
+    /// In the generic, skb-based path (works on any interface, slower).
+    Skb,
+    /// Native, falling back to skb where the driver cannot.
+    Auto,
+}
+
+impl FromStr for AttachMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "native" => Ok(Self::Native),
+            "skb" => Ok(Self::Skb),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!("unknown attach mode {other:?}: use native, skb or auto")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no interface named {0:?} in this network namespace")]
+    NoSuchInterface(String),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("attaching to {iface} in {mode:?} mode: {source}")]
+    Attach {
+        iface: String,
+        mode: AttachMode,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the kernel attached {iface} without a bpf_link, which cannot be pinned (kernel < 5.9?)")]
+    NotALink { iface: String },
+    #[error("pinning the link of {iface}: {source}")]
+    Pin {
+        iface: String,
+        #[source]
+        source: PinError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading the pinned link of {iface}: {source}")]
+    Link {
+        iface: String,
+        #[source]
+        source: LinkError,
+    },
+}
+
+/// What `attach` found or did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// Newly attached, in this mode.
+    New(AttachMode),
+    /// A pinned link already existed; nothing changed.
+    Already,
+}
+
+/// Attaches the program to `iface` and pins the link.
+pub fn attach(layout: &PinLayout, iface: &str, mode: AttachMode) -> Result<Attached, AttachError> {
+    let io_err = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| AttachError::Io { path, source }
+    };
+    layout.ensure_bpffs().map_err(io_err(layout.root()))?;
+    if layout.link(iface).exists() {
+        return Ok(Attached::Already);
+    }
+    if if_index(iface) == 0 {
+        return Err(AttachError::NoSuchInterface(iface.to_string()));
+    }
+    let dir = layout.iface_dir(iface);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let result = attach_and_pin(layout, iface, mode);
+    if result.is_err() {
+        // Leave nothing half made: no maps pinned without a link.
+        let _ = fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn attach_and_pin(layout: &PinLayout, iface: &str, mode: AttachMode) -> Result<Attached, AttachError> {
+    let mut ebpf = program::load(Some(&layout.iface_dir(iface)))?;
+    let xdp = program::xdp(&mut ebpf);
+    let attempts: &[(AttachMode, XdpMode)] = match mode {
+        AttachMode::Native => &[(AttachMode::Native, XdpMode::Driver)],
+        AttachMode::Skb => &[(AttachMode::Skb, XdpMode::Skb)],
+        AttachMode::Auto => &[
+            (AttachMode::Native, XdpMode::Driver),
+            (AttachMode::Skb, XdpMode::Skb),
+        ],
+    };
+    let mut last_error = None;
+    for &(used, xdp_mode) in attempts {
+        match xdp.attach(iface, xdp_mode) {
+            Ok(id) => {
+                let link = xdp.take_link(id).map_err(|source| AttachError::Attach {
+                    iface: iface.into(),
+                    mode: used,
+                    source,
+                })?;
+                let link = FdLink::try_from(link)
+                    .map_err(|_| AttachError::NotALink { iface: iface.into() })?;
+                link.pin(layout.link(iface)).map_err(|source| AttachError::Pin {
+                    iface: iface.into(),
+                    source,
+                })?;
+                return Ok(Attached::New(used));
+            }
+            Err(source) => last_error = Some((used, source)),
+        }
+    }
+    let (mode, source) = last_error.expect("at least one attempt");
+    Err(AttachError::Attach {
+        iface: iface.into(),
+        mode,
+        source,
+    })
+}
+
+/// What `detach` found or did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Detached {
+    Detached,
+    /// Nothing of synguard was attached there.
+    NotAttached,
+}
+
+/// Removes the pinned link of `iface` (which detaches the program) and its maps.
+pub fn detach(layout: &PinLayout, iface: &str) -> Result<Detached, AttachError> {
+    let link_path = layout.link(iface);
+    let dir = layout.iface_dir(iface);
+    if !link_path.exists() {
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|source| AttachError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        return Ok(Detached::NotAttached);
+    }
+    let pinned = PinnedLink::from_pin(&link_path).map_err(|source| AttachError::Link {
+        iface: iface.into(),
+        source,
+    })?;
+    // Dropping the last reference to the link detaches the program.
+    drop(pinned.unpin().map_err(|source| AttachError::Io {
+        path: link_path.display().to_string(),
+        source,
+    })?);
+    fs::remove_dir_all(&dir).map_err(|source| AttachError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    Ok(Detached::Detached)
+}
+
+fn if_index(iface: &str) -> u32 {
+    let Ok(name) = std::ffi::CString::new(iface) else {
+        return 0;
+    };
+    // SAFETY: `name` is a valid NUL-terminated string.
+    unsafe { libc::if_nametoindex(name.as_ptr()) }
+}

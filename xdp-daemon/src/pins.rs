@@ -1,0 +1,132 @@
+//! Where synguard keeps its state: pinned maps and links under bpffs. The
+//! pins are the one source of truth shared by the daemon and the CLI, and
+//! they keep protection in place when the daemon stops or crashes.
+//!
+//! Layout, versioned so a build never misreads maps of another layout:
+//! `<root>/v<MAP_LAYOUT_VERSION>/ifaces/<interface>/{link,COUNTERS}`.
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use xdp_common::{MAP_LAYOUT_VERSION, maps};
+
+/// The default pin root. bpffs is mounted at /sys/fs/bpf if it is not yet.
+pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/synguard";
+const BPFFS_MOUNT: &str = "/sys/fs/bpf";
+/// `BPF_FS_MAGIC` from include/uapi/linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Clone, Debug)]
+pub struct PinLayout {
+    root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn versioned(&self) -> PathBuf {
+        self.root.join(format!("v{MAP_LAYOUT_VERSION}"))
+    }
+
+    fn ifaces(&self) -> PathBuf {
+        self.versioned().join("ifaces")
+    }
+
+    /// The directory of one interface's link and maps.
+    pub fn iface_dir(&self, iface: &str) -> PathBuf {
+        self.ifaces().join(iface)
+    }
+
+    /// The pinned XDP link: while it exists, the program stays attached.
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.iface_dir(iface).join("link")
+    }
+
+    pub fn counters(&self, iface: &str) -> PathBuf {
+        self.iface_dir(iface).join(maps::COUNTERS)
+    }
+
+    /// Interfaces with a pinned link, sorted by name.
+    pub fn attached(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        match fs::read_dir(self.ifaces()) {
+            Ok(entries) => {
+                for entry in entries {
+                    let name = entry?.file_name().to_string_lossy().into_owned();
+                    if self.link(&name).exists() {
+                        names.push(name);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Makes sure the root lies on a bpffs, mounting one at /sys/fs/bpf when
+    /// the root is below it and nothing is mounted there yet.
+    pub fn ensure_bpffs(&self) -> io::Result<()> {
+        let bpffs = Path::new(BPFFS_MOUNT);
+        if self.root.starts_with(bpffs) && !is_bpffs(bpffs)? {
+            mount_bpffs(bpffs)?;
+        }
+        let parent = self.root.parent().unwrap_or(Path::new("/"));
+        if !is_bpffs(parent)? {
+            return Err(io::Error::other(format!(
+                "{} is not on a bpf filesystem; mount one with `mount -t bpf bpf {}`",
+                self.root.display(),
+                parent.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn is_bpffs(path: &Path) -> io::Result<bool> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(io::Error::other)?;
+    // SAFETY: statfs writes into the zeroed struct we own.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::NotFound {
+            Ok(false)
+        } else {
+            Err(err)
+        };
+    }
+    Ok(stat.f_type as i64 == BPF_FS_MAGIC)
+}
+
+fn mount_bpffs(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path)?;
+    let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(io::Error::other)?;
+    // SAFETY: all pointers are valid NUL-terminated strings for the call.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::other(format!(
+            "mounting bpffs at {}: {}",
+            path.display(),
+            io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}

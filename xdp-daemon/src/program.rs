@@ -1,0 +1,51 @@
+//! The XDP program object, built from `xdp-prog` by build.rs and embedded in
+//! the binary, so the binary is the one artifact to ship.
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{ProgramError, Xdp},
+};
+use xdp_common::maps;
+
+/// The eBPF object (ELF, bpfel).
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-prog"));
+
+/// The XDP entry point's name in the object.
+pub const PROGRAM: &str = "synguard";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("loading the XDP object: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("the XDP object has no program named {PROGRAM}")]
+    MissingProgram,
+    #[error("the kernel verifier rejected the XDP program: {0}")]
+    Verifier(#[source] ProgramError),
+}
+
+/// Loads the program into the kernel. With `map_dir`, its per-interface maps
+/// are pinned there (and adopted if already pinned); without, they live as
+/// long as the returned handle (packet tests).
+pub fn load(map_dir: Option<&Path>) -> Result<Ebpf, LoadError> {
+    let counters_pin = map_dir.map(|dir| dir.join(maps::COUNTERS));
+    let mut loader = EbpfLoader::new();
+    if let Some(path) = &counters_pin {
+        loader.map_pin_path(maps::COUNTERS, path.as_path());
+    }
+    let mut ebpf = loader.load(OBJECT)?;
+    let program: &mut Xdp = ebpf
+        .program_mut(PROGRAM)
+        .ok_or(LoadError::MissingProgram)?
+        .try_into()
+        .map_err(|_| LoadError::MissingProgram)?;
+    program.load().map_err(LoadError::Verifier)?;
+    Ok(ebpf)
+}
+
+/// The loaded XDP program of `ebpf`.
+pub fn xdp(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(PROGRAM)
+        .and_then(|p| p.try_into().ok())
+        .expect("load() checked the program exists and is XDP")
+}

@@ -1,0 +1,290 @@
+//! Header parsing with strict bounds. Each step checks the bytes it reads
+//! against the end of the frame and against the lengths the headers claim,
+//! and either hands the next step an offset or settles the packet's fate with
+//! a [`Reason`]. The rules follow what the kernel itself would do with the
+//! packet (net/ipv4/ip_input.c `ip_rcv_core`, net/ipv4/tcp_ipv4.c
+//! `tcp_v4_rcv`), so a packet the kernel would discard is dropped here, and
+//! nothing that could carry a SYN is passed without being looked at.
+use core::mem::size_of;
+
+use aya_ebpf::programs::XdpContext;
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    vlan::VlanHdr,
+};
+use xdp_common::{
+    Reason,
+    limits::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS},
+};
+
+const IPPROTO_TCP: u8 = 6;
+// IPv6 extension headers (RFC 8200 section 4, IANA "IPv6 Extension Header Types").
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+const IPV6_MOBILITY: u8 = 135;
+const IPV6_HIP: u8 = 139;
+const IPV6_SHIM6: u8 = 140;
+
+const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
+const IPV4_OFFSET_MASK: u16 = 0x1fff;
+
+/// IP version of a parsed packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// The TCP flags byte (RFC 9293 section 3.1).
+#[derive(Clone, Copy)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+
+    /// A connection request: SYN without ACK.
+    #[inline(always)]
+    pub fn is_syn(self) -> bool {
+        self.0 & (Self::SYN | Self::ACK) == Self::SYN
+    }
+
+    /// SYN together with FIN or RST: no real stack sends it.
+    #[inline(always)]
+    #[allow(dead_code, reason = "used by the SYN policy")]
+    pub fn is_bad_syn(self) -> bool {
+        self.0 & Self::SYN != 0 && self.0 & (Self::FIN | Self::RST) != 0
+    }
+}
+
+/// A TCP segment whose headers are all inside the frame.
+pub struct Tcp {
+    #[allow(dead_code, reason = "used by the SYN policy")]
+    pub family: Family,
+    /// Offset of the IP header from the start of the frame.
+    #[allow(dead_code, reason = "used by the SYN policy")]
+    pub l3: usize,
+    /// Offset of the TCP header from the start of the frame.
+    #[allow(dead_code, reason = "used by the SYN policy")]
+    pub l4: usize,
+    pub flags: TcpFlags,
+}
+
+/// Returns a pointer to a `T` at `offset` if all of it lies inside the frame.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+    let start = ctx.data();
+    if start + offset + size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    Some((start + offset) as *const T)
+}
+
+/// Bytes of the frame from `offset` to its end (0 past the end).
+#[inline(always)]
+fn bytes_from(ctx: &XdpContext, offset: usize) -> usize {
+    (ctx.data_end() - ctx.data()).saturating_sub(offset)
+}
+
+/// Walks Ethernet, VLAN tags and IP down to TCP. `Err` carries the reason
+/// for every packet the parser settles itself: not TCP, malformed, a
+/// fragment, a header chain past the parser's bounds.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Tcp, Reason> {
+    let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Reason::Malformed)?;
+    // SAFETY: `ptr_at` checked that the header lies inside the frame.
+    let mut ether_type = unsafe { (*eth).ether_type };
+    let mut offset = EthHdr::LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if !is_vlan(ether_type) {
+            break;
+        }
+        let tag: *const VlanHdr = ptr_at(ctx, offset).ok_or(Reason::Malformed)?;
+        // SAFETY: as above.
+        ether_type = unsafe { (*tag).ether_type };
+        offset += VlanHdr::LEN;
+    }
+    if is_vlan(ether_type) {
+        return Err(Reason::HeaderChain);
+    }
+    if ether_type == EtherType::Ipv4 as u16 {
+        parse_ipv4(ctx, offset)
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        parse_ipv6(ctx, offset)
+    } else {
+        Err(Reason::NonIp)
+    }
+}
+
+#[inline(always)]
+fn is_vlan(ether_type: u16) -> bool {
+    ether_type == EtherType::Ieee8021q as u16 || ether_type == EtherType::Ieee8021ad as u16
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Tcp, Reason> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Reason::Malformed)?;
+    // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
+    let (vihl, total_len, frag, proto) = unsafe {
+        (
+            (*ip).vihl,
+            u16::from_be_bytes((*ip).tot_len) as usize,
+            u16::from_be_bytes((*ip).frags),
+            (*ip).proto,
+        )
+    };
+    let header_len = ((vihl & 0x0f) as usize) * 4;
+    // ip_rcv_core: version 4, ihl >= 5, tot_len covers the header and fits
+    // in the frame (Ethernet padding after tot_len is allowed).
+    if vihl >> 4 != 4
+        || header_len < size_of::<Ipv4Hdr>()
+        || total_len < header_len
+        || total_len > bytes_from(ctx, l3)
+    {
+        return Err(Reason::Malformed);
+    }
+    if proto != IPPROTO_TCP {
+        return Err(Reason::NonTcp);
+    }
+    let fragment_offset = frag & IPV4_OFFSET_MASK;
+    if fragment_offset != 0 {
+        // A TCP fragment at offset 8 can rewrite the first fragment's flags
+        // (RFC 1858 section 3.2, overlapping fragments): never legitimate.
+        return Err(if fragment_offset == 1 {
+            Reason::FragmentDrop
+        } else {
+            Reason::Fragment
+        });
+    }
+    let first_fragment = frag & IPV4_MORE_FRAGMENTS != 0;
+    parse_tcp(ctx, Family::V4, l3, l3 + header_len, total_len - header_len, first_fragment)
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Tcp, Reason> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, l3).ok_or(Reason::Malformed)?;
+    // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
+    let (version, payload_len, mut next) = unsafe {
+        (
+            (*ip).vcf[0] >> 4,
+            u16::from_be_bytes((*ip).payload_len) as usize,
+            (*ip).next_hdr,
+        )
+    };
+    let mut l4 = l3 + size_of::<Ipv6Hdr>();
+    if version != 6 || payload_len > bytes_from(ctx, l4) {
+        return Err(Reason::Malformed);
+    }
+    let mut remaining = payload_len;
+    let mut first_fragment = false;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let ext: *const [u8; 8] = match next {
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AUTH | IPV6_DEST_OPTS
+            | IPV6_MOBILITY | IPV6_HIP | IPV6_SHIM6 => ptr_at(ctx, l4).ok_or(Reason::Malformed)?,
+            _ => break,
+        };
+        // SAFETY: `ptr_at` checked the 8 bytes every extension header has.
+        let ext = unsafe { *ext };
+        let len = match next {
+            IPV6_FRAGMENT => {
+                let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
+                if offset_flags >> 3 != 0 {
+                    return Err(Reason::Fragment);
+                }
+                // An atomic fragment (offset 0, M clear) is a whole packet.
+                first_fragment = offset_flags & 1 != 0;
+                8
+            }
+            // RFC 4302: the AH length is in 4-octet units, minus 2.
+            IPV6_AUTH => (ext[1] as usize + 2) * 4,
+            _ => (ext[1] as usize + 1) * 8,
+        };
+        if len > remaining {
+            return Err(Reason::Malformed);
+        }
+        next = ext[0];
+        remaining -= len;
+        l4 += len;
+    }
+    if is_ipv6_extension(next) {
+        return Err(Reason::HeaderChain);
+    }
+    if next != IPPROTO_TCP {
+        return Err(Reason::NonTcp);
+    }
+    parse_tcp(ctx, Family::V6, l3, l4, remaining, first_fragment)
+}
+
+#[inline(always)]
+fn is_ipv6_extension(next: u8) -> bool {
+    matches!(
+        next,
+        IPV6_HOP_BY_HOP
+            | IPV6_ROUTING
+            | IPV6_FRAGMENT
+            | IPV6_AUTH
+            | IPV6_DEST_OPTS
+            | IPV6_MOBILITY
+            | IPV6_HIP
+            | IPV6_SHIM6
+    )
+}
+
+/// Checks the TCP header at `l4`, `segment_len` bytes long by the IP header's
+/// account. A first fragment must carry the whole TCP header and no SYN: a
+/// fragmented SYN is never sent by a real stack, and one that hides its flags
+/// in a later fragment (RFC 1858 tiny fragments) would slip past every check.
+#[inline(always)]
+fn parse_tcp(
+    ctx: &XdpContext,
+    family: Family,
+    l3: usize,
+    l4: usize,
+    segment_len: usize,
+    first_fragment: bool,
+) -> Result<Tcp, Reason> {
+    let truncated = if first_fragment {
+        Reason::FragmentDrop
+    } else {
+        Reason::Malformed
+    };
+    if segment_len < size_of::<TcpHdr>() {
+        return Err(truncated);
+    }
+    let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(truncated)?;
+    // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
+    let (doff, flags) = unsafe { ((*tcp).doff() as usize * 4, TcpFlags(tcp_flags(tcp))) };
+    if doff < size_of::<TcpHdr>() {
+        return Err(Reason::Malformed);
+    }
+    if doff > segment_len {
+        return Err(truncated);
+    }
+    if first_fragment {
+        return Err(if flags.0 & TcpFlags::SYN != 0 {
+            Reason::FragmentDrop
+        } else {
+            Reason::Fragment
+        });
+    }
+    Ok(Tcp {
+        family,
+        l3,
+        l4,
+        flags,
+    })
+}
+
+/// The flags byte: offset 13 of the TCP header.
+#[inline(always)]
+fn tcp_flags(tcp: *const TcpHdr) -> u8 {
+    // SAFETY: the caller checked that the fixed 20-byte header is in bounds.
+    unsafe { *(tcp as *const u8).add(13) }
+}
