@@ -1,0 +1,201 @@
+//! Real traffic: a TCP echo server, TCP clients that check what comes back,
+//! and an AF_PACKET sender for crafted frames.
+use std::{
+    io::{self, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use crate::netns::Netns;
+
+/// A TCP server in a namespace that echoes each connection's bytes back.
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+    pub addr: SocketAddr,
+}
+
+impl EchoServer {
+    pub fn start(ns: &Netns, addr: SocketAddr) -> Result<EchoServer> {
+        let listener = ns
+            .run(|| bind_listener(addr))
+            .with_context(|| format!("listening on {addr} in {}", ns.name()))?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        thread::spawn(move || {
+                            let _ = echo(stream);
+                        });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Ok(EchoServer {
+            stop,
+            thread: Some(thread),
+            addr,
+        })
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    // std's listen backlog is 128; a real service's.
+    TcpListener::bind(addr)
+}
+
+fn echo(mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return stream.shutdown(Shutdown::Write);
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+/// Connects from `ns` to `addr`, sends `payload`, and checks it comes back
+/// whole. Returns the time to connect.
+pub fn echo_once(ns: &Netns, addr: SocketAddr, payload: &[u8], timeout: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    let mut stream = ns
+        .run(|| TcpStream::connect_timeout(&addr, timeout))
+        .with_context(|| format!("connecting to {addr}"))?;
+    let connected = start.elapsed();
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(payload)?;
+    stream.shutdown(Shutdown::Write)?;
+    let mut back = Vec::with_capacity(payload.len());
+    stream.read_to_end(&mut back)?;
+    anyhow::ensure!(back == payload, "echo mismatch: sent {} bytes, got {}", payload.len(), back.len());
+    Ok(connected)
+}
+
+/// Outcome of a batch of client connections.
+#[derive(Debug, Default, Clone)]
+pub struct ClientReport {
+    pub attempted: u32,
+    pub succeeded: u32,
+    pub connect_times: Vec<Duration>,
+    pub errors: Vec<String>,
+}
+
+impl ClientReport {
+    pub fn success_ratio(&self) -> f64 {
+        if self.attempted == 0 {
+            return 0.0;
+        }
+        f64::from(self.succeeded) / f64::from(self.attempted)
+    }
+
+    /// The `q` quantile (0..=1) of the connect times of successful connections.
+    pub fn connect_quantile(&self, q: f64) -> Option<Duration> {
+        let mut t = self.connect_times.clone();
+        t.sort();
+        let i = ((t.len() as f64 - 1.0) * q).round() as usize;
+        t.get(i).copied()
+    }
+}
+
+/// Makes `count` echo connections one after another, `interval` apart.
+pub fn run_clients(ns: &Netns, addr: SocketAddr, count: u32, interval: Duration, timeout: Duration) -> ClientReport {
+    let mut report = ClientReport::default();
+    for i in 0..count {
+        let started = Instant::now();
+        report.attempted += 1;
+        let payload = format!("synguard client {i}\n").repeat(8);
+        match echo_once(ns, addr, payload.as_bytes(), timeout) {
+            Ok(t) => {
+                report.succeeded += 1;
+                report.connect_times.push(t);
+            }
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
+        if let Some(rest) = interval.checked_sub(started.elapsed()) {
+            thread::sleep(rest);
+        }
+    }
+    report
+}
+
+/// Sends raw Ethernet frames out of one interface (AF_PACKET, no qdisc).
+pub struct RawSender {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawSender {
+    /// Opens the socket inside `ns`, bound to `iface`.
+    pub fn open(ns: &Netns, iface: &str) -> Result<RawSender> {
+        let iface = iface.to_string();
+        ns.run(move || open_packet_socket(&iface))
+            .context("opening an AF_PACKET socket")
+    }
+
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sending from a valid buffer on our own socket.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+fn open_packet_socket(iface: &str) -> io::Result<RawSender> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let ifindex = crate::lab::if_index(iface);
+    if ifindex == 0 {
+        return Err(io::Error::other(format!("no interface {iface}")));
+    }
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel gave us this descriptor.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: zeroed sockaddr_ll is a valid starting point.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: sll is a properly sized sockaddr_ll.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(RawSender { fd })
+}
