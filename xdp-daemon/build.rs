@@ -17,8 +17,16 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap();
     let prog_dir = workspace.join("xdp-prog");
-    for watched in ["xdp-prog/src", "xdp-prog/Cargo.toml", "xdp-prog/Cargo.lock", "xdp-common"] {
-        println!("cargo::rerun-if-changed={}", workspace.join(watched).display());
+    for watched in [
+        "xdp-prog/src",
+        "xdp-prog/Cargo.toml",
+        "xdp-prog/Cargo.lock",
+        "xdp-common",
+    ] {
+        println!(
+            "cargo::rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     println!("cargo::rerun-if-env-changed=SYNGUARD_BPF_RUSTC");
     println!("cargo::rerun-if-env-changed=SYNGUARD_BPF_CARGO");
@@ -80,9 +88,13 @@ fn check_toolchain(rustc: &str, cargo: &str) {
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
     let core_src = Path::new(&sysroot).join("lib/rustlib/src/rust/library/core");
     if !core_src.exists() {
-        panic!("{rustc} has no library source at {}: {fix}", core_src.display());
+        panic!(
+            "{rustc} has no library source at {}: {fix}",
+            core_src.display()
+        );
     }
-    let has_linker = env::split_paths(&path_with_cargo_bin()).any(|dir| dir.join("bpf-linker").exists());
+    let has_linker =
+        env::split_paths(&path_with_cargo_bin()).any(|dir| dir.join("bpf-linker").exists());
     if !has_linker {
         panic!("bpf-linker is not on PATH nor in $CARGO_HOME/bin: {fix}");
     }

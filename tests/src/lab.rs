@@ -47,25 +47,75 @@ impl Lab {
         let outside_if = format!("{prefix}o");
         let target_if = format!("{prefix}t");
         run_quiet(Command::new("ip").args([
-            "link", "add", &outside_if, "netns", outside.name(), "address", &mac(OUTSIDE_MAC),
-            "type", "veth", "peer", "name", &target_if, "netns", target.name(), "address",
+            "link",
+            "add",
+            &outside_if,
+            "netns",
+            outside.name(),
+            "address",
+            &mac(OUTSIDE_MAC),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &target_if,
+            "netns",
+            target.name(),
+            "address",
             &mac(TARGET_MAC),
         ]))?;
         for (ns, ifname, v4, v6, peer_v4, peer_v6, peer_mac) in [
-            (&outside, &outside_if, OUTSIDE_V4, OUTSIDE_V6, TARGET_V4, TARGET_V6, TARGET_MAC),
-            (&target, &target_if, TARGET_V4, TARGET_V6, OUTSIDE_V4, OUTSIDE_V6, OUTSIDE_MAC),
+            (
+                &outside,
+                &outside_if,
+                OUTSIDE_V4,
+                OUTSIDE_V6,
+                TARGET_V4,
+                TARGET_V6,
+                TARGET_MAC,
+            ),
+            (
+                &target,
+                &target_if,
+                TARGET_V4,
+                TARGET_V6,
+                OUTSIDE_V4,
+                OUTSIDE_V6,
+                OUTSIDE_MAC,
+            ),
         ] {
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", ifname])?;
             ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"])?;
             ns.ip(&["link", "set", ifname, "up"])?;
             for peer in [peer_v4.to_string(), peer_v6.to_string()] {
-                ns.ip(&["neigh", "replace", &peer, "lladdr", &mac(peer_mac), "dev", ifname, "nud", "permanent"])?;
+                ns.ip(&[
+                    "neigh",
+                    "replace",
+                    &peer,
+                    "lladdr",
+                    &mac(peer_mac),
+                    "dev",
+                    ifname,
+                    "nud",
+                    "permanent",
+                ])?;
             }
         }
         target.ip(&["route", "add", "default", "via", &OUTSIDE_V4.to_string()])?;
-        target.ip(&["-6", "route", "add", "default", "via", &OUTSIDE_V6.to_string()])?;
-        run_quiet(outside.command("ethtool").args(["-K", &outside_if, "tx", "off"]))
-            .context("turning TX checksum offload off (is ethtool installed? `cargo xtask setup`)")?;
+        target.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &OUTSIDE_V6.to_string(),
+        ])?;
+        run_quiet(
+            outside
+                .command("ethtool")
+                .args(["-K", &outside_if, "tx", "off"]),
+        )
+        .context("turning TX checksum offload off (is ethtool installed? `cargo xtask setup`)")?;
         let ifindex = outside.run(|| if_index(&outside_if));
         let peer_link = outside
             .run(|| peer_xdp::attach_pass(ifindex))
@@ -88,5 +138,8 @@ pub fn if_index(name: &str) -> u32 {
 }
 
 pub fn mac(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

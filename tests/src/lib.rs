@@ -18,6 +18,8 @@ pub mod traffic;
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        panic!("this test needs root (network namespaces, XDP, bpf): run `cargo xtask test` as root");
+        panic!(
+            "this test needs root (network namespaces, XDP, bpf): run `cargo xtask test` as root"
+        );
     }
 }

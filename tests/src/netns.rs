@@ -179,3 +179,25 @@ pub fn run_quiet(cmd: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netstat_pairs_header_and_value_lines() {
+        let text = "TcpExt: SyncookiesSent SyncookiesRecv ListenDrops\nTcpExt: 5 7 0\nIp: Forwarding InReceives\nIp: 2 42\n";
+        let stats = parse_netstat(text);
+        assert_eq!(stats["TcpExtSyncookiesSent"], 5);
+        assert_eq!(stats["TcpExtSyncookiesRecv"], 7);
+        assert_eq!(stats["TcpExtListenDrops"], 0);
+        assert_eq!(stats["IpInReceives"], 42);
+    }
+
+    #[test]
+    fn prefixes_fit_interface_names() {
+        let p = unique_prefix();
+        assert!(p.len() < 15, "{p} leaves no room for a suffix in IFNAMSIZ");
+        assert_ne!(unique_prefix(), unique_prefix());
+    }
+}

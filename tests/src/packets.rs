@@ -17,11 +17,41 @@ pub struct Flags {
 }
 
 impl Flags {
-    pub const SYN: Flags = Flags { syn: true, ack: false, fin: false, rst: false, psh: false };
-    pub const ACK: Flags = Flags { syn: false, ack: true, fin: false, rst: false, psh: false };
-    pub const SYN_ACK: Flags = Flags { syn: true, ack: true, fin: false, rst: false, psh: false };
-    pub const SYN_FIN: Flags = Flags { syn: true, ack: false, fin: true, rst: false, psh: false };
-    pub const SYN_RST: Flags = Flags { syn: true, ack: false, fin: false, rst: true, psh: false };
+    pub const SYN: Flags = Flags {
+        syn: true,
+        ack: false,
+        fin: false,
+        rst: false,
+        psh: false,
+    };
+    pub const ACK: Flags = Flags {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: false,
+        psh: false,
+    };
+    pub const SYN_ACK: Flags = Flags {
+        syn: true,
+        ack: true,
+        fin: false,
+        rst: false,
+        psh: false,
+    };
+    pub const SYN_FIN: Flags = Flags {
+        syn: true,
+        ack: false,
+        fin: true,
+        rst: false,
+        psh: false,
+    };
+    pub const SYN_RST: Flags = Flags {
+        syn: true,
+        ack: false,
+        fin: false,
+        rst: true,
+        psh: false,
+    };
 }
 
 /// A TCP segment: addresses, ports, flags, numbers and options.
@@ -120,15 +150,19 @@ fn with_ip(src: IpAddr, dst: IpAddr, vlans: &[u16]) -> PacketBuilderStep<etherpa
     let vid = |v: u16| VlanId::try_new(v).expect("VLAN id < 4096");
     match (src, dst, vlans) {
         (IpAddr::V4(s), IpAddr::V4(d), []) => eth.ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V4(s), IpAddr::V4(d), [one]) => eth.single_vlan(vid(*one)).ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V4(s), IpAddr::V4(d), [outer, inner]) => {
-            eth.double_vlan(vid(*outer), vid(*inner)).ipv4(s.octets(), d.octets(), 64)
+        (IpAddr::V4(s), IpAddr::V4(d), [one]) => {
+            eth.single_vlan(vid(*one)).ipv4(s.octets(), d.octets(), 64)
         }
+        (IpAddr::V4(s), IpAddr::V4(d), [outer, inner]) => eth
+            .double_vlan(vid(*outer), vid(*inner))
+            .ipv4(s.octets(), d.octets(), 64),
         (IpAddr::V6(s), IpAddr::V6(d), []) => eth.ipv6(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d), [one]) => eth.single_vlan(vid(*one)).ipv6(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d), [outer, inner]) => {
-            eth.double_vlan(vid(*outer), vid(*inner)).ipv6(s.octets(), d.octets(), 64)
+        (IpAddr::V6(s), IpAddr::V6(d), [one]) => {
+            eth.single_vlan(vid(*one)).ipv6(s.octets(), d.octets(), 64)
         }
+        (IpAddr::V6(s), IpAddr::V6(d), [outer, inner]) => eth
+            .double_vlan(vid(*outer), vid(*inner))
+            .ipv6(s.octets(), d.octets(), 64),
         _ => panic!("mixed address families or more than two VLAN tags"),
     }
 }
@@ -148,9 +182,11 @@ pub fn ping(src: IpAddr, dst: IpAddr) -> Vec<u8> {
     let mut out = Vec::new();
     let step = with_ip(src, dst, &[]);
     let built = if src.is_ipv4() {
-        step.icmpv4_echo_request(7, 1).write_to_vec(&mut out, b"synguard")
+        step.icmpv4_echo_request(7, 1)
+            .write_to_vec(&mut out, b"synguard")
     } else {
-        step.icmpv6_echo_request(7, 1).write_to_vec(&mut out, b"synguard")
+        step.icmpv6_echo_request(7, 1)
+            .write_to_vec(&mut out, b"synguard")
     };
     built.expect("build ICMP frame");
     out
@@ -160,7 +196,16 @@ pub fn ping(src: IpAddr, dst: IpAddr) -> Vec<u8> {
 pub fn neighbour_solicitation(src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     // Sent to the solicited-node multicast group of the target.
     let t = target.octets();
-    let group = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(t[13]), u16::from_be_bytes([t[14], t[15]]));
+    let group = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
     let mut out = Vec::new();
     let mut body = t.to_vec();
     body.extend_from_slice(&[1, 1]); // source link-layer address option
@@ -214,4 +259,106 @@ pub fn ones_complement_sum(bytes: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     sum as u16
+}
+
+/// A small deterministic PRNG (xorshift64*), so floods are reproducible and
+/// the lab needs no extra dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// `count` SYN frames to `dst:dport` from random sources in 198.19.0.0/16
+/// (or 2001:2:0:ff00::/56 for an IPv6 `dst`), with random ports and sequence
+/// numbers: what a spoofed SYN flood looks like on the wire.
+pub fn spoofed_syns(count: usize, dst: IpAddr, dport: u16, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|_| {
+            let r = rng.next_u64();
+            let src = match dst {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 19, (r >> 8) as u8, r as u8)),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    2,
+                    0,
+                    0xff00 | ((r >> 48) as u16 & 0xff),
+                    (r >> 32) as u16,
+                    (r >> 16) as u16,
+                    r as u16,
+                    1,
+                )),
+            };
+            let sport = 1024 + (r >> 20) as u16 % 60000;
+            Segment::syn(src, dst, sport, dport)
+                .numbers((r >> 32) as u32, 0)
+                .frame()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_syn_has_valid_checksums_and_linux_options() {
+        let frame = Segment::syn(
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            1234,
+            80,
+        )
+        .frame();
+        let sliced = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = sliced.transport else {
+            panic!("not TCP")
+        };
+        assert!(tcp.syn() && !tcp.ack());
+        assert_eq!(
+            tcp.data_offset(),
+            10,
+            "MSS, SACK, TS, NOP, WS: 20 bytes of options"
+        );
+        // An IPv4 header whose checksum is right sums to 0xffff.
+        assert_eq!(ones_complement_sum(&frame[L3..L3 + 20]), 0xffff);
+    }
+
+    #[test]
+    fn patched_ipv4_header_keeps_a_valid_checksum() {
+        let mut frame = Segment::syn(
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            1234,
+            80,
+        )
+        .frame();
+        patch_ipv4(&mut frame, |ip| ip[8] = 3);
+        assert_eq!(ones_complement_sum(&frame[L3..L3 + 20]), 0xffff);
+    }
+
+    #[test]
+    fn spoofed_sources_stay_in_the_benchmark_ranges() {
+        for frame in spoofed_syns(64, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)), 80, 1) {
+            assert_eq!(frame[L3 + 12..L3 + 14], [198, 19]);
+        }
+        for frame in spoofed_syns(
+            64,
+            IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
+            80,
+            1,
+        ) {
+            assert_eq!(frame[L3 + 8..L3 + 12], [0x20, 0x01, 0x00, 0x02]);
+        }
+    }
 }

@@ -37,9 +37,14 @@ pub struct Synguard {
 
 impl Synguard {
     pub fn new(name: &str) -> Synguard {
+        Self::with_binary(binary(), name)
+    }
+
+    /// Uses the given `synguard` binary; `name` makes the pin root unique.
+    pub fn with_binary(bin: PathBuf, name: &str) -> Synguard {
         Synguard {
-            bin: binary(),
-            pin_root: PathBuf::from(format!("/sys/fs/bpf/synguard-test-{name}")),
+            bin,
+            pin_root: PathBuf::from(format!("/sys/fs/bpf/synguard-lab-{name}")),
         }
     }
 

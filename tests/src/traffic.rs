@@ -82,7 +82,12 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
 
 /// Connects from `ns` to `addr`, sends `payload`, and checks it comes back
 /// whole. Returns the time to connect.
-pub fn echo_once(ns: &Netns, addr: SocketAddr, payload: &[u8], timeout: Duration) -> Result<Duration> {
+pub fn echo_once(
+    ns: &Netns,
+    addr: SocketAddr,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Duration> {
     let start = Instant::now();
     let mut stream = ns
         .run(|| TcpStream::connect_timeout(&addr, timeout))
@@ -94,7 +99,12 @@ pub fn echo_once(ns: &Netns, addr: SocketAddr, payload: &[u8], timeout: Duration
     stream.shutdown(Shutdown::Write)?;
     let mut back = Vec::with_capacity(payload.len());
     stream.read_to_end(&mut back)?;
-    anyhow::ensure!(back == payload, "echo mismatch: sent {} bytes, got {}", payload.len(), back.len());
+    anyhow::ensure!(
+        back == payload,
+        "echo mismatch: sent {} bytes, got {}",
+        payload.len(),
+        back.len()
+    );
     Ok(connected)
 }
 
@@ -125,7 +135,13 @@ impl ClientReport {
 }
 
 /// Makes `count` echo connections one after another, `interval` apart.
-pub fn run_clients(ns: &Netns, addr: SocketAddr, count: u32, interval: Duration, timeout: Duration) -> ClientReport {
+pub fn run_clients(
+    ns: &Netns,
+    addr: SocketAddr,
+    count: u32,
+    interval: Duration,
+    timeout: Duration,
+) -> ClientReport {
     let mut report = ClientReport::default();
     for i in 0..count {
         let started = Instant::now();
@@ -198,4 +214,24 @@ fn open_packet_socket(iface: &str) -> io::Result<RawSender> {
         return Err(io::Error::last_os_error());
     }
     Ok(RawSender { fd })
+}
+
+/// Sends `frames` round-robin until `duration` has passed or `max_packets`
+/// went out, whichever is first. Returns how many were sent. Always bounded.
+pub fn flood(sender: &RawSender, frames: &[Vec<u8>], duration: Duration, max_packets: u64) -> u64 {
+    let deadline = Instant::now() + duration;
+    let mut sent = 0u64;
+    'outer: loop {
+        for frame in frames {
+            if sent >= max_packets || (sent.is_multiple_of(256) && Instant::now() >= deadline) {
+                break 'outer;
+            }
+            // A full socket buffer (ENOBUFS) under load is the flood's own
+            // back-pressure: skip and go on.
+            if sender.send(frame).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    sent
 }

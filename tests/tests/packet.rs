@@ -42,9 +42,11 @@ impl Harness {
         let mut out = vec![0u8; frame.len() + 256];
         let result = {
             let xdp = program::xdp(&mut self.ebpf);
-            let mut opts = TestRunOptions::default();
-            opts.data_in = Some(frame);
-            opts.data_out = Some(&mut out);
+            let opts = TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            };
             xdp.test_run(opts).expect("BPF_PROG_TEST_RUN")
         };
         out.truncate(result.data_size_out as usize);
@@ -81,10 +83,16 @@ impl Harness {
             ));
         }
         if outcome.delta.get(reason).bytes != frame.len() as u64 {
-            problems.push(format!("{name}: counted {} bytes, want {}", outcome.delta.get(reason).bytes, frame.len()));
+            problems.push(format!(
+                "{name}: counted {} bytes, want {}",
+                outcome.delta.get(reason).bytes,
+                frame.len()
+            ));
         }
         if reason.verdict() != Verdict::Tx && outcome.output != frame {
-            problems.push(format!("{name}: the program rewrote a frame it did not answer"));
+            problems.push(format!(
+                "{name}: the program rewrote a frame it did not answer"
+            ));
         }
         problems
     }
@@ -138,7 +146,11 @@ fn with_ipv6_extensions(frame: &[u8], headers: &[(u8, Vec<u8>)]) -> Vec<u8> {
         assert_eq!(len % 8, 0, "extension headers are multiples of 8 bytes");
         chain.push(next);
         // Fragment headers have a reserved byte where others have a length.
-        chain.push(if headers[i].0 == 44 { 0 } else { (len / 8 - 1) as u8 });
+        chain.push(if headers[i].0 == 44 {
+            0
+        } else {
+            (len / 8 - 1) as u8
+        });
         chain.extend_from_slice(body);
     }
     let mut out = frame[..fixed].to_vec();
@@ -178,72 +190,268 @@ fn every_fixture_gets_its_verdict_and_counter() {
 
     let fixtures: Vec<(&str, Vec<u8>, Reason)> = vec![
         // Not TCP: passed untouched.
-        ("ARP request", packets::arp_request(OUTSIDE_V4, TARGET_V4), Reason::NonIp),
-        ("ICMP echo", packets::ping(v4(OUTSIDE_V4), v4(TARGET_V4)), Reason::NonTcp),
-        ("ICMPv6 echo", packets::ping(IpAddr::V6(OUTSIDE_V6), IpAddr::V6(TARGET_V6)), Reason::NonTcp),
-        ("IPv6 neighbour solicitation", packets::neighbour_solicitation(OUTSIDE_V6, TARGET_V6), Reason::NonTcp),
-        ("UDP", packets::udp(v4(OUTSIDE_V4), v4(TARGET_V4), 5353, 53, b"q"), Reason::NonTcp),
-        ("UDP over IPv6", packets::udp(IpAddr::V6(OUTSIDE_V6), IpAddr::V6(TARGET_V6), 5353, 53, b"q"), Reason::NonTcp),
+        (
+            "ARP request",
+            packets::arp_request(OUTSIDE_V4, TARGET_V4),
+            Reason::NonIp,
+        ),
+        (
+            "ICMP echo",
+            packets::ping(v4(OUTSIDE_V4), v4(TARGET_V4)),
+            Reason::NonTcp,
+        ),
+        (
+            "ICMPv6 echo",
+            packets::ping(IpAddr::V6(OUTSIDE_V6), IpAddr::V6(TARGET_V6)),
+            Reason::NonTcp,
+        ),
+        (
+            "IPv6 neighbour solicitation",
+            packets::neighbour_solicitation(OUTSIDE_V6, TARGET_V6),
+            Reason::NonTcp,
+        ),
+        (
+            "UDP",
+            packets::udp(v4(OUTSIDE_V4), v4(TARGET_V4), 5353, 53, b"q"),
+            Reason::NonTcp,
+        ),
+        (
+            "UDP over IPv6",
+            packets::udp(
+                IpAddr::V6(OUTSIDE_V6),
+                IpAddr::V6(TARGET_V6),
+                5353,
+                53,
+                b"q",
+            ),
+            Reason::NonTcp,
+        ),
         // TCP.
         ("SYN", syn4.clone(), Reason::Syn),
         ("SYN over IPv6", syn6.clone(), Reason::Syn),
-        ("ACK", syn_v4().flags(Flags::ACK).numbers(1, 2).options(vec![]).frame(), Reason::Tcp),
-        ("SYN-ACK", syn_v4().flags(Flags::SYN_ACK).frame(), Reason::Tcp),
-        ("SYN with payload", syn_v4().payload(&[0xab; 100]).frame(), Reason::Syn),
-        ("SYN with Ethernet padding", [syn4.clone(), vec![0; 6]].concat(), Reason::Syn),
-        ("SYN with IPv4 options", with_ipv4_options(&syn4, &[1, 1, 1, 0]), Reason::Syn),
+        (
+            "ACK",
+            syn_v4()
+                .flags(Flags::ACK)
+                .numbers(1, 2)
+                .options(vec![])
+                .frame(),
+            Reason::Tcp,
+        ),
+        (
+            "SYN-ACK",
+            syn_v4().flags(Flags::SYN_ACK).frame(),
+            Reason::Tcp,
+        ),
+        (
+            "SYN with payload",
+            syn_v4().payload(&[0xab; 100]).frame(),
+            Reason::Syn,
+        ),
+        (
+            "SYN with Ethernet padding",
+            [syn4.clone(), vec![0; 6]].concat(),
+            Reason::Syn,
+        ),
+        (
+            "SYN with IPv4 options",
+            with_ipv4_options(&syn4, &[1, 1, 1, 0]),
+            Reason::Syn,
+        ),
         // VLAN tags: parsed, never a way around the checks.
         ("802.1Q SYN", syn_v4().vlans(&[100]).frame(), Reason::Syn),
-        ("802.1Q priority tag (VID 0) SYN", syn_v4().vlans(&[0]).frame(), Reason::Syn),
+        (
+            "802.1Q priority tag (VID 0) SYN",
+            syn_v4().vlans(&[0]).frame(),
+            Reason::Syn,
+        ),
         ("QinQ SYN", syn_v4().vlans(&[100, 200]).frame(), Reason::Syn),
-        ("802.1Q SYN over IPv6", syn_v6().vlans(&[100]).frame(), Reason::Syn),
-        ("three VLAN tags", add_vlan_tag(&syn_v4().vlans(&[100, 200]).frame()), Reason::HeaderChain),
+        (
+            "802.1Q SYN over IPv6",
+            syn_v6().vlans(&[100]).frame(),
+            Reason::Syn,
+        ),
+        (
+            "three VLAN tags",
+            add_vlan_tag(&syn_v4().vlans(&[100, 200]).frame()),
+            Reason::HeaderChain,
+        ),
         // Truncated and inconsistent headers.
-        ("Ethernet header only", syn4[..L3].to_vec(), Reason::Malformed),
-        ("truncated VLAN tag", syn_v4().vlans(&[100]).frame()[..16].to_vec(), Reason::Malformed),
-        ("truncated IPv4 header", syn4[..L3 + 10].to_vec(), Reason::Malformed),
-        ("truncated IPv6 header", syn6[..L3 + 30].to_vec(), Reason::Malformed),
-        ("IPv4 total length past the frame", syn4[..syn4.len() - 4].to_vec(), Reason::Malformed),
-        ("truncated TCP header (IPv6)", {
-            let mut f = syn6[..L3 + 40 + 10].to_vec();
-            f[L3 + 4..L3 + 6].copy_from_slice(&10u16.to_be_bytes());
-            f
-        }, Reason::Malformed),
-        ("IPv4 IHL 4", { let mut f = syn4.clone(); packets::patch_ipv4(&mut f, |ip| ip[0] = 0x44); f }, Reason::Malformed),
-        ("IPv4 version 5", { let mut f = syn4.clone(); packets::patch_ipv4(&mut f, |ip| ip[0] = 0x55); f }, Reason::Malformed),
-        ("IPv4 total length below IHL", { let mut f = syn4.clone(); packets::patch_ipv4(&mut f, |ip| ip[2..4].copy_from_slice(&16u16.to_be_bytes())); f }, Reason::Malformed),
-        ("TCP data offset 4", { let mut f = syn4.clone(); f[L3 + 20 + 12] = 0x40; f }, Reason::Malformed),
-        ("TCP data offset past the segment", { let mut f = syn_v4().options(vec![]).frame(); f[L3 + 20 + 12] = 0xf0; f }, Reason::Malformed),
+        (
+            "Ethernet header only",
+            syn4[..L3].to_vec(),
+            Reason::Malformed,
+        ),
+        (
+            "truncated VLAN tag",
+            syn_v4().vlans(&[100]).frame()[..16].to_vec(),
+            Reason::Malformed,
+        ),
+        (
+            "truncated IPv4 header",
+            syn4[..L3 + 10].to_vec(),
+            Reason::Malformed,
+        ),
+        (
+            "truncated IPv6 header",
+            syn6[..L3 + 30].to_vec(),
+            Reason::Malformed,
+        ),
+        (
+            "IPv4 total length past the frame",
+            syn4[..syn4.len() - 4].to_vec(),
+            Reason::Malformed,
+        ),
+        (
+            "truncated TCP header (IPv6)",
+            {
+                let mut f = syn6[..L3 + 40 + 10].to_vec();
+                f[L3 + 4..L3 + 6].copy_from_slice(&10u16.to_be_bytes());
+                f
+            },
+            Reason::Malformed,
+        ),
+        (
+            "IPv4 IHL 4",
+            {
+                let mut f = syn4.clone();
+                packets::patch_ipv4(&mut f, |ip| ip[0] = 0x44);
+                f
+            },
+            Reason::Malformed,
+        ),
+        (
+            "IPv4 version 5",
+            {
+                let mut f = syn4.clone();
+                packets::patch_ipv4(&mut f, |ip| ip[0] = 0x55);
+                f
+            },
+            Reason::Malformed,
+        ),
+        (
+            "IPv4 total length below IHL",
+            {
+                let mut f = syn4.clone();
+                packets::patch_ipv4(&mut f, |ip| ip[2..4].copy_from_slice(&16u16.to_be_bytes()));
+                f
+            },
+            Reason::Malformed,
+        ),
+        (
+            "TCP data offset 4",
+            {
+                let mut f = syn4.clone();
+                f[L3 + 20 + 12] = 0x40;
+                f
+            },
+            Reason::Malformed,
+        ),
+        (
+            "TCP data offset past the segment",
+            {
+                let mut f = syn_v4().options(vec![]).frame();
+                f[L3 + 20 + 12] = 0xf0;
+                f
+            },
+            Reason::Malformed,
+        ),
         // IPv4 fragments.
-        ("later IPv4 fragment", fragment_v4(&syn4, false, 100), Reason::Fragment),
-        ("IPv4 fragment at offset 8 (RFC 1858 overlap)", fragment_v4(&syn4, true, 1), Reason::FragmentDrop),
-        ("first IPv4 fragment carrying a SYN", fragment_v4(&syn4, true, 0), Reason::FragmentDrop),
-        ("first IPv4 fragment with 8 bytes of TCP", {
-            let mut f = fragment_v4(&syn4, true, 0)[..L3 + 28].to_vec();
-            packets::patch_ipv4(&mut f, |ip| ip[2..4].copy_from_slice(&28u16.to_be_bytes()));
-            f
-        }, Reason::FragmentDrop),
-        ("first IPv4 fragment of an ACK", fragment_v4(&syn_v4().flags(Flags::ACK).options(vec![]).payload(&[1; 64]).frame(), true, 0), Reason::Fragment),
+        (
+            "later IPv4 fragment",
+            fragment_v4(&syn4, false, 100),
+            Reason::Fragment,
+        ),
+        (
+            "IPv4 fragment at offset 8 (RFC 1858 overlap)",
+            fragment_v4(&syn4, true, 1),
+            Reason::FragmentDrop,
+        ),
+        (
+            "first IPv4 fragment carrying a SYN",
+            fragment_v4(&syn4, true, 0),
+            Reason::FragmentDrop,
+        ),
+        (
+            "first IPv4 fragment with 8 bytes of TCP",
+            {
+                let mut f = fragment_v4(&syn4, true, 0)[..L3 + 28].to_vec();
+                packets::patch_ipv4(&mut f, |ip| ip[2..4].copy_from_slice(&28u16.to_be_bytes()));
+                f
+            },
+            Reason::FragmentDrop,
+        ),
+        (
+            "first IPv4 fragment of an ACK",
+            fragment_v4(
+                &syn_v4()
+                    .flags(Flags::ACK)
+                    .options(vec![])
+                    .payload(&[1; 64])
+                    .frame(),
+                true,
+                0,
+            ),
+            Reason::Fragment,
+        ),
         // IPv6 extension headers: walked to the TCP header.
-        ("IPv6 hop-by-hop SYN", with_ipv6_extensions(&syn6, &[hbh.clone()]), Reason::Syn),
-        ("IPv6 hop-by-hop + destination options SYN", with_ipv6_extensions(&syn6, &[hbh.clone(), dest_opts.clone()]), Reason::Syn),
-        ("IPv6 atomic fragment SYN", with_ipv6_extensions(&syn6, &[atomic_fragment]), Reason::Syn),
-        ("IPv6 later fragment", with_ipv6_extensions(&syn6, &[later_fragment]), Reason::Fragment),
-        ("IPv6 first fragment carrying a SYN", with_ipv6_extensions(&syn6, &[first_fragment]), Reason::FragmentDrop),
-        ("IPv6 chain at the parser's bound", with_ipv6_extensions(&syn6, &vec![dest_opts.clone(); 8]), Reason::Syn),
-        ("IPv6 chain past the parser's bound", with_ipv6_extensions(&syn6, &vec![dest_opts.clone(); 9]), Reason::HeaderChain),
-        ("IPv6 extension header past the payload", {
-            let mut f = with_ipv6_extensions(&syn6, &[hbh]);
-            f[L3 + 4..L3 + 6].copy_from_slice(&4u16.to_be_bytes());
-            f
-        }, Reason::Malformed),
+        (
+            "IPv6 hop-by-hop SYN",
+            with_ipv6_extensions(&syn6, std::slice::from_ref(&hbh)),
+            Reason::Syn,
+        ),
+        (
+            "IPv6 hop-by-hop + destination options SYN",
+            with_ipv6_extensions(&syn6, &[hbh.clone(), dest_opts.clone()]),
+            Reason::Syn,
+        ),
+        (
+            "IPv6 atomic fragment SYN",
+            with_ipv6_extensions(&syn6, &[atomic_fragment]),
+            Reason::Syn,
+        ),
+        (
+            "IPv6 later fragment",
+            with_ipv6_extensions(&syn6, &[later_fragment]),
+            Reason::Fragment,
+        ),
+        (
+            "IPv6 first fragment carrying a SYN",
+            with_ipv6_extensions(&syn6, &[first_fragment]),
+            Reason::FragmentDrop,
+        ),
+        (
+            "IPv6 chain at the parser's bound",
+            with_ipv6_extensions(&syn6, &vec![dest_opts.clone(); 8]),
+            Reason::Syn,
+        ),
+        (
+            "IPv6 chain past the parser's bound",
+            with_ipv6_extensions(&syn6, &vec![dest_opts.clone(); 9]),
+            Reason::HeaderChain,
+        ),
+        (
+            "IPv6 extension header past the payload",
+            {
+                let mut f = with_ipv6_extensions(&syn6, &[hbh]);
+                f[L3 + 4..L3 + 6].copy_from_slice(&4u16.to_be_bytes());
+                f
+            },
+            Reason::Malformed,
+        ),
     ];
 
     let mut problems = Vec::new();
     for (name, frame, reason) in &fixtures {
         problems.extend(harness.check(name, frame, *reason));
     }
-    assert!(problems.is_empty(), "{} of {} fixtures failed:\n{}", problems.len(), fixtures.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        problems.len(),
+        fixtures.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]

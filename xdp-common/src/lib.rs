@@ -182,3 +182,30 @@ mod user {
     // SAFETY: plain-old-data, `#[repr(C)]`, two u64 fields, no padding.
     unsafe impl aya::Pod for super::Counter {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_index_the_counter_array_in_order() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(
+                *reason as usize, i,
+                "{reason:?} is out of place in Reason::ALL"
+            );
+        }
+    }
+
+    #[test]
+    fn each_verdict_and_reason_label_pair_is_unique() {
+        for (i, a) in Reason::ALL.iter().enumerate() {
+            for b in &Reason::ALL[i + 1..] {
+                assert!(
+                    (a.verdict(), a.name()) != (b.verdict(), b.name()),
+                    "{a:?} and {b:?} would share metric labels"
+                );
+            }
+        }
+    }
+}

@@ -30,6 +30,16 @@ pub enum AttachMode {
     Auto,
 }
 
+impl std::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Native => "native",
+            Self::Skb => "skb",
+            Self::Auto => "auto",
+        })
+    }
+}
+
 impl FromStr for AttachMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -37,7 +47,9 @@ impl FromStr for AttachMode {
             "native" => Ok(Self::Native),
             "skb" => Ok(Self::Skb),
             "auto" => Ok(Self::Auto),
-            other => Err(format!("unknown attach mode {other:?}: use native, skb or auto")),
+            other => Err(format!(
+                "unknown attach mode {other:?}: use native, skb or auto"
+            )),
         }
     }
 }
@@ -48,14 +60,16 @@ pub enum AttachError {
     NoSuchInterface(String),
     #[error(transparent)]
     Load(#[from] LoadError),
-    #[error("attaching to {iface} in {mode:?} mode: {source}")]
+    #[error("attaching to {iface} in {mode} mode: {source}")]
     Attach {
         iface: String,
         mode: AttachMode,
         #[source]
         source: ProgramError,
     },
-    #[error("the kernel attached {iface} without a bpf_link, which cannot be pinned (kernel < 5.9?)")]
+    #[error(
+        "the kernel attached {iface} without a bpf_link, which cannot be pinned (kernel < 5.9?)"
+    )]
     NotALink { iface: String },
     #[error("pinning the link of {iface}: {source}")]
     Pin {
@@ -109,7 +123,11 @@ pub fn attach(layout: &PinLayout, iface: &str, mode: AttachMode) -> Result<Attac
     result
 }
 
-fn attach_and_pin(layout: &PinLayout, iface: &str, mode: AttachMode) -> Result<Attached, AttachError> {
+fn attach_and_pin(
+    layout: &PinLayout,
+    iface: &str,
+    mode: AttachMode,
+) -> Result<Attached, AttachError> {
     let mut ebpf = program::load(Some(&layout.iface_dir(iface)))?;
     let xdp = program::xdp(&mut ebpf);
     let attempts: &[(AttachMode, XdpMode)] = match mode {
@@ -129,12 +147,14 @@ fn attach_and_pin(layout: &PinLayout, iface: &str, mode: AttachMode) -> Result<A
                     mode: used,
                     source,
                 })?;
-                let link = FdLink::try_from(link)
-                    .map_err(|_| AttachError::NotALink { iface: iface.into() })?;
-                link.pin(layout.link(iface)).map_err(|source| AttachError::Pin {
+                let link = FdLink::try_from(link).map_err(|_| AttachError::NotALink {
                     iface: iface.into(),
-                    source,
                 })?;
+                link.pin(layout.link(iface))
+                    .map_err(|source| AttachError::Pin {
+                        iface: iface.into(),
+                        source,
+                    })?;
                 return Ok(Attached::New(used));
             }
             Err(source) => last_error = Some((used, source)),
@@ -191,4 +211,18 @@ fn if_index(iface: &str) -> u32 {
     };
     // SAFETY: `name` is a valid NUL-terminated string.
     unsafe { libc::if_nametoindex(name.as_ptr()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_modes_parse_and_print_alike() {
+        for mode in [AttachMode::Native, AttachMode::Skb, AttachMode::Auto] {
+            assert_eq!(mode.to_string().parse::<AttachMode>(), Ok(mode));
+        }
+        let err = "driver".parse::<AttachMode>().unwrap_err();
+        assert!(err.contains("native, skb or auto"), "{err}");
+    }
 }

@@ -92,8 +92,8 @@ impl PinLayout {
 }
 
 fn is_bpffs(path: &Path) -> io::Result<bool> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(io::Error::other)?;
+    let c_path =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
     // SAFETY: statfs writes into the zeroed struct we own.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
@@ -109,8 +109,8 @@ fn is_bpffs(path: &Path) -> io::Result<bool> {
 
 fn mount_bpffs(path: &Path) -> io::Result<()> {
     fs::create_dir_all(path)?;
-    let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(io::Error::other)?;
+    let target =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
     // SAFETY: all pointers are valid NUL-terminated strings for the call.
     let rc = unsafe {
         libc::mount(
@@ -129,4 +129,29 @@ fn mount_bpffs(path: &Path) -> io::Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_live_under_a_versioned_per_interface_directory() {
+        let layout = PinLayout::new("/sys/fs/bpf/synguard");
+        let v = MAP_LAYOUT_VERSION;
+        assert_eq!(
+            layout.link("eth0"),
+            PathBuf::from(format!("/sys/fs/bpf/synguard/v{v}/ifaces/eth0/link"))
+        );
+        assert_eq!(
+            layout.counters("eth0"),
+            PathBuf::from(format!("/sys/fs/bpf/synguard/v{v}/ifaces/eth0/COUNTERS"))
+        );
+    }
+
+    #[test]
+    fn no_pin_directory_means_nothing_attached() {
+        let layout = PinLayout::new("/nonexistent/synguard");
+        assert_eq!(layout.attached().unwrap(), Vec::<String>::new());
+    }
 }

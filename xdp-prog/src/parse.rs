@@ -164,7 +164,14 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Tcp, Reason> {
         });
     }
     let first_fragment = frag & IPV4_MORE_FRAGMENTS != 0;
-    parse_tcp(ctx, Family::V4, l3, l3 + header_len, total_len - header_len, first_fragment)
+    parse_tcp(
+        ctx,
+        Family::V4,
+        l3,
+        l3 + header_len,
+        total_len - header_len,
+        first_fragment,
+    )
 }
 
 #[inline(always)]

@@ -1,1 +1,94 @@
-fn main() {}
+//! `cargo xtask`: set-up, build, test and demo automation for synguard.
+mod demo;
+mod setup;
+mod test;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "synguard's automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the eBPF build and the lab need (idempotent; needs root on Debian).
+    Setup,
+    /// Build the synguard binary (release), with the XDP program embedded.
+    Build,
+    /// Run every check and test: fmt, clippy, unit, packet and namespace tests (root).
+    Test,
+    /// Show synguard at work in a namespace lab, then tear it down (root).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Task::Setup => setup::run(),
+        Task::Build => setup::run().and_then(|()| build_release()).map(drop),
+        Task::Test => test::run(),
+        Task::Demo => demo::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `cargo` as invoked by the user (rustup's, via the alias).
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace());
+    cmd
+}
+
+/// Runs a command, echoing it, and fails if it fails.
+fn exec(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {}", describe(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Builds `synguard` in release mode and returns its path.
+fn build_release() -> Result<PathBuf> {
+    exec(cargo().args(["build", "--release", "--locked", "-p", "xdp-daemon"]))?;
+    Ok(workspace().join("target/release/synguard"))
+}

@@ -20,7 +20,7 @@ pub fn run(layout: &PinLayout, args: Args) -> anyhow::Result<ExitCode> {
     let outcome = attach(layout, &args.iface, args.mode)
         .with_context(|| format!("cannot attach to {}", args.iface))?;
     match outcome {
-        Attached::New(mode) => println!("attached to {} ({mode:?} mode)", args.iface),
+        Attached::New(mode) => println!("attached to {} ({mode} mode)", args.iface),
         Attached::Already => println!("{} is already attached; nothing to do", args.iface),
     }
     Ok(ExitCode::SUCCESS)

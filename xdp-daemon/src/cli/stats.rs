@@ -24,8 +24,8 @@ pub fn run(layout: &PinLayout, _args: Args, json: bool) -> anyhow::Result<ExitCo
         .with_context(|| format!("listing {}", layout.root().display()))?;
     for device in attached {
         let path = layout.counters(&device);
-        let counters = Counters::read_pinned(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let counters =
+            Counters::read_pinned(&path).with_context(|| format!("reading {}", path.display()))?;
         devices.push(DeviceStats {
             device,
             counters: counters.rows(),
@@ -40,7 +40,10 @@ pub fn run(layout: &PinLayout, _args: Args, json: bool) -> anyhow::Result<ExitCo
     }
     for device in &devices {
         println!("{}", device.device);
-        println!("  {:<8} {:<15} {:>14} {:>16}", "VERDICT", "REASON", "PACKETS", "BYTES");
+        println!(
+            "  {:<8} {:<15} {:>14} {:>16}",
+            "VERDICT", "REASON", "PACKETS", "BYTES"
+        );
         for row in &device.counters {
             println!(
                 "  {:<8} {:<15} {:>14} {:>16}",

@@ -1,0 +1,106 @@
+//! Installs what building the XDP program and running the lab need, and
+//! says what it does. Idempotent: a second run only checks.
+//!
+//! The recipe: Debian's rustc-web (rustc 1.96 on LLVM 22) with its library
+//! source rust-web-src, for `-Z build-std=core` (rustup's nightly here has no
+//! rust-src and cannot download it), and bpf-linker built against Debian's
+//! LLVM 22 (its default feature wants LLVM 23).
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Result, bail};
+
+use crate::{exec, is_root};
+
+/// Debian packages: the eBPF compiler and its source, LLVM for bpf-linker,
+/// and the tools the lab drives (ip, ethtool).
+const PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "llvm-22-dev",
+    "iproute2",
+    "ethtool",
+];
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const BPF_LINKER_VERSION: &str = "0.13";
+
+pub fn run() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if !missing.is_empty() {
+        let list = missing.join(" ");
+        if !Path::new("/etc/debian_version").exists() {
+            bail!(
+                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool) by hand"
+            );
+        }
+        if !is_root() {
+            bail!(
+                "missing Debian packages: {list}; as root run: apt-get update && apt-get install -y {list}"
+            );
+        }
+        eprintln!("xtask setup: installing Debian packages: {list}");
+        exec(Command::new("apt-get").arg("update").arg("-q"))?;
+        exec(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if bpf_linker().is_none() {
+        eprintln!(
+            "xtask setup: building bpf-linker {BPF_LINKER_VERSION} against {LLVM_PREFIX} (about a minute)"
+        );
+        let path = format!(
+            "{LLVM_PREFIX}/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        exec(
+            crate::cargo()
+                .args([
+                    "install",
+                    "bpf-linker",
+                    "--version",
+                    &format!("^{BPF_LINKER_VERSION}"),
+                ])
+                .args(["--no-default-features", "--features", "llvm-22"])
+                .env("LLVM_PREFIX", LLVM_PREFIX)
+                .env("PATH", path),
+        )?;
+    }
+    eprintln!(
+        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool)"
+    );
+    Ok(())
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "install ok installed")
+        .unwrap_or(false)
+}
+
+/// Where bpf-linker is, if it is installed and runs.
+fn bpf_linker() -> Option<PathBuf> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    let candidates = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([cargo_home.join("bin")])
+        .map(|dir| dir.join("bpf-linker"));
+    candidates.into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    })
+}

@@ -1,0 +1,88 @@
+//! Every check and test, in the order that fails fastest.
+use std::{
+    io::{BufRead, BufReader},
+    process::Stdio,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, exec, is_root, workspace};
+
+pub fn run() -> Result<()> {
+    crate::setup::run()?;
+    if !is_root() {
+        bail!(
+            "cargo xtask test needs root: the tests create network namespaces, attach XDP programs and run BPF_PROG_TEST_RUN; run it as root"
+        );
+    }
+    exec(cargo().args(["fmt", "--all", "--check"]))?;
+    let prog_manifest = workspace().join("xdp-prog/Cargo.toml");
+    exec(
+        cargo()
+            .args(["fmt", "--check", "--manifest-path"])
+            .arg(&prog_manifest),
+    )?;
+    exec(cargo().args([
+        "clippy",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The end-to-end tests drive the real binary, built next to them.
+    exec(cargo().args(["build", "--locked", "-p", "xdp-daemon"]))?;
+    let tally = cargo_test()?;
+    // One closing line over all test binaries (cargo prints one per binary).
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
+    if tally.failed > 0 || !tally.success {
+        bail!("tests failed");
+    }
+    if tally.passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    success: bool,
+}
+
+/// Runs `cargo test --workspace`, echoing its output, and adds up its
+/// `test result:` lines.
+fn cargo_test() -> Result<Tally> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--locked", "--workspace"])
+        .stdout(Stdio::piped());
+    eprintln!("xtask: running cargo test --locked --workspace");
+    let mut child = cmd.spawn().context("running cargo test")?;
+    let mut tally = Tally::default();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split([';', '.']) {
+                let mut words = part.split_whitespace();
+                if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                    let Ok(n) = n.parse::<u64>() else { continue };
+                    match what {
+                        "passed" => tally.passed += n,
+                        "failed" => tally.failed += n,
+                        "ignored" => tally.ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    tally.success = child.wait()?.success();
+    Ok(tally)
+}
