@@ -72,11 +72,14 @@ pub enum Reason {
     HeaderChain = 16,
     /// The program failed internally (a helper returned an unexpected error).
     Internal = 17,
+    /// A SYN the program meant to answer with a cookie but could not (the
+    /// frame could not be resized): handed to the kernel, which answers it.
+    CookieFallback = 18,
 }
 
 impl Reason {
     /// How many reasons there are: the length of the counter array.
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 19;
 
     /// Every reason, in discriminant order.
     pub const ALL: [Reason; Reason::COUNT as usize] = [
@@ -98,6 +101,7 @@ impl Reason {
         Reason::FragmentDrop,
         Reason::HeaderChain,
         Reason::Internal,
+        Reason::CookieFallback,
     ];
 
     /// The verdict this reason always comes with.
@@ -109,7 +113,8 @@ impl Reason {
             | Reason::Syn
             | Reason::Allowlist
             | Reason::ValidCookie
-            | Reason::Fragment => Verdict::Pass,
+            | Reason::Fragment
+            | Reason::CookieFallback => Verdict::Pass,
             Reason::SynAck => Verdict::Tx,
             Reason::Malformed
             | Reason::Blocklist
@@ -145,6 +150,7 @@ impl Reason {
             Reason::FragmentDrop => "fragment",
             Reason::HeaderChain => "header_chain",
             Reason::Internal => "internal",
+            Reason::CookieFallback => "cookie_fallback",
         }
     }
 }
@@ -163,8 +169,143 @@ pub const MAP_LAYOUT_VERSION: u32 = 1;
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
-    /// `PerCpuArray<Counter>` indexed by `Reason`.
+    /// Per interface: `PerCpuArray<Counter>` indexed by `Reason`.
     pub const COUNTERS: &str = "COUNTERS";
+    /// Per interface: `Array<Config>`, one entry, written by userspace.
+    pub const CONFIG: &str = "CONFIG";
+    /// Per interface: `Array<FloodState>`, one entry, kept by the data path.
+    pub const FLOOD: &str = "FLOOD";
+    /// Per interface: `PerCpuArray<u64>`, one entry: SYNs seen, per CPU.
+    pub const SYN_COUNT: &str = "SYN_COUNT";
+    /// Per interface: `LruHashMap<SourceKey, Bucket>`, SYN budgets in a flood.
+    pub const BUDGETS: &str = "BUDGETS";
+    /// Per interface: `LruHashMap<SourceKey, u64>`, SYNs dropped over budget
+    /// per source prefix, for userspace to turn into timed blocks.
+    pub const OVER_BUDGET: &str = "OVER_BUDGET";
+    /// Shared: `LpmTrie<[u8; 4], u64>` and `LpmTrie<[u8; 16], u64>`; the
+    /// value is the entry's expiry in Unix seconds (0: never), which
+    /// userspace enforces.
+    pub const BLOCK_V4: &str = "BLOCK_V4";
+    pub const BLOCK_V6: &str = "BLOCK_V6";
+    /// Shared: `LpmTrie<[u8; 4], u64>` and `LpmTrie<[u8; 16], u64>`.
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    /// Shared: `LpmTrie<[u8; 4], u64>` and `LpmTrie<[u8; 16], u64>`: SYN
+    /// sources that cannot be real.
+    pub const MARTIAN_V4: &str = "MARTIAN_V4";
+    pub const MARTIAN_V6: &str = "MARTIAN_V6";
+    /// Maps shared by every interface's program instance.
+    pub const SHARED: [&str; 6] = [
+        BLOCK_V4, BLOCK_V6, ALLOW_V4, ALLOW_V6, MARTIAN_V4, MARTIAN_V6,
+    ];
+    /// Maps each interface's instance has for itself.
+    pub const PER_INTERFACE: [&str; 6] = [COUNTERS, CONFIG, FLOOD, SYN_COUNT, BUDGETS, OVER_BUDGET];
+}
+
+/// Map sizes (entries).
+pub mod sizes {
+    pub const BLOCKLIST: u32 = 65_536;
+    pub const ALLOWLIST: u32 = 4_096;
+    pub const MARTIANS: u32 = 256;
+    pub const BUDGETS: u32 = 65_536;
+    pub const OVER_BUDGET: u32 = 4_096;
+}
+
+/// When the data path answers SYNs itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum FloodMode {
+    /// Never: SYNs always go to the kernel.
+    Off = 0,
+    /// When the SYN rate says there is a flood (with hysteresis).
+    Auto = 1,
+    /// Always, as if a flood were on.
+    Always = 2,
+}
+
+/// A SYN budget: a token bucket refilled at `rate` SYNs per second, holding
+/// at most `burst`. A zero rate turns the budget off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Budget {
+    pub rate: u32,
+    pub burst: u32,
+}
+
+/// Per-interface settings, written by userspace into `CONFIG`. All zero is
+/// a safe value: flood mode off, no budgets, no TCP options in cookies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Config {
+    /// A `FloodMode` discriminant.
+    pub flood_mode: u32,
+    /// SYNs per second on this interface above which flood mode engages.
+    pub syn_rate_on: u32,
+    /// SYNs per second below which flood mode may end (hysteresis).
+    pub syn_rate_off: u32,
+    /// How long flood mode stays on after the rate was last above
+    /// `syn_rate_off`, in milliseconds.
+    pub flood_hold_ms: u32,
+    /// MSS advertised in SYN-ACKs sent from XDP (IPv4, IPv6).
+    pub mss_v4: u16,
+    pub mss_v6: u16,
+    /// Window scale the kernel will use for a cookie connection (it derives
+    /// it from tcp_rmem and rmem_max when it accepts the ACK).
+    pub wscale: u8,
+    /// 1 when the listener's namespace has net.ipv4.tcp_timestamps=2, the
+    /// only setting under which the kernel decodes options from a timestamp
+    /// an XDP program made (no per-connection offset). Then cookies carry
+    /// window scaling and SACK; otherwise they carry the MSS only.
+    pub ts_cookies: u8,
+    /// Mirrors of net.ipv4.tcp_sack and tcp_window_scaling: a cookie that
+    /// claims a disabled option is refused by the kernel.
+    pub tcp_sack: u8,
+    pub tcp_window_scaling: u8,
+    /// SYN budgets per source: IPv4 /32 and /24, IPv6 /128 and /64.
+    pub budget_v4_host: Budget,
+    pub budget_v4_net: Budget,
+    pub budget_v6_host: Budget,
+    pub budget_v6_net: Budget,
+}
+
+/// Flood detection state, kept by the data path in `FLOOD`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FloodState {
+    /// Start of the current counting window (CLOCK_MONOTONIC ns).
+    pub window_start_ns: u64,
+    /// SYNs seen on all CPUs together when the window started.
+    pub window_start_syns: u64,
+    /// When a window last measured a rate above the threshold in force.
+    pub last_over_ns: u64,
+    /// When flood mode last engaged (0: never).
+    pub engaged_ns: u64,
+    /// SYN rate of the last finished window, per second.
+    pub last_rate: u64,
+    /// 1 while flood mode is on.
+    pub active: u32,
+    pub _pad: u32,
+}
+
+/// How long one flood-detection window lasts.
+pub const FLOOD_WINDOW_NS: u64 = 100_000_000;
+
+/// A source prefix: the key of the budget maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct SourceKey {
+    /// 32 or 24 for IPv4, 128 or 64 for IPv6.
+    pub prefix_len: u32,
+    /// The masked address; IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+}
+
+/// A token bucket: thousandths of a SYN, and when it was last refilled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Bucket {
+    pub milli_tokens: u64,
+    pub last_ns: u64,
 }
 
 /// Bounds of the parser, documented in the README.
@@ -175,12 +316,22 @@ pub mod limits {
     /// IPv6 extension headers walked before the upper-layer header; a chain
     /// that is longer is dropped as `header_chain`.
     pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+    /// TCP options read from a SYN: enough for 40 one-byte options, the
+    /// whole option space, so no option is ever skipped.
+    pub const MAX_TCP_OPTIONS: usize = 40;
+    /// CPUs whose SYN counts flood detection sums.
+    pub const MAX_CPUS: u32 = 512;
 }
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain-old-data, `#[repr(C)]`, two u64 fields, no padding.
+    // SAFETY: each is plain-old-data, `#[repr(C)]`, and laid out without
+    // implicit padding (explicit `_pad` fields where needed).
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::FloodState {}
+    unsafe impl aya::Pod for super::SourceKey {}
+    unsafe impl aya::Pod for super::Bucket {}
 }
 
 #[cfg(test)]
@@ -195,6 +346,15 @@ mod tests {
                 "{reason:?} is out of place in Reason::ALL"
             );
         }
+    }
+
+    #[test]
+    fn shared_types_have_no_implicit_padding() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<Config>(), 4 * 4 + 2 * 2 + 4 + 4 * 8);
+        assert_eq!(size_of::<FloodState>(), 5 * 8 + 2 * 4);
+        assert_eq!(size_of::<SourceKey>(), 4 + 16);
+        assert_eq!(size_of::<Bucket>(), 16);
     }
 
     #[test]

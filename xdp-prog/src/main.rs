@@ -1,19 +1,29 @@
 //! synguard's XDP program. It reads top to bottom: parse the headers
-//! ([`parse`]), decide ([`verdict`]), count ([`counters`]), act.
+//! ([`parse`]), apply the lists ([`lists`]), defend against SYN floods
+//! ([`flood`], [`cookie`]), count ([`counters`]), act.
 #![no_std]
 #![no_main]
 
+mod cookie;
 mod counters;
+mod flood;
+mod lists;
 mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use parse::{L4, Packet, Tcp};
 use xdp_common::{Reason, Verdict};
+
+/// The loopback interface's index in every network namespace.
+const LOOPBACK_IFINDEX: usize = 1;
 
 /// The entry point attached to each protected interface.
 #[xdp]
 pub fn synguard(ctx: XdpContext) -> u32 {
+    // Counted as received, before a SYN is rewritten into its answer.
+    let len = ctx.data_end() - ctx.data();
     let reason = verdict(&ctx);
-    counters::count(&ctx, reason);
+    counters::count(reason, len);
     match reason.verdict() {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
@@ -25,15 +35,49 @@ pub fn synguard(ctx: XdpContext) -> u32 {
 /// Why this packet gets the verdict it gets.
 #[inline(always)]
 fn verdict(ctx: &XdpContext) -> Reason {
-    let tcp = match parse::parse(ctx) {
-        Ok(tcp) => tcp,
+    let packet = match parse::parse(ctx) {
+        Ok(packet) => packet,
         Err(settled) => return settled,
     };
+    if lists::allowed(&packet) {
+        return Reason::Allowlist;
+    }
+    if lists::blocked(&packet) {
+        return Reason::Blocklist;
+    }
+    let tcp = match packet.l4 {
+        L4::Tcp(tcp) => tcp,
+        L4::Other(reason) => return reason,
+    };
+    let Some(config) = flood::config() else {
+        return Reason::Internal;
+    };
     if tcp.flags.is_syn() {
-        Reason::Syn
+        syn(ctx, &packet, &tcp, config)
+    } else if tcp.flags.is_handshake_ack() && flood::active(config) {
+        cookie::check_ack(ctx, &packet, &tcp)
     } else {
         Reason::Tcp
     }
+}
+
+/// A connection request: sanity checks, then the flood defence.
+#[inline(always)]
+fn syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &xdp_common::Config) -> Reason {
+    if tcp.flags.is_bad_syn() {
+        return Reason::BadFlags;
+    }
+    // On loopback, 127/8 and ::1 are the host talking to itself.
+    if ctx.ingress_ifindex() != LOOPBACK_IFINDEX && lists::martian(packet) {
+        return Reason::Martian;
+    }
+    if !flood::on_syn(config) {
+        return Reason::Syn;
+    }
+    if !flood::within_budget(packet, config) {
+        return Reason::Rate;
+    }
+    cookie::answer_syn(ctx, packet, tcp, config)
 }
 
 #[cfg(not(test))]

@@ -58,22 +58,42 @@ impl TcpFlags {
 
     /// SYN together with FIN or RST: no real stack sends it.
     #[inline(always)]
-    #[allow(dead_code, reason = "used by the SYN policy")]
     pub fn is_bad_syn(self) -> bool {
         self.0 & Self::SYN != 0 && self.0 & (Self::FIN | Self::RST) != 0
     }
+
+    /// An ACK that could complete a handshake: ACK without SYN or RST.
+    #[inline(always)]
+    pub fn is_handshake_ack(self) -> bool {
+        self.0 & (Self::SYN | Self::RST | Self::ACK) == Self::ACK
+    }
 }
 
-/// A TCP segment whose headers are all inside the frame.
-pub struct Tcp {
-    #[allow(dead_code, reason = "used by the SYN policy")]
+/// An IP packet whose headers are inside the frame.
+pub struct Packet {
     pub family: Family,
     /// Offset of the IP header from the start of the frame.
-    #[allow(dead_code, reason = "used by the SYN policy")]
     pub l3: usize,
+    /// The source address; an IPv4 address fills the first four bytes.
+    pub src: [u8; 16],
+    pub l4: L4,
+}
+
+/// What the parser found above IP.
+pub enum L4 {
+    Tcp(Tcp),
+    /// Not a TCP segment to look into (another protocol, a fragment), with
+    /// the reason it gets.
+    Other(Reason),
+}
+
+/// A TCP segment whose header (options included) is inside the frame.
+#[derive(Clone, Copy)]
+pub struct Tcp {
     /// Offset of the TCP header from the start of the frame.
-    #[allow(dead_code, reason = "used by the SYN policy")]
     pub l4: usize,
+    /// The header length, options included (data offset * 4).
+    pub header_len: usize,
     pub flags: TcpFlags,
 }
 
@@ -94,10 +114,10 @@ fn bytes_from(ctx: &XdpContext, offset: usize) -> usize {
 }
 
 /// Walks Ethernet, VLAN tags and IP down to TCP. `Err` carries the reason
-/// for every packet the parser settles itself: not TCP, malformed, a
-/// fragment, a header chain past the parser's bounds.
+/// for frames settled before their source address counts: not IP,
+/// malformed, a header chain past the parser's bounds.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Tcp, Reason> {
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Reason::Malformed)?;
     // SAFETY: `ptr_at` checked that the header lies inside the frame.
     let mut ether_type = unsafe { (*eth).ether_type };
@@ -129,16 +149,25 @@ fn is_vlan(ether_type: u16) -> bool {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Tcp, Reason> {
+fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Reason::Malformed)?;
     // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
-    let (vihl, total_len, frag, proto) = unsafe {
+    let (vihl, total_len, frag, proto, saddr) = unsafe {
         (
             (*ip).vihl,
             u16::from_be_bytes((*ip).tot_len) as usize,
             u16::from_be_bytes((*ip).frags),
             (*ip).proto,
+            (*ip).src_addr,
         )
+    };
+    let mut src = [0u8; 16];
+    src[..4].copy_from_slice(&saddr);
+    let packet = |l4| Packet {
+        family: Family::V4,
+        l3,
+        src,
+        l4,
     };
     let header_len = ((vihl & 0x0f) as usize) * 4;
     // ip_rcv_core: version 4, ihl >= 5, tot_len covers the header and fits
@@ -151,39 +180,40 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Tcp, Reason> {
         return Err(Reason::Malformed);
     }
     if proto != IPPROTO_TCP {
-        return Err(Reason::NonTcp);
+        return Ok(packet(L4::Other(Reason::NonTcp)));
     }
     let fragment_offset = frag & IPV4_OFFSET_MASK;
     if fragment_offset != 0 {
         // A TCP fragment at offset 8 can rewrite the first fragment's flags
         // (RFC 1858 section 3.2, overlapping fragments): never legitimate.
-        return Err(if fragment_offset == 1 {
+        return Ok(packet(L4::Other(if fragment_offset == 1 {
             Reason::FragmentDrop
         } else {
             Reason::Fragment
-        });
+        })));
     }
     let first_fragment = frag & IPV4_MORE_FRAGMENTS != 0;
-    parse_tcp(
-        ctx,
-        Family::V4,
-        l3,
-        l3 + header_len,
-        total_len - header_len,
-        first_fragment,
-    )
+    let l4 = parse_tcp(ctx, l3 + header_len, total_len - header_len, first_fragment)?;
+    Ok(packet(l4))
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Tcp, Reason> {
+fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3).ok_or(Reason::Malformed)?;
     // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
-    let (version, payload_len, mut next) = unsafe {
+    let (version, payload_len, mut next, src) = unsafe {
         (
             (*ip).vcf[0] >> 4,
             u16::from_be_bytes((*ip).payload_len) as usize,
             (*ip).next_hdr,
+            (*ip).src_addr,
         )
+    };
+    let packet = |l4| Packet {
+        family: Family::V6,
+        l3,
+        src,
+        l4,
     };
     let mut l4 = l3 + size_of::<Ipv6Hdr>();
     if version != 6 || payload_len > bytes_from(ctx, l4) {
@@ -203,7 +233,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Tcp, Reason> {
             IPV6_FRAGMENT => {
                 let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
                 if offset_flags >> 3 != 0 {
-                    return Err(Reason::Fragment);
+                    return Ok(packet(L4::Other(Reason::Fragment)));
                 }
                 // An atomic fragment (offset 0, M clear) is a whole packet.
                 first_fragment = offset_flags & 1 != 0;
@@ -224,9 +254,10 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Tcp, Reason> {
         return Err(Reason::HeaderChain);
     }
     if next != IPPROTO_TCP {
-        return Err(Reason::NonTcp);
+        return Ok(packet(L4::Other(Reason::NonTcp)));
     }
-    parse_tcp(ctx, Family::V6, l3, l4, remaining, first_fragment)
+    let l4 = parse_tcp(ctx, l4, remaining, first_fragment)?;
+    Ok(packet(l4))
 }
 
 #[inline(always)]
@@ -251,42 +282,45 @@ fn is_ipv6_extension(next: u8) -> bool {
 #[inline(always)]
 fn parse_tcp(
     ctx: &XdpContext,
-    family: Family,
-    l3: usize,
     l4: usize,
     segment_len: usize,
     first_fragment: bool,
-) -> Result<Tcp, Reason> {
-    let truncated = if first_fragment {
-        Reason::FragmentDrop
-    } else {
-        Reason::Malformed
-    };
-    if segment_len < size_of::<TcpHdr>() {
-        return Err(truncated);
+) -> Result<L4, Reason> {
+    if first_fragment && segment_len < size_of::<TcpHdr>() {
+        return Ok(L4::Other(Reason::FragmentDrop));
     }
-    let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(truncated)?;
+    if segment_len < size_of::<TcpHdr>() {
+        return Err(Reason::Malformed);
+    }
+    let tcp: *const TcpHdr = match ptr_at(ctx, l4) {
+        Some(tcp) => tcp,
+        None if first_fragment => return Ok(L4::Other(Reason::FragmentDrop)),
+        None => return Err(Reason::Malformed),
+    };
     // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
     let (doff, flags) = unsafe { ((*tcp).doff() as usize * 4, TcpFlags(tcp_flags(tcp))) };
     if doff < size_of::<TcpHdr>() {
         return Err(Reason::Malformed);
     }
-    if doff > segment_len {
-        return Err(truncated);
+    if doff > segment_len || ptr_at::<[u8; 1]>(ctx, l4 + doff - 1).is_none() {
+        return if first_fragment {
+            Ok(L4::Other(Reason::FragmentDrop))
+        } else {
+            Err(Reason::Malformed)
+        };
     }
     if first_fragment {
-        return Err(if flags.0 & TcpFlags::SYN != 0 {
+        return Ok(L4::Other(if flags.0 & TcpFlags::SYN != 0 {
             Reason::FragmentDrop
         } else {
             Reason::Fragment
-        });
+        }));
     }
-    Ok(Tcp {
-        family,
-        l3,
+    Ok(L4::Tcp(Tcp {
         l4,
+        header_len: doff,
         flags,
-    })
+    }))
 }
 
 /// The flags byte: offset 13 of the TCP header.

@@ -1,0 +1,559 @@
+//! SYN cookies answered from XDP, made and checked by the kernel's own
+//! helpers with the kernel's own secret, so the listener accepts the ACK as
+//! if it had sent the SYN-ACK itself.
+//!
+//! Why the socket-bound helpers (bpf_skc_lookup_tcp + bpf_tcp_gen_syncookie)
+//! and not the raw ones: the kernel accepts a cookie ACK only within two
+//! minutes of an overflow recorded on that listener (include/net/tcp.h
+//! `tcp_synq_no_recent_overflow`). bpf_tcp_gen_syncookie records one
+//! (net/ipv4/tcp_ipv4.c `tcp_v4_get_syncookie` calls `tcp_synq_overflow`);
+//! the raw helpers do not, so with them handshakes fail two minutes into a
+//! flood. The helper also hands out a cookie only when the kernel would use
+//! one (listen queue full, or net.ipv4.tcp_syncookies=2); otherwise the SYN
+//! goes to the kernel, which answers it with full options and retransmits.
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple, tcphdr},
+    helpers::{
+        bpf_ktime_get_ns, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie,
+        bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
+    macros::map,
+    maps::PerCpuArray,
+    programs::XdpContext,
+};
+use xdp_common::{Config, Reason, limits::MAX_TCP_OPTIONS};
+
+use crate::parse::{Family, Packet, Tcp};
+
+/// include/net/tcp_states.h `TCP_LISTEN`.
+const TCP_LISTEN: u32 = 10;
+const IPPROTO_TCP: u8 = 6;
+/// TCP option kinds (RFC 9293, RFC 7323, RFC 2018).
+const OPT_EOL: u8 = 0;
+const OPT_NOP: u8 = 1;
+const OPT_MSS: u8 = 2;
+const OPT_WSCALE: u8 = 3;
+const OPT_SACK_PERM: u8 = 4;
+const OPT_TIMESTAMP: u8 = 8;
+/// net/ipv4/syncookies.c: the low 6 bits of a cookie timestamp carry the
+/// options (window scale, SACK, ECN).
+const TS_OPT_WSCALE_MASK: u32 = 0xf;
+const TS_OPT_SACK: u32 = 1 << 4;
+const TSBITS: u32 = 6;
+/// include/net/tcp.h `TCP_MAX_WSCALE`.
+const TCP_MAX_WSCALE: u8 = 14;
+const DEFAULT_MSS_V4: u16 = 1460;
+const DEFAULT_MSS_V6: u16 = 1440;
+const SYN_ACK_TTL: u8 = 64;
+/// The SYN-ACK's window; SYN segments are never scaled (RFC 7323 2.2).
+const SYN_ACK_WINDOW: u16 = 65535;
+/// A copy of a TCP header: 60 bytes at most, with room so that a length the
+/// verifier can only bound by a mask still fits.
+const HEADER_COPY: usize = 80;
+
+/// Working memory for the cookie path, per CPU: the headers it reads and
+/// the answer it builds are too large for the 512-byte BPF stack.
+#[repr(C)]
+pub struct Scratch {
+    /// The fixed IP header of the segment (IPv4 options and IPv6 extension
+    /// headers are not copied).
+    ip: [u8; 40],
+    /// The TCP header of the segment, options included.
+    tcp: [u8; HEADER_COPY],
+    /// The answer's IP header (IPv4 uses the first 20 bytes).
+    out_ip: [u8; 40],
+    /// The answer's TCP header.
+    out_tcp: [u8; 40],
+}
+
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// A socket reference from bpf_skc_lookup_tcp, released when dropped, as
+/// the verifier demands on every path.
+struct Socket(*mut bpf_sock);
+
+impl Drop for Socket {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: a non-null reference from bpf_skc_lookup_tcp, released once.
+        unsafe { bpf_sk_release(self.0 as *mut c_void) };
+    }
+}
+
+impl Socket {
+    #[inline(always)]
+    fn is_listener(&self) -> bool {
+        // SAFETY: non-null; `state` is readable on any sock_common.
+        unsafe { (*self.0).state == TCP_LISTEN }
+    }
+}
+
+/// The IP and TCP headers of a segment, copied to per-CPU scratch memory.
+/// The cookie path works on these copies and writes its answer back with
+/// bpf_xdp_store_bytes, at offsets that are plain scalars: no packet
+/// pointer arithmetic, so the verifier can prune the paths that differ only
+/// by VLAN tags or IPv6 extension headers instead of walking each of them.
+struct Headers {
+    family: Family,
+    /// Bytes of TCP header copied, in [20, 60].
+    tcp_len: u32,
+    s: &'static mut Scratch,
+}
+
+impl Headers {
+    #[inline(always)]
+    fn copy(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, whole_tcp: bool) -> Option<Headers> {
+        let scratch = SCRATCH.get_ptr_mut(0)?;
+        // SAFETY: this CPU's scratch slot, used by one program run at a time.
+        let s = unsafe { &mut *scratch };
+        let tcp_len = if whole_tcp { header_copy_len(tcp) } else { 20 };
+        let ip_len = match packet.family {
+            Family::V4 => 20,
+            Family::V6 => 40,
+        };
+        // SAFETY: the buffers hold at least the lengths loaded.
+        let failed = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.ctx,
+                packet.l3 as u32,
+                s.ip.as_mut_ptr() as *mut c_void,
+                ip_len,
+            ) != 0
+                || bpf_xdp_load_bytes(
+                    ctx.ctx,
+                    tcp.l4 as u32,
+                    s.tcp.as_mut_ptr() as *mut c_void,
+                    tcp_len,
+                ) != 0
+        };
+        if failed {
+            return None;
+        }
+        Some(Headers {
+            family: packet.family,
+            tcp_len,
+            s,
+        })
+    }
+
+    /// The client's address and the server's (ours), in network order.
+    #[inline(always)]
+    fn v4_addrs(&self) -> ([u8; 4], [u8; 4]) {
+        let ip = &self.s.ip;
+        (
+            [ip[12], ip[13], ip[14], ip[15]],
+            [ip[16], ip[17], ip[18], ip[19]],
+        )
+    }
+
+    /// Looks up the socket the segment is for, in the interface's namespace.
+    #[inline(always)]
+    fn lookup(&mut self, ctx: &XdpContext) -> Option<Socket> {
+        // SAFETY: a zeroed tuple is valid; the union member written matches
+        // the size passed.
+        let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+        let t = &self.s.tcp;
+        let sport = u16::from_ne_bytes([t[0], t[1]]);
+        let dport = u16::from_ne_bytes([t[2], t[3]]);
+        let ip = &self.s.ip;
+        let size = match self.family {
+            Family::V4 => {
+                let (client, server) = self.v4_addrs();
+                // SAFETY: writing the ipv4 member of the union.
+                unsafe {
+                    let v4 = &mut tuple.__bindgen_anon_1.ipv4;
+                    v4.saddr = u32::from_ne_bytes(client);
+                    v4.daddr = u32::from_ne_bytes(server);
+                    v4.sport = sport;
+                    v4.dport = dport;
+                }
+                12
+            }
+            Family::V6 => {
+                // SAFETY: writing the ipv6 member of the union.
+                unsafe {
+                    let v6 = &mut tuple.__bindgen_anon_1.ipv6;
+                    for i in 0..4 {
+                        let s = 8 + i * 4;
+                        let d = 24 + i * 4;
+                        v6.saddr[i] = u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
+                        v6.daddr[i] = u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
+                    }
+                    v6.sport = sport;
+                    v6.dport = dport;
+                }
+                36
+            }
+        };
+        // SAFETY: the tuple lives on our stack for the call.
+        let sk = unsafe {
+            bpf_skc_lookup_tcp(
+                ctx.ctx as *mut c_void,
+                &mut tuple,
+                size,
+                BPF_F_CURRENT_NETNS as u64,
+                0,
+            )
+        };
+        if sk.is_null() {
+            None
+        } else {
+            Some(Socket(sk as *mut bpf_sock))
+        }
+    }
+}
+
+/// During a flood: answer a SYN with a SYN-ACK carrying a kernel cookie.
+#[inline(always)]
+pub fn answer_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) -> Reason {
+    let Some(mut h) = Headers::copy(ctx, packet, tcp, true) else {
+        return Reason::Internal;
+    };
+    let Some(socket) = h.lookup(ctx) else {
+        return Reason::NoListener;
+    };
+    if !socket.is_listener() {
+        // A SYN for a socket in another state (TIME_WAIT reuse, ...): the
+        // kernel's business.
+        return Reason::Syn;
+    }
+    let ip_len = match h.family {
+        Family::V4 => 20,
+        Family::V6 => 40,
+    };
+    // SAFETY: the helper reads ip_len bytes of `ip` and tcp_len of `tcp`,
+    // both within the stack buffers; th_len == doff * 4 as it requires.
+    let generated = unsafe {
+        bpf_tcp_gen_syncookie(
+            socket.0 as *mut c_void,
+            h.s.ip.as_mut_ptr() as *mut c_void,
+            ip_len,
+            h.s.tcp.as_mut_ptr() as *mut tcphdr,
+            h.tcp_len,
+        )
+    };
+    drop(socket);
+    if generated < 0 {
+        // -ENOENT: the listener is not overwhelmed and cookies are not
+        // forced, so the kernel takes this SYN itself.
+        return Reason::Syn;
+    }
+    build_syn_ack(ctx, packet.l3, h, generated as u32, config)
+}
+
+/// The copy length: doff * 4, in [20, 60], computed so that the verifier
+/// sees it bounded by [20, 80].
+#[inline(always)]
+fn header_copy_len(tcp: &Tcp) -> u32 {
+    let extra_words = ((tcp.header_len as u32 >> 2).wrapping_sub(5)) & 0xf;
+    20 + extra_words * 4
+}
+
+/// What the client's SYN asked for, gathered option by option in a
+/// bpf_loop callback: the verifier checks one step once, where an open-coded
+/// loop makes it walk every combination of option lengths.
+#[repr(C)]
+struct ClientOptions {
+    /// Offset of the next option in the header copy.
+    at: u64,
+    /// The header length: options end here.
+    len: u64,
+    /// Window scale shift, or `NO_WSCALE`.
+    wscale: u64,
+    sack: u64,
+    timestamps: u64,
+    tsval: u64,
+}
+
+const NO_WSCALE: u64 = 0xff;
+/// bpf_loop: go on, or stop.
+const LOOP_CONTINUE: i64 = 0;
+const LOOP_BREAK: i64 = 1;
+
+/// A byte of the scratch header copy, 0 past its end (a bounds check the
+/// verifier can follow, and no panic path).
+#[inline(always)]
+fn byte(th: &[u8; HEADER_COPY], i: u64) -> u8 {
+    if i < HEADER_COPY as u64 {
+        th[i as usize]
+    } else {
+        0
+    }
+}
+
+/// Reads the options of a SYN the way net/ipv4/tcp_input.c
+/// `tcp_parse_options` does: stop at EOL, at a length below 2, or at an
+/// option that runs past the header.
+#[inline(always)]
+fn client_options(len: u32) -> ClientOptions {
+    let mut options = ClientOptions {
+        at: 20,
+        len: len as u64,
+        wscale: NO_WSCALE,
+        sack: 0,
+        timestamps: 0,
+        tsval: 0,
+    };
+    // SAFETY: the callback is a static function of this program and the
+    // context lives on our stack for the call.
+    unsafe {
+        bpf_loop(
+            MAX_TCP_OPTIONS as u32,
+            option_step as *mut c_void,
+            &mut options as *mut ClientOptions as *mut c_void,
+            0,
+        );
+    }
+    options
+}
+
+/// One option of the SYN's header (in the per-CPU scratch copy).
+extern "C" fn option_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop hands back the context `client_options` passed.
+    let o = unsafe { &mut *(ctx as *mut ClientOptions) };
+    let Some(scratch) = SCRATCH.get_ptr(0) else {
+        return LOOP_BREAK;
+    };
+    // SAFETY: this CPU's scratch slot, filled by `Headers::copy`.
+    let th = unsafe { &(*scratch).tcp };
+    let i = o.at;
+    if i >= o.len {
+        return LOOP_BREAK;
+    }
+    let kind = byte(th, i);
+    if kind == OPT_EOL {
+        return LOOP_BREAK;
+    }
+    if kind == OPT_NOP {
+        o.at = i + 1;
+        return LOOP_CONTINUE;
+    }
+    let size = byte(th, i + 1) as u64;
+    if size < 2 || i + size > o.len {
+        return LOOP_BREAK;
+    }
+    if kind == OPT_WSCALE && size == 3 {
+        o.wscale = byte(th, i + 2).min(TCP_MAX_WSCALE) as u64;
+    } else if kind == OPT_SACK_PERM && size == 2 {
+        o.sack = 1;
+    } else if kind == OPT_TIMESTAMP && size == 10 {
+        o.timestamps = 1;
+        o.tsval = u32::from_be_bytes([
+            byte(th, i + 2),
+            byte(th, i + 3),
+            byte(th, i + 4),
+            byte(th, i + 5),
+        ]) as u64;
+    }
+    // The MSS is the helper's business: it reads it from the header.
+    o.at = i + size;
+    LOOP_CONTINUE
+}
+
+/// Writes the SYN-ACK that answers the SYN over it: addresses and ports
+/// swapped, seq = cookie, ack = the client's seq + 1, and the options the
+/// kernel's own cookie SYN-ACK would carry. IP options, IPv6 extension
+/// headers and any SYN payload are not carried over.
+#[inline(always)]
+fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &Config) -> Reason {
+    let (client_addr, server_addr) = h.v4_addrs();
+    let Headers {
+        family,
+        tcp_len: th_len,
+        s,
+    } = h;
+    let th = &s.tcp;
+    let client = client_options(th_len);
+    let client_seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+
+    // Timestamps carry the options through the handshake (syncookies.c
+    // `cookie_init_timestamp`); without them the cookie holds the MSS only.
+    let use_ts = config.ts_cookies != 0 && client.timestamps != 0;
+    let sack = use_ts && client.sack != 0 && config.tcp_sack != 0;
+    let wscale = use_ts && config.tcp_window_scaling != 0 && client.wscale != NO_WSCALE;
+
+    let out = &mut s.out_tcp;
+    *out = [0; 40];
+    out[0..2].copy_from_slice(&th[2..4]);
+    out[2..4].copy_from_slice(&th[0..2]);
+    out[4..8].copy_from_slice(&cookie.to_be_bytes());
+    out[8..12].copy_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
+    out[13] = 0x12; // SYN | ACK
+    out[14..16].copy_from_slice(&SYN_ACK_WINDOW.to_be_bytes());
+    let mss = match family {
+        Family::V4 if config.mss_v4 != 0 => config.mss_v4,
+        Family::V4 => DEFAULT_MSS_V4,
+        Family::V6 if config.mss_v6 != 0 => config.mss_v6,
+        Family::V6 => DEFAULT_MSS_V6,
+    };
+    out[20] = OPT_MSS;
+    out[21] = 4;
+    out[22..24].copy_from_slice(&mss.to_be_bytes());
+    let mut tcp_len = 24usize;
+    if use_ts {
+        let mut options = if wscale {
+            client.wscale as u32
+        } else {
+            TS_OPT_WSCALE_MASK
+        };
+        if sack {
+            options |= TS_OPT_SACK;
+        }
+        let now_ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
+        let mut ts = ((now_ms >> TSBITS) << TSBITS) | options as u64;
+        // Keep TSval <= the clock, as cookie_init_timestamp does.
+        if ts > now_ms {
+            ts -= 1 << TSBITS;
+        }
+        if sack {
+            out[24..26].copy_from_slice(&[OPT_SACK_PERM, 2]);
+        } else {
+            out[24..26].copy_from_slice(&[OPT_NOP, OPT_NOP]);
+        }
+        out[26..28].copy_from_slice(&[OPT_TIMESTAMP, 10]);
+        out[28..32].copy_from_slice(&(ts as u32).to_be_bytes());
+        out[32..36].copy_from_slice(&(client.tsval as u32).to_be_bytes());
+        tcp_len = 36;
+        if wscale {
+            out[36..40].copy_from_slice(&[OPT_NOP, OPT_WSCALE, 3, config.wscale]);
+            tcp_len = 40;
+        }
+    }
+    out[12] = ((tcp_len / 4) as u8) << 4;
+
+    let ip = &mut s.out_ip;
+    *ip = [0; 40];
+    let pseudo = match family {
+        Family::V4 => {
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+            ip[6] = 0x40; // don't fragment
+            ip[8] = SYN_ACK_TTL;
+            ip[9] = IPPROTO_TCP;
+            ip[12..16].copy_from_slice(&server_addr);
+            ip[16..20].copy_from_slice(&client_addr);
+            let ip_sum = fold(sum_words(ip, 20, 0));
+            ip[10..12].copy_from_slice(&(!ip_sum).to_be_bytes());
+            sum_words(&server_addr, 4, 0) + sum_words(&client_addr, 4, 0)
+        }
+        Family::V6 => {
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+            ip[6] = IPPROTO_TCP;
+            ip[7] = SYN_ACK_TTL;
+            ip[8..24].copy_from_slice(&s.ip[24..40]);
+            ip[24..40].copy_from_slice(&s.ip[8..24]);
+            // RFC 8200 8.1: the pseudo-header holds both addresses.
+            sum_words(ip, 40, 0) - sum_words(ip, 8, 0)
+        }
+    };
+    let pseudo = pseudo + IPPROTO_TCP as u32 + tcp_len as u32;
+    let tcp_sum = fold(sum_words(&s.out_tcp, tcp_len, pseudo));
+    s.out_tcp[16..18].copy_from_slice(&(!tcp_sum).to_be_bytes());
+    let ip_len = match family {
+        Family::V4 => 20,
+        Family::V6 => 40,
+    };
+    emit(ctx, l3, &s.out_ip, ip_len, &s.out_tcp, tcp_len)
+}
+
+/// Resizes the frame to L2 + IP + TCP and writes the answer into it. The
+/// resize comes first: if the driver cannot, nothing has been touched yet
+/// and the SYN goes to the kernel instead.
+#[inline(always)]
+fn emit(
+    ctx: &XdpContext,
+    l3: usize,
+    ip: &[u8; 40],
+    ip_len: usize,
+    tcp: &[u8; 40],
+    tcp_len: usize,
+) -> Reason {
+    let old_len = ctx.data_end() - ctx.data();
+    let new_len = l3 + ip_len + tcp_len;
+    let delta = new_len as i32 - old_len as i32;
+    let ip_len = if ip_len == 20 { 20 } else { 40 };
+    let tcp_len = (tcp_len as u32).min(40);
+    // SAFETY: plain helper calls on our context and buffers.
+    unsafe {
+        if delta != 0 && bpf_xdp_adjust_tail(ctx.ctx, delta) != 0 {
+            return Reason::CookieFallback;
+        }
+        let mut macs = [0u8; 12];
+        if bpf_xdp_load_bytes(ctx.ctx, 0, macs.as_mut_ptr() as *mut c_void, 12) != 0 {
+            return Reason::Internal;
+        }
+        let mut swapped = [0u8; 12];
+        swapped[0..6].copy_from_slice(&macs[6..12]);
+        swapped[6..12].copy_from_slice(&macs[0..6]);
+        if bpf_xdp_store_bytes(ctx.ctx, 0, swapped.as_ptr() as *mut c_void, 12) != 0
+            || bpf_xdp_store_bytes(ctx.ctx, l3 as u32, ip.as_ptr() as *mut c_void, ip_len) != 0
+            || bpf_xdp_store_bytes(
+                ctx.ctx,
+                (l3 + ip_len as usize) as u32,
+                tcp.as_ptr() as *mut c_void,
+                tcp_len,
+            ) != 0
+        {
+            return Reason::Internal;
+        }
+    }
+    Reason::SynAck
+}
+
+/// During a flood: an ACK that reaches a listener (no established or
+/// half-open socket took it) must carry a valid cookie.
+#[inline(always)]
+pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp) -> Reason {
+    let Some(mut h) = Headers::copy(ctx, packet, tcp, false) else {
+        return Reason::Internal;
+    };
+    let Some(socket) = h.lookup(ctx) else {
+        return Reason::Tcp;
+    };
+    if !socket.is_listener() {
+        // Established, TIME_WAIT, or a request socket the kernel made.
+        return Reason::Tcp;
+    }
+    let ip_len = match h.family {
+        Family::V4 => 20,
+        Family::V6 => 40,
+    };
+    // SAFETY: the helper reads ip_len bytes of `ip` and 20 of `tcp`.
+    let checked = unsafe {
+        bpf_tcp_check_syncookie(
+            socket.0 as *mut c_void,
+            h.s.ip.as_mut_ptr() as *mut c_void,
+            ip_len,
+            h.s.tcp.as_mut_ptr() as *mut tcphdr,
+            20,
+        )
+    };
+    if checked == 0 {
+        Reason::ValidCookie
+    } else {
+        Reason::BadCookie
+    }
+}
+
+/// Adds the 16-bit big-endian words of `bytes[..len]` to `sum`.
+#[inline(always)]
+fn sum_words<const N: usize>(bytes: &[u8; N], len: usize, mut sum: u32) -> u32 {
+    let mut i = 0;
+    while i + 1 < N && i + 1 < len {
+        sum += u16::from_be_bytes([bytes[i], bytes[i + 1]]) as u32;
+        i += 2;
+    }
+    sum
+}
+
+/// RFC 1071: fold a 32-bit sum into 16 bits.
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}

@@ -1,0 +1,220 @@
+//! Flood detection and per-source SYN budgets.
+//!
+//! Detection measures the interface's SYN rate in windows of
+//! `FLOOD_WINDOW_NS`. When a window's rate reaches `syn_rate_on`, flood mode
+//! engages; it stays on while windows keep reaching `syn_rate_off` (lower:
+//! hysteresis) and for `flood_hold_ms` after the last one that did. Each CPU
+//! counts SYNs in its own slot (no shared cache line per SYN); the CPU that
+//! closes a window sums the slots. Two CPUs closing the same window at once
+//! cost at most one window's estimate.
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_map_lookup_percpu_elem},
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray},
+};
+use xdp_common::{
+    Bucket, Budget, Config, FLOOD_WINDOW_NS, FloodMode, FloodState, SourceKey, limits::MAX_CPUS,
+    sizes,
+};
+
+use crate::parse::{Family, Packet};
+
+/// This interface's settings, written by userspace.
+#[map(name = "CONFIG")]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// This interface's flood detection state.
+#[map(name = "FLOOD")]
+static FLOOD: Array<FloodState> = Array::with_max_entries(1, 0);
+
+/// SYNs seen by each CPU, ever (never reset, so no CPU writes another's).
+#[map(name = "SYN_COUNT")]
+static SYN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// SYN token buckets per source prefix, used only in flood mode. LRU: an
+/// attacker can churn it, but never evict an operator's list entry.
+#[map(name = "BUDGETS")]
+static BUDGETS: LruHashMap<SourceKey, Bucket> = LruHashMap::with_max_entries(sizes::BUDGETS, 0);
+
+/// SYNs dropped over budget, per source prefix, for userspace.
+#[map(name = "OVER_BUDGET")]
+static OVER_BUDGET: LruHashMap<SourceKey, u64> =
+    LruHashMap::with_max_entries(sizes::OVER_BUDGET, 0);
+
+const NS_PER_MS: u64 = 1_000_000;
+const NS_PER_SEC: u64 = 1_000_000_000;
+/// A bucket refills for at most this long, so the arithmetic cannot overflow.
+const MAX_REFILL_NS: u64 = 10 * NS_PER_SEC;
+const MILLI: u64 = 1000;
+
+#[inline(always)]
+pub fn config() -> Option<&'static Config> {
+    CONFIG.get(0)
+}
+
+/// True while the interface is in flood mode (for ACKs: no counting).
+#[inline(always)]
+pub fn active(config: &Config) -> bool {
+    if config.flood_mode == FloodMode::Always as u32 {
+        return true;
+    }
+    config.flood_mode == FloodMode::Auto as u32
+        && FLOOD.get(0).is_some_and(|state| state.active != 0)
+}
+
+/// Counts one SYN and says whether the interface is in flood mode.
+#[inline(always)]
+pub fn on_syn(config: &Config) -> bool {
+    if let Some(count) = SYN_COUNT.get_ptr_mut(0) {
+        // SAFETY: this CPU's own slot; XDP runs with preemption disabled.
+        unsafe { *count += 1 };
+    }
+    let Some(state) = FLOOD.get_ptr_mut(0) else {
+        return false;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: `state` points into the map's value, valid for this run.
+    unsafe {
+        let elapsed = now.wrapping_sub((*state).window_start_ns);
+        if elapsed >= FLOOD_WINDOW_NS {
+            close_window(&mut *state, config, now, elapsed);
+        }
+        let hold = config.flood_hold_ms as u64 * NS_PER_MS;
+        if (*state).active != 0 && now.wrapping_sub((*state).last_over_ns) > hold {
+            (*state).active = 0;
+        }
+        match config.flood_mode {
+            m if m == FloodMode::Always as u32 => true,
+            m if m == FloodMode::Auto as u32 => (*state).active != 0,
+            _ => false,
+        }
+    }
+}
+
+/// Ends the current window: measures its rate and moves the flood state.
+#[inline(always)]
+fn close_window(state: &mut FloodState, config: &Config, now: u64, elapsed: u64) {
+    let total = total_syns();
+    let syns = total.wrapping_sub(state.window_start_syns);
+    state.window_start_syns = total;
+    state.window_start_ns = now;
+    // (No saturating_mul: it needs 128-bit arithmetic BPF does not have.)
+    let rate = syns.min(u64::MAX / NS_PER_SEC) * NS_PER_SEC / elapsed;
+    state.last_rate = rate;
+    let threshold = if state.active != 0 {
+        config.syn_rate_off
+    } else {
+        config.syn_rate_on
+    } as u64;
+    if threshold > 0 && rate >= threshold {
+        state.last_over_ns = now;
+        if state.active == 0 {
+            state.active = 1;
+            state.engaged_ns = now;
+        }
+    }
+}
+
+/// SYNs seen by all CPUs together.
+#[inline(always)]
+fn total_syns() -> u64 {
+    let map = &SYN_COUNT as *const PerCpuArray<u64> as *mut c_void;
+    let key = 0u32;
+    let mut total = 0u64;
+    for cpu in 0..MAX_CPUS {
+        // SAFETY: a lookup in our own per-CPU map; null past the last CPU.
+        let slot =
+            unsafe { bpf_map_lookup_percpu_elem(map, &key as *const u32 as *const c_void, cpu) };
+        if slot.is_null() {
+            break;
+        }
+        // SAFETY: non-null pointer to a u64 slot.
+        total += unsafe { *(slot as *const u64) };
+    }
+    total
+}
+
+/// Spends one SYN from the source's host and network budgets; false when
+/// either is empty (and records the prefix that ran out).
+#[inline(always)]
+pub fn within_budget(packet: &Packet, config: &Config) -> bool {
+    let (host, net, host_len, net_len) = match packet.family {
+        Family::V4 => (config.budget_v4_host, config.budget_v4_net, 32, 24),
+        Family::V6 => (config.budget_v6_host, config.budget_v6_net, 128, 64),
+    };
+    if host.rate == 0 && net.rate == 0 {
+        return true;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    for (budget, prefix_len) in [(host, host_len), (net, net_len)] {
+        let key = source_key(packet, prefix_len);
+        if !spend(&key, budget, now) {
+            record_over_budget(&key);
+            return false;
+        }
+    }
+    true
+}
+
+#[inline(always)]
+fn source_key(packet: &Packet, prefix_len: u32) -> SourceKey {
+    let mut addr = packet.src;
+    match prefix_len {
+        24 => addr[3] = 0,
+        64 => {
+            for byte in addr[8..].iter_mut() {
+                *byte = 0;
+            }
+        }
+        _ => {}
+    }
+    SourceKey { prefix_len, addr }
+}
+
+#[inline(always)]
+fn spend(key: &SourceKey, budget: Budget, now: u64) -> bool {
+    if budget.rate == 0 {
+        return true;
+    }
+    let capacity = budget.burst as u64 * MILLI;
+    match BUDGETS.get_ptr_mut(key) {
+        None => {
+            // A new source starts with a full bucket, less this SYN.
+            let bucket = Bucket {
+                milli_tokens: capacity.saturating_sub(MILLI),
+                last_ns: now,
+            };
+            let _ = BUDGETS.insert(key, &bucket, 0);
+            capacity >= MILLI
+        }
+        // SAFETY: the pointer is valid for this run; races between CPUs
+        // only blur the estimate.
+        Some(bucket) => unsafe {
+            let elapsed = now.saturating_sub((*bucket).last_ns).min(MAX_REFILL_NS);
+            let refill = elapsed * budget.rate as u64 / (NS_PER_SEC / MILLI);
+            let tokens = ((*bucket).milli_tokens + refill).min(capacity);
+            (*bucket).last_ns = now;
+            if tokens >= MILLI {
+                (*bucket).milli_tokens = tokens - MILLI;
+                true
+            } else {
+                (*bucket).milli_tokens = tokens;
+                false
+            }
+        },
+    }
+}
+
+#[inline(always)]
+fn record_over_budget(key: &SourceKey) {
+    match OVER_BUDGET.get_ptr_mut(key) {
+        // SAFETY: valid for this run; an increment lost to a race between
+        // CPUs only undercounts a diagnostic.
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            let _ = OVER_BUDGET.insert(key, &1, 0);
+        }
+    }
+}
