@@ -3,100 +3,14 @@
 //! and the output bytes checked (in the manner of Katran's fixtures).
 use std::net::{IpAddr, Ipv4Addr};
 
-use aya::{
-    Ebpf,
-    programs::{TestRun, TestRunOptions},
-};
+mod common;
+
+use common::Harness;
 use synguard_tests::{
     lab::{OUTSIDE_V4, OUTSIDE_V6, TARGET_V4, TARGET_V6},
     packets::{self, Flags, L3, Segment},
-    require_root,
 };
-use xdp_common::{Reason, Verdict, maps};
-use xdp_daemon::{counters::Counters, program};
-
-struct Harness {
-    ebpf: Ebpf,
-}
-
-struct Outcome {
-    action: u32,
-    output: Vec<u8>,
-    delta: Counters,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        require_root();
-        Harness {
-            ebpf: program::load(None).expect("load the XDP program"),
-        }
-    }
-
-    fn counters(&self) -> Counters {
-        Counters::read(self.ebpf.map(maps::COUNTERS).expect("COUNTERS map")).expect("read counters")
-    }
-
-    fn run(&mut self, frame: &[u8]) -> Outcome {
-        let before = self.counters();
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = {
-            let xdp = program::xdp(&mut self.ebpf);
-            let opts = TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            };
-            xdp.test_run(opts).expect("BPF_PROG_TEST_RUN")
-        };
-        out.truncate(result.data_size_out as usize);
-        Outcome {
-            action: result.return_value,
-            output: out,
-            delta: self.counters().since(&before),
-        }
-    }
-
-    /// Runs `frame` and returns a description of every way the outcome
-    /// differs from "one packet, counted under `reason`, frame untouched".
-    fn check(&mut self, name: &str, frame: &[u8], reason: Reason) -> Vec<String> {
-        let outcome = self.run(frame);
-        let mut problems = Vec::new();
-        let expected_action = match reason.verdict() {
-            Verdict::Pass => 2,
-            Verdict::Drop => 1,
-            Verdict::Tx => 3,
-            Verdict::Aborted => 0,
-        };
-        if outcome.action != expected_action {
-            problems.push(format!(
-                "{name}: action {} (want {expected_action}, {:?})",
-                outcome.action,
-                reason.verdict()
-            ));
-        }
-        if outcome.delta.total_packets() != 1 || outcome.delta.get(reason).packets != 1 {
-            problems.push(format!(
-                "{name}: counters moved {:?}, want exactly one packet under {}",
-                outcome.delta.rows(),
-                reason.name()
-            ));
-        }
-        if outcome.delta.get(reason).bytes != frame.len() as u64 {
-            problems.push(format!(
-                "{name}: counted {} bytes, want {}",
-                outcome.delta.get(reason).bytes,
-                frame.len()
-            ));
-        }
-        if reason.verdict() != Verdict::Tx && outcome.output != frame {
-            problems.push(format!(
-                "{name}: the program rewrote a frame it did not answer"
-            ));
-        }
-        problems
-    }
-}
+use xdp_common::Reason;
 
 fn v4(src: Ipv4Addr) -> IpAddr {
     IpAddr::V4(src)

@@ -13,9 +13,13 @@ use aya::{
     },
 };
 
+use xdp_common::maps;
+
 use crate::{
+    lists::{self, ListError},
     pins::PinLayout,
     program::{self, LoadError},
+    settings::{self, FloodPolicy, KernelFacts},
 };
 
 /// How the program is attached.
@@ -83,6 +87,20 @@ pub enum AttachError {
         #[source]
         source: io::Error,
     },
+    #[error("reading what the data path needs to know of {iface} and its namespace: {source}")]
+    Kernel {
+        iface: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the settings of {iface}: {source}")]
+    Settings {
+        iface: String,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error(transparent)]
+    Lists(#[from] ListError),
     #[error("reading the pinned link of {iface}: {source}")]
     Link {
         iface: String,
@@ -96,26 +114,43 @@ pub enum AttachError {
 pub enum Attached {
     /// Newly attached, in this mode.
     New(AttachMode),
-    /// A pinned link already existed; nothing changed.
+    /// A pinned link already existed; its settings were updated.
     Already,
 }
 
-/// Attaches the program to `iface` and pins the link.
-pub fn attach(layout: &PinLayout, iface: &str, mode: AttachMode) -> Result<Attached, AttachError> {
+/// Attaches the program to `iface` with `policy` and pins the link; for an
+/// interface already attached, updates its settings.
+pub fn attach(
+    layout: &PinLayout,
+    iface: &str,
+    mode: AttachMode,
+    policy: &FloodPolicy,
+) -> Result<Attached, AttachError> {
     let io_err = |path: &std::path::Path| {
         let path = path.display().to_string();
         move |source| AttachError::Io { path, source }
     };
     layout.ensure_bpffs().map_err(io_err(layout.root()))?;
-    if layout.link(iface).exists() {
-        return Ok(Attached::Already);
-    }
     if if_index(iface) == 0 {
         return Err(AttachError::NoSuchInterface(iface.to_string()));
     }
+    let kernel = KernelFacts::read(iface).map_err(|source| AttachError::Kernel {
+        iface: iface.into(),
+        source,
+    })?;
+    let config = settings::config(policy, &kernel);
+    if layout.link(iface).exists() {
+        settings::write_pinned(&layout.map(iface, maps::CONFIG), &config).map_err(|source| {
+            AttachError::Settings {
+                iface: iface.into(),
+                source,
+            }
+        })?;
+        return Ok(Attached::Already);
+    }
     let dir = layout.iface_dir(iface);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let result = attach_and_pin(layout, iface, mode);
+    let result = attach_and_pin(layout, iface, mode, &config);
     if result.is_err() {
         // Leave nothing half made: no maps pinned without a link.
         let _ = fs::remove_dir_all(&dir);
@@ -127,8 +162,16 @@ fn attach_and_pin(
     layout: &PinLayout,
     iface: &str,
     mode: AttachMode,
+    config: &xdp_common::Config,
 ) -> Result<Attached, AttachError> {
-    let mut ebpf = program::load(Some(&layout.iface_dir(iface)))?;
+    let mut ebpf = program::load(Some(layout), Some(iface))?;
+    settings::write(ebpf.map_mut(maps::CONFIG), config).map_err(|source| {
+        AttachError::Settings {
+            iface: iface.into(),
+            source,
+        }
+    })?;
+    lists::seed_martians(layout)?;
     let xdp = program::xdp(&mut ebpf);
     let attempts: &[(AttachMode, XdpMode)] = match mode {
         AttachMode::Native => &[(AttachMode::Native, XdpMode::Driver)],

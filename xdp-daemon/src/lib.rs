@@ -3,5 +3,7 @@
 //! `cli/`) is a thin layer over these modules; the tests use them directly.
 pub mod attach;
 pub mod counters;
+pub mod lists;
 pub mod pins;
 pub mod program;
+pub mod settings;

@@ -3,7 +3,9 @@
 //! they keep protection in place when the daemon stops or crashes.
 //!
 //! Layout, versioned so a build never misreads maps of another layout:
-//! `<root>/v<MAP_LAYOUT_VERSION>/ifaces/<interface>/{link,COUNTERS}`.
+//! `<root>/v<MAP_LAYOUT_VERSION>/{BLOCK_V4,...}` for the lists every
+//! interface shares, and `<root>/v<N>/ifaces/<interface>/{link,COUNTERS,...}`
+//! for each interface's own program instance.
 use std::{
     fs, io,
     path::{Path, PathBuf},
@@ -51,6 +53,21 @@ impl PinLayout {
 
     pub fn counters(&self, iface: &str) -> PathBuf {
         self.iface_dir(iface).join(maps::COUNTERS)
+    }
+
+    /// Where a map is pinned: the shared lists at the versioned root, the
+    /// rest in the interface's directory.
+    pub fn map(&self, iface: &str, name: &str) -> PathBuf {
+        if maps::SHARED.contains(&name) {
+            self.versioned().join(name)
+        } else {
+            self.iface_dir(iface).join(name)
+        }
+    }
+
+    /// A shared map (allow, block and martian lists).
+    pub fn shared_map(&self, name: &str) -> PathBuf {
+        self.versioned().join(name)
     }
 
     /// Interfaces with a pinned link, sorted by name.

@@ -1,12 +1,14 @@
 //! The XDP program object, built from `xdp-prog` by build.rs and embedded in
 //! the binary, so the binary is the one artifact to ship.
-use std::path::Path;
+use std::path::PathBuf;
 
 use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, Xdp},
 };
 use xdp_common::maps;
+
+use crate::pins::PinLayout;
 
 /// The eBPF object (ELF, bpfel).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-prog"));
@@ -24,14 +26,25 @@ pub enum LoadError {
     Verifier(#[source] ProgramError),
 }
 
-/// Loads the program into the kernel. With `map_dir`, its per-interface maps
-/// are pinned there (and adopted if already pinned); without, they live as
-/// long as the returned handle (packet tests).
-pub fn load(map_dir: Option<&Path>) -> Result<Ebpf, LoadError> {
-    let counters_pin = map_dir.map(|dir| dir.join(maps::COUNTERS));
+/// Loads the program into the kernel. With a layout, its maps are pinned
+/// there, and adopted if already pinned: the lists shared by all
+/// interfaces, and (given an interface) that interface's own. Without, they
+/// live as long as the returned handle (packet tests).
+pub fn load(layout: Option<&PinLayout>, iface: Option<&str>) -> Result<Ebpf, LoadError> {
+    let mut paths: Vec<(&str, PathBuf)> = Vec::new();
+    if let Some(layout) = layout {
+        for name in maps::SHARED {
+            paths.push((name, layout.shared_map(name)));
+        }
+        if let Some(iface) = iface {
+            for name in maps::PER_INTERFACE {
+                paths.push((name, layout.map(iface, name)));
+            }
+        }
+    }
     let mut loader = EbpfLoader::new();
-    if let Some(path) = &counters_pin {
-        loader.map_pin_path(maps::COUNTERS, path.as_path());
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
     }
     let mut ebpf = loader.load(OBJECT)?;
     let program: &mut Xdp = ebpf

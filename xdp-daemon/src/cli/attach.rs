@@ -1,12 +1,15 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use xdp_common::FloodMode;
 use xdp_daemon::{
     attach::{AttachMode, Attached, attach},
     pins::PinLayout,
+    settings::FloodPolicy,
 };
 
 /// Attach synguard to an interface; it stays attached until `detach`.
+/// On an attached interface, updates its flood settings.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The interface to protect, e.g. eth0.
@@ -14,14 +17,54 @@ pub struct Args {
     /// native (in the driver), skb (generic), or auto (native, else skb).
     #[arg(long, default_value = "auto")]
     mode: AttachMode,
+    /// When to answer SYNs from XDP: auto (when the SYN rate says flood),
+    /// always, or off.
+    #[arg(long, default_value = "auto", value_parser = parse_flood_mode)]
+    flood: FloodMode,
+    /// SYN/s on the interface at which flood mode engages (auto).
+    #[arg(long, default_value_t = FloodPolicy::default().syn_rate_on)]
+    syn_rate_on: u32,
+    /// SYN/s below which flood mode may end (auto).
+    #[arg(long, default_value_t = FloodPolicy::default().syn_rate_off)]
+    syn_rate_off: u32,
+    /// Turn the per-source SYN budgets off.
+    #[arg(long)]
+    no_budgets: bool,
+}
+
+fn parse_flood_mode(s: &str) -> Result<FloodMode, String> {
+    match s {
+        "auto" => Ok(FloodMode::Auto),
+        "always" => Ok(FloodMode::Always),
+        "off" => Ok(FloodMode::Off),
+        other => Err(format!(
+            "unknown flood mode {other:?}: use auto, always or off"
+        )),
+    }
 }
 
 pub fn run(layout: &PinLayout, args: Args) -> anyhow::Result<ExitCode> {
-    let outcome = attach(layout, &args.iface, args.mode)
+    let mut policy = FloodPolicy {
+        mode: args.flood,
+        syn_rate_on: args.syn_rate_on,
+        syn_rate_off: args.syn_rate_off,
+        ..FloodPolicy::default()
+    };
+    if args.no_budgets {
+        for budget in [
+            &mut policy.budget_v4_host,
+            &mut policy.budget_v4_net,
+            &mut policy.budget_v6_host,
+            &mut policy.budget_v6_net,
+        ] {
+            budget.rate = 0;
+        }
+    }
+    let outcome = attach(layout, &args.iface, args.mode, &policy)
         .with_context(|| format!("cannot attach to {}", args.iface))?;
     match outcome {
         Attached::New(mode) => println!("attached to {} ({mode} mode)", args.iface),
-        Attached::Already => println!("{} is already attached; nothing to do", args.iface),
+        Attached::Already => println!("{} is already attached; settings updated", args.iface),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,12 +1,16 @@
 //! The CLI as one clap derive enum; one file per verb.
 mod attach;
 mod detach;
+mod lists;
 mod stats;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use xdp_daemon::pins::{DEFAULT_ROOT, PinLayout};
+use xdp_daemon::{
+    lists::List,
+    pins::{DEFAULT_ROOT, PinLayout},
+};
 
 /// synguard: SYN-flood mitigation at XDP.
 ///
@@ -33,6 +37,19 @@ enum Command {
     Attach(attach::Args),
     Detach(detach::Args),
     Stats(stats::Args),
+    /// Drop every packet from a source range, on every interface, at once.
+    Block(lists::Cidr),
+    /// Take a source range off the blocklist.
+    Unblock(lists::Cidr),
+    /// Let a source range skip every check, on every interface.
+    Allow(lists::Cidr),
+    /// Take a source range off the allowlist.
+    Unallow(lists::Cidr),
+    /// Show a list (default: blocked).
+    List {
+        #[arg(value_enum)]
+        which: Option<lists::Which>,
+    },
 }
 
 impl Cli {
@@ -42,6 +59,11 @@ impl Cli {
             Command::Attach(args) => attach::run(&layout, args),
             Command::Detach(args) => detach::run(&layout, args),
             Command::Stats(args) => stats::run(&layout, args, self.json),
+            Command::Block(args) => lists::add(&layout, List::Block, args),
+            Command::Unblock(args) => lists::remove(&layout, List::Block, args),
+            Command::Allow(args) => lists::add(&layout, List::Allow, args),
+            Command::Unallow(args) => lists::remove(&layout, List::Allow, args),
+            Command::List { which } => lists::show(&layout, which, self.json),
         }
     }
 }

@@ -1,0 +1,392 @@
+//! Packet tests of the flood defence: SYN-ACKs built in XDP (checked byte by
+//! byte), cookie ACKs checked by the kernel's helper, the lists, the SYN
+//! sanity checks and the per-source budgets. Each test runs its frames from
+//! a namespace of its own with a real listener, so the kernel's socket
+//! lookup and cookie helpers see it.
+mod common;
+
+use std::net::{IpAddr, TcpListener};
+
+use common::{Harness, Outcome, XDP_DROP, XDP_PASS, XDP_TX};
+use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
+use synguard_tests::{
+    lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
+    netns::{Netns, unique_prefix},
+    packets::{Flags, Segment},
+};
+use xdp_common::{Budget, Config, FloodMode, Reason};
+
+const PORT: u16 = 80;
+const CLIENT_SEQ: u32 = 0x1234_5678;
+const CLIENT_TSVAL: u32 = 0x0102_0304;
+
+/// A namespace with a dual-stack listener on port 80 and the sysctls of a
+/// protected host: cookies forced (so the helper hands one out without a
+/// real flood) and timestamps without per-connection offsets.
+struct CookieLab {
+    harness: Harness,
+    _listener: TcpListener,
+    ns: Netns,
+}
+
+impl CookieLab {
+    fn new(config: Config) -> CookieLab {
+        let mut harness = Harness::new();
+        let ns = Netns::create(&format!("{}-ck", unique_prefix())).expect("netns");
+        ns.set_sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
+        ns.set_sysctl("net.ipv4.tcp_timestamps", "2").unwrap();
+        let listener = ns
+            .run(|| TcpListener::bind(("::", PORT)))
+            .expect("listen on [::]:80");
+        harness.set_config(config);
+        CookieLab {
+            harness,
+            _listener: listener,
+            ns,
+        }
+    }
+
+    fn run(&mut self, frame: &[u8]) -> Outcome {
+        self.harness.run_in(&self.ns, frame)
+    }
+}
+
+/// Flood mode always on, cookies with options, as on a host with
+/// tcp_timestamps=2 and 32 MiB receive buffers.
+fn flood_config() -> Config {
+    Config {
+        flood_mode: FloodMode::Always as u32,
+        mss_v4: 1460,
+        mss_v6: 1440,
+        wscale: 10,
+        ts_cookies: 1,
+        tcp_sack: 1,
+        tcp_window_scaling: 1,
+        ..Config::default()
+    }
+}
+
+fn syn_v4() -> Segment {
+    Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, PORT)
+}
+
+fn syn_v6() -> Segment {
+    Segment::syn(IpAddr::V6(OUTSIDE_V6), IpAddr::V6(TARGET_V6), 40000, PORT)
+}
+
+fn assert_reason(outcome: &Outcome, action: u32, reason: Reason) {
+    assert_eq!(
+        outcome.action,
+        action,
+        "action; counters moved: {:?}",
+        outcome.delta.rows()
+    );
+    assert_eq!(
+        outcome.delta.get(reason).packets,
+        1,
+        "counted under {}: {:?}",
+        reason.name(),
+        outcome.delta.rows()
+    );
+    assert_eq!(
+        outcome.delta.total_packets(),
+        1,
+        "exactly one count: {:?}",
+        outcome.delta.rows()
+    );
+}
+
+/// What a SYN-ACK says, read back with etherparse.
+#[derive(Debug)]
+struct SynAck {
+    seq: u32,
+    ack: u32,
+    options: Vec<TcpOptionElement>,
+    vlans: usize,
+}
+
+/// Checks everything about an answer that does not depend on the cookie:
+/// MACs, addresses and ports swapped, SYN|ACK, checksums valid.
+fn parse_syn_ack(frame: &[u8], v6: bool) -> SynAck {
+    let sliced = SlicedPacket::from_ethernet(frame).expect("answer parses");
+    let eth = match &sliced.link {
+        Some(etherparse::LinkSlice::Ethernet2(eth)) => eth,
+        other => panic!("not Ethernet II: {other:?}"),
+    };
+    assert_eq!(eth.source(), TARGET_MAC, "source MAC is ours");
+    assert_eq!(
+        eth.destination(),
+        OUTSIDE_MAC,
+        "destination MAC is the client's"
+    );
+    let vlans = sliced.vlan_ids().len();
+    let Some(TransportSlice::Tcp(tcp)) = &sliced.transport else {
+        panic!("answer is not TCP")
+    };
+    match (&sliced.net, v6) {
+        (Some(NetSlice::Ipv4(ip)), false) => {
+            let h = ip.header().to_header();
+            assert_eq!(h.source, TARGET_V4.octets());
+            assert_eq!(h.destination, OUTSIDE_V4.octets());
+            assert_eq!(h.time_to_live, 64);
+            assert_eq!(
+                h.header_checksum,
+                h.calc_header_checksum(),
+                "IPv4 header checksum"
+            );
+            assert_eq!(
+                tcp.checksum(),
+                tcp.to_header()
+                    .calc_checksum_ipv4(&h, tcp.payload())
+                    .unwrap(),
+                "TCP checksum"
+            );
+        }
+        (Some(NetSlice::Ipv6(ip)), true) => {
+            let h = ip.header().to_header();
+            assert_eq!(h.source, TARGET_V6.octets());
+            assert_eq!(h.destination, OUTSIDE_V6.octets());
+            assert_eq!(h.hop_limit, 64);
+            assert_eq!(
+                tcp.checksum(),
+                tcp.to_header()
+                    .calc_checksum_ipv6(&h, tcp.payload())
+                    .unwrap(),
+                "TCP checksum"
+            );
+        }
+        (net, _) => panic!("unexpected network layer {net:?}"),
+    }
+    assert_eq!(
+        (tcp.source_port(), tcp.destination_port()),
+        (PORT, 40000),
+        "ports swapped"
+    );
+    assert!(
+        tcp.syn() && tcp.ack() && !tcp.rst() && !tcp.fin(),
+        "SYN|ACK"
+    );
+    assert!(tcp.payload().is_empty(), "no payload");
+    assert_eq!(
+        tcp.acknowledgment_number(),
+        CLIENT_SEQ.wrapping_add(1),
+        "ack = seq + 1"
+    );
+    SynAck {
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        options: tcp
+            .options_iterator()
+            .map(|o| o.expect("well-formed option"))
+            .collect(),
+        vlans,
+    }
+}
+
+fn timestamp(options: &[TcpOptionElement]) -> Option<(u32, u32)> {
+    options.iter().find_map(|o| match o {
+        TcpOptionElement::Timestamp(val, ecr) => Some((*val, *ecr)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_syn_in_a_flood_is_answered_with_a_kernel_cookie_carrying_its_options() {
+    let mut lab = CookieLab::new(flood_config());
+    let outcome = lab.run(&syn_v4().frame());
+    assert_reason(&outcome, XDP_TX, Reason::SynAck);
+    let answer = parse_syn_ack(&outcome.output, false);
+    // The kernel's own layout: MSS, SACK_PERM + TS, NOP + WS.
+    let (tsval, tsecr) = timestamp(&answer.options).expect("timestamp option");
+    assert_eq!(
+        answer.options,
+        vec![
+            TcpOptionElement::MaximumSegmentSize(1460),
+            TcpOptionElement::SelectiveAcknowledgementPermitted,
+            TcpOptionElement::Timestamp(tsval, CLIENT_TSVAL),
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(10),
+        ]
+    );
+    assert_eq!(tsecr, CLIENT_TSVAL, "echoes the client's timestamp");
+    // syncookies.c cookie_init_timestamp: the low 6 bits carry the client's
+    // window scale (7) and SACK (bit 4).
+    assert_eq!(tsval & 0x3f, 7 | 0x10, "options encoded in the timestamp");
+    assert_eq!(
+        outcome.output.len(),
+        14 + 20 + 40,
+        "Ethernet + IPv4 + 40 bytes of TCP"
+    );
+}
+
+#[test]
+fn the_ack_that_completes_a_cookie_handshake_passes_and_a_forged_one_is_dropped() {
+    let mut lab = CookieLab::new(flood_config());
+    let answer = parse_syn_ack(&lab.run(&syn_v4().frame()).output, false);
+    let (tsval, _) = timestamp(&answer.options).unwrap();
+    let ack = |cookie_ack: u32| {
+        syn_v4()
+            .flags(Flags::ACK)
+            .numbers(CLIENT_SEQ.wrapping_add(1), cookie_ack)
+            .options(vec![
+                TcpOptionElement::Noop,
+                TcpOptionElement::Noop,
+                TcpOptionElement::Timestamp(CLIENT_TSVAL + 1, tsval),
+            ])
+            .frame()
+    };
+    assert_eq!(answer.ack, CLIENT_SEQ + 1);
+    assert_reason(
+        &lab.run(&ack(answer.seq.wrapping_add(1))),
+        XDP_PASS,
+        Reason::ValidCookie,
+    );
+    assert_reason(
+        &lab.run(&ack(answer.seq.wrapping_add(12345))),
+        XDP_DROP,
+        Reason::BadCookie,
+    );
+    assert_reason(&lab.run(&ack(0xdead_beef)), XDP_DROP, Reason::BadCookie);
+}
+
+#[test]
+fn ipv6_and_vlan_tagged_syns_are_answered_too() {
+    let mut lab = CookieLab::new(flood_config());
+    let outcome = lab.run(&syn_v6().frame());
+    assert_reason(&outcome, XDP_TX, Reason::SynAck);
+    let answer = parse_syn_ack(&outcome.output, true);
+    assert_eq!(
+        answer.options[0],
+        TcpOptionElement::MaximumSegmentSize(1440)
+    );
+
+    for tags in [&[100][..], &[0], &[100, 200]] {
+        let outcome = lab.run(&syn_v4().vlans(tags).frame());
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+        let answer = parse_syn_ack(&outcome.output, false);
+        assert_eq!(answer.vlans, tags.len(), "VLAN tags kept for {tags:?}");
+    }
+    let outcome = lab.run(&syn_v6().vlans(&[7]).frame());
+    assert_reason(&outcome, XDP_TX, Reason::SynAck);
+    assert_eq!(parse_syn_ack(&outcome.output, true).vlans, 1);
+}
+
+#[test]
+fn without_timestamp_cookies_or_client_options_only_the_mss_is_offered() {
+    // tcp_timestamps=1 would corrupt options decoded from an XDP timestamp,
+    // so with ts_cookies off the answer carries the MSS only.
+    let mut lab = CookieLab::new(Config {
+        ts_cookies: 0,
+        ..flood_config()
+    });
+    let outcome = lab.run(&syn_v4().frame());
+    assert_reason(&outcome, XDP_TX, Reason::SynAck);
+    let answer = parse_syn_ack(&outcome.output, false);
+    assert_eq!(
+        answer.options,
+        vec![TcpOptionElement::MaximumSegmentSize(1460)]
+    );
+    assert_eq!(
+        outcome.output.len(),
+        14 + 20 + 24,
+        "the frame shrank to the answer"
+    );
+
+    // A SYN without options grows by the 4-byte MSS option.
+    let mut lab = CookieLab::new(flood_config());
+    let bare = syn_v4().options(vec![]).frame();
+    let outcome = lab.run(&bare);
+    assert_reason(&outcome, XDP_TX, Reason::SynAck);
+    let answer = parse_syn_ack(&outcome.output, false);
+    assert_eq!(
+        answer.options,
+        vec![TcpOptionElement::MaximumSegmentSize(1460)]
+    );
+    assert_eq!(outcome.output.len(), bare.len() + 4);
+}
+
+#[test]
+fn syn_policy_in_a_flood_drops_no_listener_and_bad_flags_and_passes_when_off() {
+    let mut lab = CookieLab::new(flood_config());
+    let no_listener =
+        Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, 81).frame();
+    assert_reason(&lab.run(&no_listener), XDP_DROP, Reason::NoListener);
+    assert_reason(
+        &lab.run(&syn_v4().flags(Flags::SYN_FIN).frame()),
+        XDP_DROP,
+        Reason::BadFlags,
+    );
+    assert_reason(
+        &lab.run(&syn_v4().flags(Flags::SYN_RST).frame()),
+        XDP_DROP,
+        Reason::BadFlags,
+    );
+    // Data and ACKs of flows pass; a SYN-ACK (our own outgoing connection's
+    // answer) is not a SYN.
+    assert_reason(
+        &lab.run(&syn_v4().flags(Flags::SYN_ACK).frame()),
+        XDP_PASS,
+        Reason::Tcp,
+    );
+
+    lab.harness.set_config(Config {
+        flood_mode: FloodMode::Off as u32,
+        ..flood_config()
+    });
+    assert_reason(&lab.run(&syn_v4().frame()), XDP_PASS, Reason::Syn);
+    assert_reason(&lab.run(&no_listener), XDP_PASS, Reason::Syn);
+}
+
+#[test]
+fn blocklist_drops_every_protocol_and_allowlist_skips_every_check() {
+    let mut lab = CookieLab::new(flood_config());
+    lab.harness.list_add("BLOCK", "198.18.0.0/24");
+    lab.harness.list_add("BLOCK", "2001:2::/64");
+    let udp =
+        synguard_tests::packets::udp(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 1, 2, b"x");
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
+    assert_reason(&lab.run(&syn_v4().frame()), XDP_DROP, Reason::Blocklist);
+    assert_reason(&lab.run(&syn_v6().frame()), XDP_DROP, Reason::Blocklist);
+    // A more specific allow entry wins: allowlisted sources skip the
+    // blocklist and the flood defence alike.
+    lab.harness.list_add("ALLOW", "198.18.0.1/32");
+    assert_reason(&lab.run(&syn_v4().frame()), XDP_PASS, Reason::Allowlist);
+    assert_reason(&lab.run(&udp), XDP_PASS, Reason::Allowlist);
+}
+
+#[test]
+fn martian_sources_are_dropped_only_for_syns_and_never_on_loopback() {
+    // Test frames run on the namespace's loopback, where 127/8 is the host
+    // itself: the martian check must not fire there.
+    let mut lab = CookieLab::new(Config {
+        flood_mode: FloodMode::Off as u32,
+        ..flood_config()
+    });
+    lab.harness.list_add("MARTIAN", "198.18.0.0/24");
+    assert_reason(&lab.run(&syn_v4().frame()), XDP_PASS, Reason::Syn);
+}
+
+#[test]
+fn a_source_over_its_syn_budget_is_dropped_and_recorded() {
+    let mut lab = CookieLab::new(Config {
+        budget_v4_host: Budget { rate: 1, burst: 2 },
+        ..flood_config()
+    });
+    for attempt in 0..2 {
+        let outcome = lab.run(&syn_v4().numbers(attempt, 0).frame());
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+    }
+    assert_reason(
+        &lab.run(&syn_v4().numbers(9, 0).frame()),
+        XDP_DROP,
+        Reason::Rate,
+    );
+    // Another source has its own budget.
+    let other = Segment::syn(
+        IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 9)),
+        IpAddr::V4(TARGET_V4),
+        1,
+        PORT,
+    );
+    assert_reason(&lab.run(&other.frame()), XDP_TX, Reason::SynAck);
+}

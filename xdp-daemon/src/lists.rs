@@ -1,0 +1,232 @@
+//! The allow, block and martian lists: LPM tries shared by every interface,
+//! pinned at the layout's versioned root, changed here and read by the data
+//! path at once.
+use std::{io, net::IpAddr};
+
+use aya::maps::{LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use ipnet::IpNet;
+use xdp_common::{maps, sizes};
+
+use crate::{
+    pins::PinLayout,
+    program::{self, LoadError},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum List {
+    /// Every packet from these sources is dropped.
+    Block,
+    /// These sources skip every check.
+    Allow,
+    /// SYNs from these sources are dropped: no real host sends them.
+    Martian,
+}
+
+impl List {
+    pub fn name(self) -> &'static str {
+        match self {
+            List::Block => "blocklist",
+            List::Allow => "allowlist",
+            List::Martian => "martian list",
+        }
+    }
+
+    fn maps(self) -> (&'static str, &'static str) {
+        match self {
+            List::Block => (maps::BLOCK_V4, maps::BLOCK_V6),
+            List::Allow => (maps::ALLOW_V4, maps::ALLOW_V6),
+            List::Martian => (maps::MARTIAN_V4, maps::MARTIAN_V6),
+        }
+    }
+
+    fn capacity(self) -> u32 {
+        match self {
+            List::Block => sizes::BLOCKLIST,
+            List::Allow => sizes::ALLOWLIST,
+            List::Martian => sizes::MARTIANS,
+        }
+    }
+}
+
+/// Sources that cannot be real on the wire (net/ipv4/route.c
+/// `ip_route_input_slow` drops them as martians); loaded when the martian
+/// list is empty. Private ranges are not here: they are real sources on
+/// internal networks.
+pub const DEFAULT_MARTIANS: &[&str] = &[
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "ff00::/8",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("the {list} is full ({capacity} entries); nothing was removed to make room")]
+    Full { list: &'static str, capacity: u32 },
+    #[error("{0}")]
+    Map(#[from] MapError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Makes sure the shared maps exist (they do once any interface was
+/// attached; otherwise loading the program creates and pins them).
+fn ensure(layout: &PinLayout) -> Result<(), ListError> {
+    if !layout.shared_map(maps::BLOCK_V4).exists() {
+        layout.ensure_bpffs()?;
+        drop(program::load(Some(layout), None)?);
+    }
+    Ok(())
+}
+
+fn open(layout: &PinLayout, name: &str) -> Result<Map, ListError> {
+    Ok(Map::LpmTrie(MapData::from_pin(layout.shared_map(name))?))
+}
+
+/// Adds `net` to `list` (or updates its expiry). Returns false if it was
+/// already there.
+pub fn add(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<bool, ListError> {
+    ensure(layout)?;
+    let net = net.trunc();
+    let existed = contains(layout, list, net)?;
+    let (v4, v6) = list.maps();
+    let result = match net {
+        IpNet::V4(n) => {
+            let mut trie: LpmTrie<MapData, [u8; 4], u64> = LpmTrie::try_from(open(layout, v4)?)?;
+            trie.insert(
+                &Key::new(n.prefix_len().into(), n.addr().octets()),
+                expires,
+                0,
+            )
+        }
+        IpNet::V6(n) => {
+            let mut trie: LpmTrie<MapData, [u8; 16], u64> = LpmTrie::try_from(open(layout, v6)?)?;
+            trie.insert(
+                &Key::new(n.prefix_len().into(), n.addr().octets()),
+                expires,
+                0,
+            )
+        }
+    };
+    match result {
+        Ok(()) => Ok(!existed),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+            Err(ListError::Full {
+                list: list.name(),
+                capacity: list.capacity(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes `net` from `list`. Returns false if it was not there.
+pub fn remove(layout: &PinLayout, list: List, net: IpNet) -> Result<bool, ListError> {
+    ensure(layout)?;
+    let net = net.trunc();
+    if !contains(layout, list, net)? {
+        return Ok(false);
+    }
+    let (v4, v6) = list.maps();
+    match net {
+        IpNet::V4(n) => {
+            let mut trie: LpmTrie<MapData, [u8; 4], u64> = LpmTrie::try_from(open(layout, v4)?)?;
+            trie.remove(&Key::new(n.prefix_len().into(), n.addr().octets()))?;
+        }
+        IpNet::V6(n) => {
+            let mut trie: LpmTrie<MapData, [u8; 16], u64> = LpmTrie::try_from(open(layout, v6)?)?;
+            trie.remove(&Key::new(n.prefix_len().into(), n.addr().octets()))?;
+        }
+    }
+    Ok(true)
+}
+
+fn contains(layout: &PinLayout, list: List, net: IpNet) -> Result<bool, ListError> {
+    Ok(entries(layout, list)?.iter().any(|(n, _)| *n == net))
+}
+
+/// Every entry of `list` with its expiry (Unix seconds, 0: never).
+pub fn entries(layout: &PinLayout, list: List) -> Result<Vec<(IpNet, u64)>, ListError> {
+    ensure(layout)?;
+    let (v4, v6) = list.maps();
+    let mut out = Vec::new();
+    let trie: LpmTrie<MapData, [u8; 4], u64> = LpmTrie::try_from(open(layout, v4)?)?;
+    for item in trie.iter() {
+        let (key, expires) = item?;
+        let net = IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8)
+            .map_err(io::Error::other)?;
+        out.push((net, expires));
+    }
+    let trie: LpmTrie<MapData, [u8; 16], u64> = LpmTrie::try_from(open(layout, v6)?)?;
+    for item in trie.iter() {
+        let (key, expires) = item?;
+        let net = IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8)
+            .map_err(io::Error::other)?;
+        out.push((net, expires));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Fills the martian list with `DEFAULT_MARTIANS` if it is empty.
+pub fn seed_martians(layout: &PinLayout) -> Result<(), ListError> {
+    if !entries(layout, List::Martian)?.is_empty() {
+        return Ok(());
+    }
+    for net in DEFAULT_MARTIANS {
+        add(
+            layout,
+            List::Martian,
+            net.parse().expect("valid default"),
+            0,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_martians_parse_and_spare_real_sources() {
+        let nets: Vec<IpNet> = DEFAULT_MARTIANS
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        for real in [
+            "10.1.2.3",
+            "192.168.1.1",
+            "198.18.0.1",
+            "100.64.0.1",
+            "2001:2::1",
+            "fe80::1",
+        ] {
+            let ip: IpAddr = real.parse().unwrap();
+            assert!(
+                !nets.iter().any(|n| n.contains(&ip)),
+                "{real} must not be a martian"
+            );
+        }
+        for bogus in [
+            "0.1.2.3",
+            "127.0.0.1",
+            "224.0.0.5",
+            "255.255.255.255",
+            "::1",
+            "ff02::1",
+        ] {
+            let ip: IpAddr = bogus.parse().unwrap();
+            assert!(
+                nets.iter().any(|n| n.contains(&ip)),
+                "{bogus} must be a martian"
+            );
+        }
+    }
+}

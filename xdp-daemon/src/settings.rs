@@ -1,0 +1,209 @@
+//! The data path's per-interface settings (the `CONFIG` map): the flood
+//! policy chosen by the operator, and what the data path must know of the
+//! kernel to make cookies the kernel accepts, read from the namespace's
+//! sysctls and the interface's MTU.
+use std::{fs, io};
+
+use aya::maps::{Array, Map, MapData, MapError};
+use xdp_common::{Budget, Config, FloodMode};
+
+/// The operator's flood policy for an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloodPolicy {
+    pub mode: FloodMode,
+    /// SYN/s on the interface at which flood mode engages.
+    pub syn_rate_on: u32,
+    /// SYN/s below which flood mode may end.
+    pub syn_rate_off: u32,
+    /// How long flood mode outlasts the last busy window, in ms.
+    pub hold_ms: u32,
+    /// SYN budgets per source in a flood: /32 and /24, /128 and /64.
+    pub budget_v4_host: Budget,
+    pub budget_v4_net: Budget,
+    pub budget_v6_host: Budget,
+    pub budget_v6_net: Budget,
+}
+
+impl Default for FloodPolicy {
+    fn default() -> Self {
+        FloodPolicy {
+            // Engage on the data; cookies are only issued when the
+            // listener's queue is full anyway (see xdp-prog cookie.rs).
+            mode: FloodMode::Auto,
+            // Far above what one ingress node's real clients send, far
+            // below what a flood sends.
+            syn_rate_on: 5_000,
+            syn_rate_off: 2_500,
+            hold_ms: 10_000,
+            // A real client makes a few connections a second; a /24 of them
+            // behind NAT many more.
+            budget_v4_host: Budget {
+                rate: 50,
+                burst: 100,
+            },
+            budget_v4_net: Budget {
+                rate: 500,
+                burst: 1_000,
+            },
+            budget_v6_host: Budget {
+                rate: 50,
+                burst: 100,
+            },
+            budget_v6_net: Budget {
+                rate: 500,
+                burst: 1_000,
+            },
+        }
+    }
+}
+
+/// What the data path must know of the kernel, per namespace and interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelFacts {
+    /// net.ipv4.tcp_timestamps (2: no per-connection offset).
+    pub tcp_timestamps: u8,
+    pub tcp_sack: u8,
+    pub tcp_window_scaling: u8,
+    /// The window scale the kernel gives a cookie connection.
+    pub wscale: u8,
+    pub mtu: u32,
+}
+
+impl KernelFacts {
+    /// Reads the facts of the calling process's network namespace.
+    pub fn read(iface: &str) -> io::Result<KernelFacts> {
+        let rmem = sysctl("net/ipv4/tcp_rmem")?;
+        let rmem_max: u64 = sysctl("net/core/rmem_max")?
+            .trim()
+            .parse()
+            .map_err(io::Error::other)?;
+        let rmem_high: u64 = rmem
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other("net.ipv4.tcp_rmem has no third value"))?;
+        Ok(KernelFacts {
+            tcp_timestamps: sysctl_u8("net/ipv4/tcp_timestamps")?,
+            tcp_sack: sysctl_u8("net/ipv4/tcp_sack")?,
+            tcp_window_scaling: sysctl_u8("net/ipv4/tcp_window_scaling")?,
+            wscale: window_scale(rmem_high.max(rmem_max)),
+            mtu: mtu(iface)?,
+        })
+    }
+}
+
+/// net/ipv4/tcp_output.c `tcp_select_initial_window`: the shift that lets
+/// the largest receive buffer be advertised, ilog2(space) - 15, in [0, 14].
+pub fn window_scale(space: u64) -> u8 {
+    let log2 = 63 - space.max(1).leading_zeros() as i64;
+    (log2 - 15).clamp(0, 14) as u8
+}
+
+/// The data path's settings for a policy and the kernel it runs on.
+pub fn config(policy: &FloodPolicy, kernel: &KernelFacts) -> Config {
+    Config {
+        flood_mode: policy.mode as u32,
+        syn_rate_on: policy.syn_rate_on,
+        syn_rate_off: policy.syn_rate_off,
+        flood_hold_ms: policy.hold_ms,
+        mss_v4: kernel.mtu.saturating_sub(40).min(u16::MAX as u32) as u16,
+        mss_v6: kernel.mtu.saturating_sub(60).min(u16::MAX as u32) as u16,
+        wscale: kernel.wscale,
+        // Only with tcp_timestamps=2 does the kernel decode options from a
+        // timestamp it did not make itself (no per-connection offset).
+        ts_cookies: u8::from(kernel.tcp_timestamps == 2),
+        tcp_sack: kernel.tcp_sack,
+        tcp_window_scaling: kernel.tcp_window_scaling,
+        budget_v4_host: policy.budget_v4_host,
+        budget_v4_net: policy.budget_v4_net,
+        budget_v6_host: policy.budget_v6_host,
+        budget_v6_net: policy.budget_v6_net,
+    }
+}
+
+/// Writes `config` into a program's `CONFIG` map.
+pub fn write(map: Option<&mut Map>, config: &Config) -> Result<(), MapError> {
+    let map = map.ok_or(MapError::InvalidName {
+        name: xdp_common::maps::CONFIG.into(),
+    })?;
+    let mut array: Array<&mut MapData, Config> = Array::try_from(map)?;
+    array.set(0, config, 0)
+}
+
+/// Writes `config` into a pinned `CONFIG` map.
+pub fn write_pinned(path: &std::path::Path, config: &Config) -> Result<(), MapError> {
+    let mut map = Map::Array(MapData::from_pin(path)?);
+    write(Some(&mut map), config)
+}
+
+fn sysctl(key: &str) -> io::Result<String> {
+    fs::read_to_string(format!("/proc/sys/{key}"))
+}
+
+fn sysctl_u8(key: &str) -> io::Result<u8> {
+    sysctl(key)?
+        .trim()
+        .parse()
+        .map_err(|e| io::Error::other(format!("{key}: {e}")))
+}
+
+/// The interface's MTU in the calling thread's namespace (SIOCGIFMTU).
+fn mtu(iface: &str) -> io::Result<u32> {
+    // SAFETY: an ifreq zeroed then filled with a NUL-terminated name; the
+    // socket is closed on every path.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req
+            .ifr_name
+            .iter_mut()
+            .zip(iface.bytes().take(libc::IFNAMSIZ - 1))
+        {
+            *dst = src as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFMTU, &mut req);
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if rc != 0 {
+            return Err(err);
+        }
+        Ok(req.ifr_ifru.ifru_mtu as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_scale_matches_the_kernels_formula() {
+        // tcp_rmem[2] = 32 MiB (this machine): the kernel picks 10.
+        assert_eq!(window_scale(32 << 20), 10);
+        // The old default 6 MiB: 7.
+        assert_eq!(window_scale(6 << 20), 7);
+        assert_eq!(window_scale(65_535), 0);
+        assert_eq!(window_scale(1 << 40), 14);
+    }
+
+    #[test]
+    fn timestamp_cookies_only_without_per_connection_offsets() {
+        let policy = FloodPolicy::default();
+        let mut kernel = KernelFacts {
+            tcp_timestamps: 1,
+            tcp_sack: 1,
+            tcp_window_scaling: 1,
+            wscale: 10,
+            mtu: 1500,
+        };
+        assert_eq!(config(&policy, &kernel).ts_cookies, 0);
+        kernel.tcp_timestamps = 2;
+        let c = config(&policy, &kernel);
+        assert_eq!(
+            (c.ts_cookies, c.mss_v4, c.mss_v6, c.wscale),
+            (1, 1460, 1440, 10)
+        );
+    }
+}
