@@ -20,6 +20,46 @@ pub struct EchoServer {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
     pub addr: SocketAddr,
+    accepted: Arc<std::sync::Mutex<Vec<TcpInfo>>>,
+}
+
+/// What the server's kernel negotiated for an accepted connection
+/// (getsockopt TCP_INFO, include/uapi/linux/tcp.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// `tcpi_options`: TCPI_OPT_TIMESTAMPS 1, SACK 2, WSCALE 4.
+    pub options: u8,
+    /// The client's window scale, as the server uses it.
+    pub snd_wscale: u8,
+    /// The server's own window scale.
+    pub rcv_wscale: u8,
+}
+
+impl TcpInfo {
+    pub const TIMESTAMPS: u8 = 1;
+    pub const SACK: u8 = 2;
+    pub const WSCALE: u8 = 4;
+
+    fn of(stream: &TcpStream) -> Option<TcpInfo> {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 256];
+        let mut len = buf.len() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into our buffer.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                buf.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        (rc == 0 && len >= 8).then(|| TcpInfo {
+            options: buf[5],
+            snd_wscale: buf[6] & 0x0f,
+            rcv_wscale: buf[6] >> 4,
+        })
+    }
 }
 
 impl EchoServer {
@@ -30,10 +70,15 @@ impl EchoServer {
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = accepted.clone();
         let thread = thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
+                        if let Some(info) = TcpInfo::of(&stream) {
+                            record.lock().unwrap().push(info);
+                        }
                         thread::spawn(move || {
                             let _ = echo(stream);
                         });
@@ -49,7 +94,13 @@ impl EchoServer {
             stop,
             thread: Some(thread),
             addr,
+            accepted,
         })
+    }
+
+    /// TCP_INFO of every connection accepted so far.
+    pub fn accepted(&self) -> Vec<TcpInfo> {
+        self.accepted.lock().unwrap().clone()
     }
 }
 
