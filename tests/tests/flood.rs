@@ -61,7 +61,7 @@ fn flood_keeps_real_clients_connecting(target: IpAddr) {
             service,
             LEGIT,
             Duration::from_millis(40),
-            Duration::from_secs(3),
+            Duration::from_secs(5),
         );
         (flood.join().unwrap(), report)
     });
