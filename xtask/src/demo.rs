@@ -22,7 +22,7 @@ use crate::is_root;
 const SERVICE_PORT: u16 = 80;
 const LEGIT_CONNECTIONS: u32 = 50;
 /// Upper bounds of the flood: whichever is reached first ends it.
-const FLOOD_DURATION: Duration = Duration::from_secs(3);
+const FLOOD_DURATION: Duration = Duration::from_secs(5);
 const FLOOD_MAX_PACKETS: u64 = 2_000_000;
 
 pub fn run() -> Result<()> {
@@ -58,6 +58,7 @@ pub fn run() -> Result<()> {
 
     let before = clients(&lab, service);
     report("legitimate clients, no flood", &before);
+    let netstat_before = lab.target.netstat()?;
 
     let frames = packets::spoofed_syns(4096, IpAddr::V4(TARGET_V4), SERVICE_PORT, 0x5eed);
     let tx = RawSender::open(&lab.outside, &lab.outside_if)?;
@@ -96,17 +97,26 @@ pub fn run() -> Result<()> {
     println!("== synguard's counters (synguard stats)");
     print!("{}", synguard.run(&lab.target, &["stats"])?);
     let netstat = lab.target.netstat()?;
-    println!("== the target kernel's view (nstat names)");
-    for key in [
-        "TcpExtListenOverflows",
-        "TcpExtListenDrops",
-        "TcpExtSyncookiesSent",
-        "TcpExtSyncookiesRecv",
+    println!("== the target kernel, growth of its TCP counters since the flood began");
+    for (key, meaning) in [
+        ("TcpExtListenOverflows", "accept queue overflows"),
+        ("TcpExtListenDrops", "SYNs the listener dropped"),
+        (
+            "TcpExtSyncookiesSent",
+            "cookies the kernel sent itself (SYNs before flood mode engaged)",
+        ),
+        ("TcpExtSyncookiesRecv", "cookie handshakes completed"),
+        ("TcpExtSyncookiesFailed", "bad cookies that reached it"),
     ] {
-        println!("   {key:<24} {}", netstat.get(key).copied().unwrap_or(0));
+        let grew =
+            netstat.get(key).copied().unwrap_or(0) - netstat_before.get(key).copied().unwrap_or(0);
+        println!("   {key:<24} +{grew:<9} {meaning}");
     }
     println!(
-        "   (no SYN-cookie defence yet: synguard parses and counts, the kernel answers the flood with its own cookies)"
+        "   spoofed SYNs: dropped over their source's budget (drop rate) or answered from XDP (tx syn_ack);"
+    );
+    println!(
+        "   real clients: their cookie ACKs validated (pass valid_cookie) and accepted by the kernel"
     );
     println!("== tearing the lab down");
     drop(synguard);
