@@ -33,6 +33,18 @@ impl Protected {
         Protected { synguard, lab }
     }
 
+    /// Whether `ip link` shows an XDP program on the target interface.
+    fn xdp_on_link(&self) -> bool {
+        let link = self
+            .lab
+            .target
+            .command("ip")
+            .args(["link", "show", &self.lab.target_if])
+            .output()
+            .expect("ip link show");
+        String::from_utf8_lossy(&link.stdout).contains("xdp")
+    }
+
     fn count(&self, verdict: &str, reason: &str) -> u64 {
         self.synguard
             .count(&self.lab.target, &self.lab.target_if, verdict, reason)
@@ -138,34 +150,14 @@ fn attach_and_detach_are_idempotent_and_leave_nothing_behind() {
         .run(&p.lab.target, &["attach", &p.lab.target_if])
         .unwrap();
     assert!(again.contains("already attached"), "{again}");
-    let link = p
-        .lab
-        .target
-        .command("ip")
-        .args(["link", "show", &p.lab.target_if])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&link.stdout).contains("xdp"),
-        "program attached"
-    );
+    assert!(p.xdp_on_link(), "program attached");
 
     let out = p
         .synguard
         .run(&p.lab.target, &["detach", &p.lab.target_if])
         .unwrap();
     assert!(out.contains("detached from"), "{out}");
-    let link = p
-        .lab
-        .target
-        .command("ip")
-        .args(["link", "show", &p.lab.target_if])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
-        "program detached"
-    );
+    assert!(!p.xdp_on_link(), "program detached");
     // The interface's own pins are gone; only the lists every interface
     // shares stay, so an operator's blocklist survives a detach.
     let mut left: Vec<String> = walk(p.synguard.pin_root())
