@@ -20,8 +20,6 @@ pub const OUTSIDE_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const TARGET_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const OUTSIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
 pub const TARGET_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
-/// Spoofed flood sources come from here (and from 2001:2:0:ff00::/56).
-pub const SPOOF_V4_NET: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
 pub const OUTSIDE_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x01];
 pub const TARGET_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x02];
 

@@ -85,8 +85,18 @@ fn ensure(layout: &PinLayout) -> Result<(), ListError> {
     Ok(())
 }
 
-fn open(layout: &PinLayout, name: &str) -> Result<Map, ListError> {
-    Ok(Map::LpmTrie(MapData::from_pin(layout.shared_map(name))?))
+/// One of a list's two tries: `[u8; 4]` keys for IPv4, `[u8; 16]` for IPv6.
+fn trie<const N: usize>(
+    layout: &PinLayout,
+    name: &str,
+) -> Result<LpmTrie<MapData, [u8; N], u64>, ListError> {
+    let map = Map::LpmTrie(MapData::from_pin(layout.shared_map(name))?);
+    Ok(LpmTrie::try_from(map)?)
+}
+
+/// The trie key of a network: its prefix length and address bytes.
+fn key<const N: usize>(prefix_len: u8, octets: [u8; N]) -> Key<[u8; N]> {
+    Key::new(prefix_len.into(), octets)
 }
 
 /// Adds `net` to `list` (or updates its expiry). Returns false if it was
@@ -98,20 +108,10 @@ pub fn add(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<b
     let (v4, v6) = list.maps();
     let result = match net {
         IpNet::V4(n) => {
-            let mut trie: LpmTrie<MapData, [u8; 4], u64> = LpmTrie::try_from(open(layout, v4)?)?;
-            trie.insert(
-                &Key::new(n.prefix_len().into(), n.addr().octets()),
-                expires,
-                0,
-            )
+            trie(layout, v4)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
         }
         IpNet::V6(n) => {
-            let mut trie: LpmTrie<MapData, [u8; 16], u64> = LpmTrie::try_from(open(layout, v6)?)?;
-            trie.insert(
-                &Key::new(n.prefix_len().into(), n.addr().octets()),
-                expires,
-                0,
-            )
+            trie(layout, v6)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
         }
     };
     match result {
@@ -135,14 +135,8 @@ pub fn remove(layout: &PinLayout, list: List, net: IpNet) -> Result<bool, ListEr
     }
     let (v4, v6) = list.maps();
     match net {
-        IpNet::V4(n) => {
-            let mut trie: LpmTrie<MapData, [u8; 4], u64> = LpmTrie::try_from(open(layout, v4)?)?;
-            trie.remove(&Key::new(n.prefix_len().into(), n.addr().octets()))?;
-        }
-        IpNet::V6(n) => {
-            let mut trie: LpmTrie<MapData, [u8; 16], u64> = LpmTrie::try_from(open(layout, v6)?)?;
-            trie.remove(&Key::new(n.prefix_len().into(), n.addr().octets()))?;
-        }
+        IpNet::V4(n) => trie(layout, v4)?.remove(&key(n.prefix_len(), n.addr().octets()))?,
+        IpNet::V6(n) => trie(layout, v6)?.remove(&key(n.prefix_len(), n.addr().octets()))?,
     }
     Ok(true)
 }
@@ -155,22 +149,24 @@ fn contains(layout: &PinLayout, list: List, net: IpNet) -> Result<bool, ListErro
 pub fn entries(layout: &PinLayout, list: List) -> Result<Vec<(IpNet, u64)>, ListError> {
     ensure(layout)?;
     let (v4, v6) = list.maps();
-    let mut out = Vec::new();
-    let trie: LpmTrie<MapData, [u8; 4], u64> = LpmTrie::try_from(open(layout, v4)?)?;
-    for item in trie.iter() {
-        let (key, expires) = item?;
-        let net = IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8)
-            .map_err(io::Error::other)?;
-        out.push((net, expires));
-    }
-    let trie: LpmTrie<MapData, [u8; 16], u64> = LpmTrie::try_from(open(layout, v6)?)?;
-    for item in trie.iter() {
-        let (key, expires) = item?;
-        let net = IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8)
-            .map_err(io::Error::other)?;
-        out.push((net, expires));
-    }
+    let mut out = read::<4>(layout, v4)?;
+    out.extend(read::<16>(layout, v6)?);
     out.sort();
+    Ok(out)
+}
+
+/// The entries of one trie.
+fn read<const N: usize>(layout: &PinLayout, name: &str) -> Result<Vec<(IpNet, u64)>, ListError>
+where
+    IpAddr: From<[u8; N]>,
+{
+    let mut out = Vec::new();
+    for item in trie::<N>(layout, name)?.iter() {
+        let (key, expires) = item?;
+        let net = IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8)
+            .map_err(io::Error::other)?;
+        out.push((net, expires));
+    }
     Ok(out)
 }
 
