@@ -221,3 +221,54 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn lists_changed_from_the_cli_act_in_the_data_path_at_once() {
+    require_root();
+    let lab = Lab::new().expect("build the lab");
+    let synguard = Synguard::new(lab.target.name());
+    // Before any interface is attached: the lists exist on their own.
+    let out = synguard.run(&lab.target, &["block", "198.18.0.1"]).unwrap();
+    assert!(
+        out.contains("added 198.18.0.1/32 to the blocklist"),
+        "{out}"
+    );
+    synguard
+        .run(&lab.target, &["attach", &lab.target_if, "--mode", "native"])
+        .unwrap();
+    let listed = synguard.run(&lab.target, &["list", "blocked"]).unwrap();
+    assert_eq!(listed.trim(), "198.18.0.1/32");
+
+    let tx = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
+    let udp = packets::udp(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 5353, 9, b"x");
+    let count = |v: &str, r: &str| synguard.count(&lab.target, &lab.target_if, v, r).unwrap();
+    for _ in 0..9 {
+        tx.send(&udp).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        count("drop", "blocklist"),
+        9,
+        "every frame from the blocked source dropped"
+    );
+
+    let out = synguard
+        .run(&lab.target, &["unblock", "198.18.0.1/32"])
+        .unwrap();
+    assert!(out.contains("removed"), "{out}");
+    let non_tcp = count("pass", "non_tcp");
+    for _ in 0..9 {
+        tx.send(&udp).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        count("drop", "blocklist"),
+        9,
+        "nothing dropped once unblocked"
+    );
+    assert!(count("pass", "non_tcp") - non_tcp >= 9);
+    let again = synguard
+        .run(&lab.target, &["unblock", "198.18.0.1/32"])
+        .unwrap();
+    assert!(again.contains("nothing to do"), "{again}");
+}

@@ -130,7 +130,7 @@ pub fn attach(
         let path = path.display().to_string();
         move |source| AttachError::Io { path, source }
     };
-    layout.ensure_bpffs().map_err(io_err(layout.root()))?;
+    layout.prepare().map_err(io_err(layout.root()))?;
     if if_index(iface) == 0 {
         return Err(AttachError::NoSuchInterface(iface.to_string()));
     }

@@ -79,7 +79,7 @@ pub enum ListError {
 /// attached; otherwise loading the program creates and pins them).
 fn ensure(layout: &PinLayout) -> Result<(), ListError> {
     if !layout.shared_map(maps::BLOCK_V4).exists() {
-        layout.ensure_bpffs()?;
+        layout.prepare()?;
         drop(program::load(Some(layout), None)?);
     }
     Ok(())

@@ -89,9 +89,16 @@ impl PinLayout {
         Ok(names)
     }
 
+    /// Makes the pin directories ready: a bpffs under the root (see
+    /// `ensure_bpffs`) and the versioned directory the shared maps go in.
+    pub fn prepare(&self) -> io::Result<()> {
+        self.ensure_bpffs()?;
+        fs::create_dir_all(self.versioned())
+    }
+
     /// Makes sure the root lies on a bpffs, mounting one at /sys/fs/bpf when
     /// the root is below it and nothing is mounted there yet.
-    pub fn ensure_bpffs(&self) -> io::Result<()> {
+    fn ensure_bpffs(&self) -> io::Result<()> {
         let bpffs = Path::new(BPFFS_MOUNT);
         if self.root.starts_with(bpffs) && !is_bpffs(bpffs)? {
             mount_bpffs(bpffs)?;
