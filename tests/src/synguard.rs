@@ -1,8 +1,11 @@
 //! Driving the real `synguard` binary from a lab, with a pin root of the
 //! lab's own so labs never see each other's state.
 use std::{
+    fs::File,
     path::{Path, PathBuf},
-    process::Output,
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -33,6 +36,7 @@ pub fn binary() -> PathBuf {
 pub struct Synguard {
     bin: PathBuf,
     pin_root: PathBuf,
+    state_dir: PathBuf,
 }
 
 impl Synguard {
@@ -45,11 +49,55 @@ impl Synguard {
         Synguard {
             bin,
             pin_root: PathBuf::from(format!("/sys/fs/bpf/synguard-lab-{name}")),
+            state_dir: PathBuf::from(format!("/run/synguard-lab-{name}")),
         }
     }
 
     pub fn pin_root(&self) -> &Path {
         &self.pin_root
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// A `synguard` command for `ns` with the lab's pin root and state
+    /// directory.
+    pub fn command(&self, ns: &Netns) -> Command {
+        let mut cmd = ns.command(&self.bin);
+        cmd.env("SYNGUARD_PIN_ROOT", &self.pin_root)
+            .env("SYNGUARD_STATE_DIR", &self.state_dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Starts `synguard run --config <config>` in `ns`, its log going to a
+    /// file the returned handle reads.
+    pub fn daemon(&self, ns: &Netns, config: &Path) -> Result<Daemon> {
+        let log = std::env::temp_dir().join(format!(
+            "synguard-lab-{}-{}.log",
+            self.pin_root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            DAEMONS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = self
+            .command(ns)
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("starting synguard run")?;
+        Ok(Daemon {
+            child: Some(child),
+            log,
+        })
     }
 
     /// Runs `synguard args...` inside `ns`; fails with its stderr.
@@ -68,9 +116,8 @@ impl Synguard {
 
     /// Runs `synguard args...` inside `ns` and returns what happened.
     pub fn output(&self, ns: &Netns, args: &[&str]) -> Result<Output> {
-        ns.command(&self.bin)
+        self.command(ns)
             .args(args)
-            .env("SYNGUARD_PIN_ROOT", &self.pin_root)
             .output()
             .with_context(|| format!("running {}", self.bin.display()))
     }
@@ -110,5 +157,83 @@ impl Drop for Synguard {
     fn drop(&mut self) {
         // Removing the pinned links detaches the programs.
         let _ = std::fs::remove_dir_all(&self.pin_root);
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+static DAEMONS: AtomicU32 = AtomicU32::new(0);
+
+/// A `synguard run` this test started: killed by its pid on drop if still
+/// running, its log file removed.
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (true) or `timeout` passes, or
+    /// the daemon exits (false).
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if self.exited().is_some() {
+                return self.log().contains(needle);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Sends `signal` to the daemon's pid.
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on the pid of a child we started and have not
+            // reaped, so the pid cannot have been reused.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("synguard run log ({}):\n{}", self.log.display(), self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -2,8 +2,15 @@
 //! under bpffs, and reading its counters. The `synguard` binary (main.rs and
 //! `cli/`) is a thin layer over these modules; the tests use them directly.
 pub mod attach;
+pub mod config;
 pub mod counters;
+pub mod daemon;
+pub mod flood;
+pub mod kernel;
 pub mod lists;
+pub mod metrics;
 pub mod pins;
 pub mod program;
 pub mod settings;
+pub mod state;
+pub mod sysctl;

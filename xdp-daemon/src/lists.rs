@@ -105,25 +105,8 @@ pub fn add(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<b
     ensure(layout)?;
     let net = net.trunc();
     let existed = contains(layout, list, net)?;
-    let (v4, v6) = list.maps();
-    let result = match net {
-        IpNet::V4(n) => {
-            trie(layout, v4)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
-        }
-        IpNet::V6(n) => {
-            trie(layout, v6)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
-        }
-    };
-    match result {
-        Ok(()) => Ok(!existed),
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
-            Err(ListError::Full {
-                list: list.name(),
-                capacity: list.capacity(),
-            })
-        }
-        Err(e) => Err(e.into()),
-    }
+    insert(layout, list, net, expires)?;
+    Ok(!existed)
 }
 
 /// Removes `net` from `list`. Returns false if it was not there.
@@ -133,11 +116,7 @@ pub fn remove(layout: &PinLayout, list: List, net: IpNet) -> Result<bool, ListEr
     if !contains(layout, list, net)? {
         return Ok(false);
     }
-    let (v4, v6) = list.maps();
-    match net {
-        IpNet::V4(n) => trie(layout, v4)?.remove(&key(n.prefix_len(), n.addr().octets()))?,
-        IpNet::V6(n) => trie(layout, v6)?.remove(&key(n.prefix_len(), n.addr().octets()))?,
-    }
+    delete(layout, list, net)?;
     Ok(true)
 }
 
@@ -182,6 +161,90 @@ pub fn seed_martians(layout: &PinLayout) -> Result<(), ListError> {
             net.parse().expect("valid default"),
             0,
         )?;
+    }
+    Ok(())
+}
+
+/// Makes the entries of `list` that came from the config equal `desired`:
+/// adds the missing ones (never expiring) and removes those in `previous`
+/// (what the config held before) that left it. Entries added by other means
+/// are left alone. One read of the list, whatever its size.
+pub fn sync(
+    layout: &PinLayout,
+    list: List,
+    desired: &[IpNet],
+    previous: &[IpNet],
+) -> Result<SyncOutcome, ListError> {
+    ensure(layout)?;
+    let present: std::collections::BTreeSet<IpNet> =
+        entries(layout, list)?.into_iter().map(|(n, _)| n).collect();
+    let mut outcome = SyncOutcome::default();
+    for &net in desired {
+        let net = net.trunc();
+        if !present.contains(&net) {
+            insert(layout, list, net, 0)?;
+            outcome.added += 1;
+        }
+    }
+    for &net in previous {
+        let net = net.trunc();
+        if present.contains(&net) && !desired.iter().any(|d| d.trunc() == net) {
+            delete(layout, list, net)?;
+            outcome.removed += 1;
+        }
+    }
+    Ok(outcome)
+}
+
+/// What `sync` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub added: usize,
+    pub removed: usize,
+}
+
+/// Removes entries of `list` whose expiry (Unix seconds) is at or before
+/// `now`, and returns them.
+pub fn sweep_expired(layout: &PinLayout, list: List, now: u64) -> Result<Vec<IpNet>, ListError> {
+    ensure(layout)?;
+    let mut gone = Vec::new();
+    for (net, expires) in entries(layout, list)? {
+        if expires != 0 && expires <= now {
+            delete(layout, list, net)?;
+            gone.push(net);
+        }
+    }
+    Ok(gone)
+}
+
+/// Inserts or updates one entry, with no existence check.
+fn insert(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<(), ListError> {
+    let (v4, v6) = list.maps();
+    let result = match net {
+        IpNet::V4(n) => {
+            trie(layout, v4)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
+        }
+        IpNet::V6(n) => {
+            trie(layout, v6)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
+        }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+            Err(ListError::Full {
+                list: list.name(),
+                capacity: list.capacity(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn delete(layout: &PinLayout, list: List, net: IpNet) -> Result<(), ListError> {
+    let (v4, v6) = list.maps();
+    match net {
+        IpNet::V4(n) => trie(layout, v4)?.remove(&key(n.prefix_len(), n.addr().octets()))?,
+        IpNet::V6(n) => trie(layout, v6)?.remove(&key(n.prefix_len(), n.addr().octets()))?,
     }
     Ok(())
 }

@@ -4,9 +4,11 @@ use anyhow::Context;
 use xdp_common::FloodMode;
 use xdp_daemon::{
     attach::{AttachMode, Attached, attach},
-    pins::PinLayout,
+    config::parse_flood_mode,
     settings::FloodPolicy,
 };
+
+use super::Env;
 
 /// Attach synguard to an interface; it stays attached until `detach`.
 /// On an attached interface, updates its flood settings.
@@ -32,18 +34,7 @@ pub struct Args {
     no_budgets: bool,
 }
 
-fn parse_flood_mode(s: &str) -> Result<FloodMode, String> {
-    match s {
-        "auto" => Ok(FloodMode::Auto),
-        "always" => Ok(FloodMode::Always),
-        "off" => Ok(FloodMode::Off),
-        other => Err(format!(
-            "unknown flood mode {other:?}: use auto, always or off"
-        )),
-    }
-}
-
-pub fn run(layout: &PinLayout, args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
     let mut policy = FloodPolicy {
         mode: args.flood,
         syn_rate_on: args.syn_rate_on,
@@ -60,7 +51,8 @@ pub fn run(layout: &PinLayout, args: Args) -> anyhow::Result<ExitCode> {
             budget.rate = 0;
         }
     }
-    let outcome = attach(layout, &args.iface, args.mode, &policy)
+    let _lock = cx.state.lock().context("taking the state lock")?;
+    let outcome = attach(&cx.layout, &args.iface, args.mode, &policy)
         .with_context(|| format!("cannot attach to {}", args.iface))?;
     match outcome {
         Attached::New(mode) => println!("attached to {} ({mode} mode)", args.iface),

@@ -1,10 +1,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use xdp_daemon::{
-    attach::{Detached, detach},
-    pins::PinLayout,
-};
+use xdp_daemon::attach::{Detached, detach};
+
+use super::Env;
 
 /// Detach synguard from an interface, leaving other interfaces alone.
 #[derive(Debug, clap::Args)]
@@ -13,8 +12,9 @@ pub struct Args {
     iface: String,
 }
 
-pub fn run(layout: &PinLayout, args: Args) -> anyhow::Result<ExitCode> {
-    let outcome = detach(layout, &args.iface)
+pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
+    let _lock = cx.state.lock().context("taking the state lock")?;
+    let outcome = detach(&cx.layout, &args.iface)
         .with_context(|| format!("cannot detach from {}", args.iface))?;
     match outcome {
         Detached::Detached => println!("detached from {}", args.iface),

@@ -1,14 +1,21 @@
 //! `block`, `unblock`, `allow`, `unallow` and `list`: the CIDR lists every
-//! interface shares, changed in the data path at once.
-use std::process::ExitCode;
+//! interface shares, changed in the data path at once. Comments and origins
+//! live in the state directory; expiries in the maps themselves.
+use std::{
+    process::ExitCode,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context;
 use ipnet::IpNet;
 use serde::Serialize;
 use xdp_daemon::{
+    config::{parse_cidr, parse_duration},
     lists::{self, List},
-    pins::PinLayout,
+    state::{EntryMeta, Origin},
 };
+
+use super::Env;
 
 /// A CIDR (or a bare address, taken as /32 or /128).
 #[derive(Debug, clap::Args)]
@@ -17,12 +24,26 @@ pub struct Cidr {
     cidr: IpNet,
 }
 
-fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            format!("{s:?} is not a CIDR (e.g. 203.0.113.0/24 or 2001:db8::/48) or an address")
-        })
+#[derive(Debug, clap::Args)]
+pub struct BlockArgs {
+    #[command(flatten)]
+    cidr: Cidr,
+    /// Block for this long (e.g. 90s, 10m, 1h, 2d), then let it go; the
+    /// running daemon removes it when the time is up.
+    #[arg(long = "for", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Why, for whoever reads `synguard list` later.
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AllowArgs {
+    #[command(flatten)]
+    cidr: Cidr,
+    /// Why, for whoever reads `synguard list` later.
+    #[arg(long)]
+    comment: Option<String>,
 }
 
 /// Which list `list` shows.
@@ -33,32 +54,77 @@ pub enum Which {
     Martians,
 }
 
-pub fn add(layout: &PinLayout, list: List, args: Cidr) -> anyhow::Result<ExitCode> {
-    let new = lists::add(layout, list, args.cidr, 0)
-        .with_context(|| format!("cannot add {} to the {}", args.cidr, list.name()))?;
-    if new {
-        println!("added {} to the {}", args.cidr.trunc(), list.name());
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn block(cx: &Env, args: BlockArgs) -> anyhow::Result<ExitCode> {
+    let expires = args.duration.map_or(0, |d| unix_now() + d.as_secs().max(1));
+    add(cx, List::Block, args.cidr.cidr, expires, args.comment)
+}
+
+pub fn allow(cx: &Env, args: AllowArgs) -> anyhow::Result<ExitCode> {
+    add(cx, List::Allow, args.cidr.cidr, 0, args.comment)
+}
+
+fn add(
+    cx: &Env,
+    list: List,
+    net: IpNet,
+    expires: u64,
+    comment: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let _lock = cx.state.lock().context("taking the state lock")?;
+    let new = lists::add(&cx.layout, list, net, expires)
+        .with_context(|| format!("cannot add {net} to the {}", list.name()))?;
+    let mut meta = cx.state.list_meta()?;
+    let entries = match list {
+        List::Allow => &mut meta.allow,
+        _ => &mut meta.block,
+    };
+    let entry = entries.entry(net).or_insert(EntryMeta {
+        origin: Origin::Cli,
+        comment: None,
+    });
+    if comment.is_some() {
+        entry.comment = comment;
+    }
+    cx.state.save_list_meta(&meta)?;
+    let until = if expires == 0 {
+        String::new()
     } else {
-        println!(
-            "{} is already in the {}; nothing to do",
-            args.cidr.trunc(),
-            list.name()
-        );
+        format!(
+            " until {}",
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(expires))
+        )
+    };
+    if new {
+        println!("added {net} to the {}{until}", list.name());
+    } else {
+        println!("{net} is already in the {}; updated{until}", list.name());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn remove(layout: &PinLayout, list: List, args: Cidr) -> anyhow::Result<ExitCode> {
-    let removed = lists::remove(layout, list, args.cidr)
-        .with_context(|| format!("cannot remove {} from the {}", args.cidr, list.name()))?;
+pub fn remove(cx: &Env, list: List, args: Cidr) -> anyhow::Result<ExitCode> {
+    let net = args.cidr;
+    let _lock = cx.state.lock().context("taking the state lock")?;
+    let removed = lists::remove(&cx.layout, list, net)
+        .with_context(|| format!("cannot remove {net} from the {}", list.name()))?;
+    let mut meta = cx.state.list_meta()?;
+    let entries = match list {
+        List::Allow => &mut meta.allow,
+        _ => &mut meta.block,
+    };
+    if entries.remove(&net).is_some() {
+        cx.state.save_list_meta(&meta)?;
+    }
     if removed {
-        println!("removed {} from the {}", args.cidr.trunc(), list.name());
+        println!("removed {net} from the {}", list.name());
     } else {
-        println!(
-            "{} is not in the {}; nothing to do",
-            args.cidr.trunc(),
-            list.name()
-        );
+        println!("{net} is not in the {}; nothing to do", list.name());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -69,30 +135,68 @@ struct Entry {
     /// Unix seconds; absent: never.
     #[serde(skip_serializing_if = "Option::is_none")]
     expires: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<Origin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
 }
 
-pub fn show(layout: &PinLayout, which: Option<Which>, json: bool) -> anyhow::Result<ExitCode> {
-    let which = which.unwrap_or(Which::Blocked);
-    let list = match which {
+pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
+    let list = match which.unwrap_or(Which::Blocked) {
         Which::Blocked => List::Block,
         Which::Allowed => List::Allow,
         Which::Martians => List::Martian,
     };
-    let entries: Vec<Entry> = lists::entries(layout, list)
+    let meta = cx.state.list_meta().unwrap_or_default();
+    let notes = match list {
+        List::Block => Some(&meta.block),
+        List::Allow => Some(&meta.allow),
+        List::Martian => None,
+    };
+    let entries: Vec<Entry> = lists::entries(&cx.layout, list)
         .with_context(|| format!("cannot read the {}", list.name()))?
         .into_iter()
-        .map(|(net, expires)| Entry {
-            cidr: net.to_string(),
-            expires: (expires != 0).then_some(expires),
+        .map(|(net, expires)| {
+            let note = notes.and_then(|n| n.get(&net));
+            Entry {
+                cidr: net.to_string(),
+                expires: (expires != 0).then_some(expires),
+                origin: note.map(|n| n.origin),
+                comment: note.and_then(|n| n.comment.clone()),
+            }
         })
         .collect();
-    if json {
+    if cx.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else if entries.is_empty() {
         println!("the {} is empty", list.name());
     } else {
+        let now = unix_now();
         for e in &entries {
-            println!("{}", e.cidr);
+            let mut line = e.cidr.clone();
+            if let Some(at) = e.expires {
+                if at <= now {
+                    line.push_str("  (expired; removed by the running daemon)");
+                } else {
+                    line.push_str(&format!(
+                        "  expires in {}",
+                        humantime::format_duration(Duration::from_secs(at - now))
+                    ));
+                }
+            }
+            if let Some(origin) = e.origin
+                && origin != Origin::Cli
+            {
+                line.push_str(match origin {
+                    Origin::Config => "  [config]",
+                    Origin::OverBudget => "  [over budget]",
+                    Origin::Cli => "",
+                });
+            }
+            if let Some(c) = &e.comment {
+                line.push_str(&format!("  # {c}"));
+            }
+            println!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

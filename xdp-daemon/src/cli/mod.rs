@@ -1,8 +1,13 @@
 //! The CLI as one clap derive enum; one file per verb.
 mod attach;
+mod config;
 mod detach;
+mod docs;
 mod lists;
+mod run;
 mod stats;
+mod status;
+mod sysctl;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -10,19 +15,33 @@ use clap::{Parser, Subcommand};
 use xdp_daemon::{
     lists::List,
     pins::{DEFAULT_ROOT, PinLayout},
+    state::{DEFAULT_STATE_DIR, StateDir},
 };
 
 /// synguard: SYN-flood mitigation at XDP.
 ///
 /// Attaches an XDP program per interface that drops blocklisted sources and
 /// answers SYN floods with kernel SYN cookies, and reads its counters. The
-/// state lives pinned under bpffs, so it outlives this command.
+/// state lives pinned under bpffs, so it outlives this command and the
+/// daemon: every verb works with or without `synguard run`.
+///
+/// Exit codes: 0 success (including "nothing to do"), 1 failure, 2 bad usage
+/// or a bad config.
 #[derive(Debug, Parser)]
 #[command(name = "synguard", version, about, long_about)]
 pub struct Cli {
     /// Where synguard pins its programs and maps (a directory on bpffs).
     #[arg(long, global = true, env = "SYNGUARD_PIN_ROOT", default_value = DEFAULT_ROOT)]
     pin_root: PathBuf,
+
+    /// Where synguard keeps what the pins cannot hold (original sysctls,
+    /// list comments, the daemon's status, the lock).
+    #[arg(long, global = true, env = "SYNGUARD_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+
+    /// The configuration file.
+    #[arg(long, global = true, env = "SYNGUARD_CONFIG", default_value = xdp_daemon::config::DEFAULT_PATH)]
+    config: PathBuf,
 
     /// Print data as JSON instead of a table.
     #[arg(long, global = true)]
@@ -34,15 +53,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(run::Args),
+    #[command(subcommand)]
+    Config(config::Command),
+    Status(status::Args),
     Attach(attach::Args),
     Detach(detach::Args),
     Stats(stats::Args),
     /// Drop every packet from a source range, on every interface, at once.
-    Block(lists::Cidr),
+    Block(lists::BlockArgs),
     /// Take a source range off the blocklist.
     Unblock(lists::Cidr),
     /// Let a source range skip every check, on every interface.
-    Allow(lists::Cidr),
+    Allow(lists::AllowArgs),
     /// Take a source range off the allowlist.
     Unallow(lists::Cidr),
     /// Show a list (default: blocked).
@@ -50,20 +73,50 @@ enum Command {
         #[arg(value_enum)]
         which: Option<lists::Which>,
     },
+    #[command(subcommand)]
+    Sysctl(sysctl::Command),
+    /// Print the man page (roff) on stdout.
+    #[command(hide = true)]
+    Man,
+    /// Print shell completions on stdout.
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What every verb gets.
+pub struct Env {
+    pub layout: PinLayout,
+    pub state: StateDir,
+    pub config: PathBuf,
+    pub json: bool,
 }
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let layout = PinLayout::new(self.pin_root);
+        let cx = Env {
+            layout: PinLayout::new(self.pin_root),
+            state: StateDir::new(self.state_dir),
+            config: self.config,
+            json: self.json,
+        };
         match self.command {
-            Command::Attach(args) => attach::run(&layout, args),
-            Command::Detach(args) => detach::run(&layout, args),
-            Command::Stats(args) => stats::run(&layout, args, self.json),
-            Command::Block(args) => lists::add(&layout, List::Block, args),
-            Command::Unblock(args) => lists::remove(&layout, List::Block, args),
-            Command::Allow(args) => lists::add(&layout, List::Allow, args),
-            Command::Unallow(args) => lists::remove(&layout, List::Allow, args),
-            Command::List { which } => lists::show(&layout, which, self.json),
+            Command::Run(args) => run::run(&cx, args),
+            Command::Config(cmd) => config::run(&cx, cmd),
+            Command::Status(args) => status::run(&cx, args),
+            Command::Attach(args) => attach::run(&cx, args),
+            Command::Detach(args) => detach::run(&cx, args),
+            Command::Stats(args) => stats::run(&cx, args),
+            Command::Block(args) => lists::block(&cx, args),
+            Command::Unblock(args) => lists::remove(&cx, List::Block, args),
+            Command::Allow(args) => lists::allow(&cx, args),
+            Command::Unallow(args) => lists::remove(&cx, List::Allow, args),
+            Command::List { which } => lists::show(&cx, which),
+            Command::Sysctl(cmd) => sysctl::run(&cx, cmd),
+            Command::Man => docs::man(),
+            Command::Completions { shell } => docs::completions(shell),
         }
     }
 }

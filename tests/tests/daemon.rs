@@ -1,0 +1,450 @@
+//! End-to-end tests of `synguard run`, the service: it applies its config
+//! (sysctls, lists, interfaces) in the target namespace, serves /metrics
+//! that a real HTTP scrape reads, reloads on SIGHUP (and refuses a broken
+//! file), survives kill -9 with protection in place, and on a clean stop
+//! detaches and restores the sysctls.
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use synguard_tests::{
+    http,
+    lab::{Lab, TARGET_V4},
+    netns::{Netns, unique_prefix},
+    packets, require_root,
+    synguard::{Daemon, Synguard},
+    traffic::RawSender,
+};
+
+const METRICS: &str = "127.0.0.1:9720";
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// A directory for one test's config files, removed on drop.
+struct ConfigDir(PathBuf);
+
+impl ConfigDir {
+    fn new() -> ConfigDir {
+        let dir = std::env::temp_dir().join(format!("synguard-config-{}", unique_prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ConfigDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config protecting the lab's target interface, with `lists` as its
+/// [lists] table body.
+fn config(lab: &Lab, lists: &str) -> String {
+    format!(
+        r#"
+[[interface]]
+name = "{iface}"
+mode = "native"
+
+[lists]
+{lists}
+
+[metrics]
+listen = "{METRICS}"
+"#,
+        iface = lab.target_if
+    )
+}
+
+fn metrics_addr() -> SocketAddr {
+    METRICS.parse().unwrap()
+}
+
+/// Waits for `/healthz` in `ns` to answer 200.
+fn wait_healthy(ns: &Netns, daemon: &mut Daemon) {
+    let deadline = Instant::now() + STARTUP;
+    while Instant::now() < deadline {
+        if let Ok((200, _)) = http::get(ns, metrics_addr(), "/healthz") {
+            return;
+        }
+        if let Some(status) = daemon.exited() {
+            panic!("synguard run exited ({status}):\n{}", daemon.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("synguard run did not become healthy:\n{}", daemon.log());
+}
+
+fn scrape(ns: &Netns) -> String {
+    let (status, body) = http::get(ns, metrics_addr(), "/metrics").expect("scrape /metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn blocklist_drops(body: &str, iface: &str) -> u64 {
+    http::sample(
+        body,
+        "synguard_packets_total",
+        &format!(r#"interface="{iface}",verdict="drop",reason="blocklist""#),
+    )
+    .unwrap_or_else(|e| panic!("{e}:\n{body}")) as u64
+}
+
+/// Sends `count` UDP datagrams to the target from the spoofed `source`.
+fn send_from(lab: &Lab, source: Ipv4Addr, count: usize) {
+    let sender = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
+    let frame = packets::udp(IpAddr::V4(source), IpAddr::V4(TARGET_V4), 4000, 9, b"x");
+    for _ in 0..count {
+        sender.send(&frame).unwrap();
+    }
+    // Let the frames cross the veth before anyone counts.
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn xdp_on_link(lab: &Lab) -> bool {
+    let out = lab
+        .target
+        .command("ip")
+        .args(["link", "show", &lab.target_if])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+fn listed(synguard: &Synguard, ns: &Netns) -> String {
+    synguard.run(ns, &["list", "blocked"]).unwrap()
+}
+
+#[test]
+fn the_service_applies_serves_reloads_and_stops_cleanly() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let dir = ConfigDir::new();
+    let t = &lab.target;
+    // Values synguard's defaults change, so a restore is visible.
+    for (key, value) in [
+        ("net.ipv4.tcp_timestamps", "1"),
+        ("net.core.somaxconn", "1024"),
+        ("net.ipv4.tcp_max_syn_backlog", "512"),
+    ] {
+        t.set_sysctl(key, value).unwrap();
+    }
+    dir.write("more.txt", "# from a file\n198.18.6.7  # one host\n");
+    let path = dir.write(
+        "synguard.toml",
+        &config(
+            &lab,
+            r#"block = ["198.18.5.0/24"]
+block_files = ["more.txt"]"#,
+        ),
+    );
+    let mut daemon = synguard.daemon(t, &path).unwrap();
+    wait_healthy(t, &mut daemon);
+    assert!(xdp_on_link(&lab), "the service attaches the program");
+
+    // Sysctls applied, as read back from /proc/sys in the namespace.
+    assert_eq!(t.sysctl("net.ipv4.tcp_timestamps").unwrap(), "2");
+    assert_eq!(t.sysctl("net.core.somaxconn").unwrap(), "4096");
+    assert_eq!(t.sysctl("net.ipv4.tcp_max_syn_backlog").unwrap(), "4096");
+    assert_eq!(t.sysctl("net.ipv4.tcp_syncookies").unwrap(), "1");
+
+    // A real scrape counts exactly the packets this test sent.
+    let iface = &lab.target_if;
+    let before = blocklist_drops(&scrape(t), iface);
+    send_from(&lab, Ipv4Addr::new(198, 18, 5, 9), 37);
+    send_from(&lab, Ipv4Addr::new(198, 18, 6, 7), 23);
+    let body = scrape(t);
+    assert_eq!(blocklist_drops(&body, iface) - before, 60, "{body}");
+    for (name, labels, value) in [
+        ("synguard_list_entries", r#"list="block""#, 2.0),
+        (
+            "synguard_attached",
+            &format!(r#"interface="{iface}",mode="native""#),
+            1.0,
+        ),
+        ("synguard_sysctl", r#"name="net.ipv4.tcp_timestamps""#, 2.0),
+        (
+            "synguard_sysctl_desired",
+            r#"name="net.core.somaxconn""#,
+            4096.0,
+        ),
+        ("synguard_build_info", r#"version="0.1.0""#, 1.0),
+    ] {
+        assert_eq!(
+            http::sample(&body, name, labels).unwrap(),
+            value,
+            "{name}{{{labels}}}"
+        );
+    }
+    for name in [
+        "synguard_kernel_listen_overflows_total",
+        "synguard_kernel_listen_drops_total",
+        "synguard_kernel_syncookies_sent_total",
+        "synguard_kernel_syncookies_recv_total",
+        "synguard_kernel_syncookies_failed_total",
+    ] {
+        http::sample(&body, name, "").unwrap();
+    }
+    http::sample(
+        &body,
+        "synguard_flood_active",
+        &format!(r#"interface="{iface}""#),
+    )
+    .unwrap();
+
+    // An operator's timed block goes when its time is up; one without a
+    // time stays through reloads.
+    synguard
+        .run(
+            t,
+            &[
+                "block",
+                "198.18.8.0/24",
+                "--for",
+                "2s",
+                "--comment",
+                "short",
+            ],
+        )
+        .unwrap();
+    synguard
+        .run(t, &["block", "198.18.9.9", "--comment", "by hand"])
+        .unwrap();
+    let list = listed(&synguard, t);
+    assert!(list.contains("198.18.8.0/24  expires in"), "{list}");
+    assert!(list.contains("198.18.5.0/24  [config]"), "{list}");
+    assert!(list.contains("198.18.9.9/32  # by hand"), "{list}");
+    assert!(
+        daemon.wait_for_log("198.18.8.0/24 expired", Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    assert!(!listed(&synguard, t).contains("198.18.8.0/24"));
+
+    // A broken file on SIGHUP is refused; the running config stays.
+    dir.write("synguard.toml", "[flood]\nmode = \"sometimes\"\n");
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        daemon.wait_for_log("reload refused", Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.log().contains("synguard.toml:2: key `flood.mode`"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.exited().is_none(),
+        "a bad reload must not stop the daemon"
+    );
+    let before = blocklist_drops(&scrape(t), iface);
+    send_from(&lab, Ipv4Addr::new(198, 18, 5, 9), 5);
+    assert_eq!(
+        blocklist_drops(&scrape(t), iface) - before,
+        5,
+        "old lists still enforced"
+    );
+
+    // A good file on SIGHUP takes effect: config entries follow the file,
+    // the operator's entry stays.
+    dir.write(
+        "synguard.toml",
+        &config(&lab, r#"block = ["198.18.7.0/24"]"#),
+    );
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        daemon.wait_for_log("reloaded", Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    let list = listed(&synguard, t);
+    assert!(list.contains("198.18.7.0/24"), "{list}");
+    assert!(list.contains("198.18.9.9/32"), "{list}");
+    assert!(
+        !list.contains("198.18.5.0/24") && !list.contains("198.18.6.7"),
+        "{list}"
+    );
+    let before = blocklist_drops(&scrape(t), iface);
+    send_from(&lab, Ipv4Addr::new(198, 18, 5, 9), 4);
+    send_from(&lab, Ipv4Addr::new(198, 18, 7, 1), 6);
+    assert_eq!(blocklist_drops(&scrape(t), iface) - before, 6);
+
+    // A clean stop detaches and restores what it changed.
+    daemon.signal(libc::SIGTERM);
+    let status = daemon
+        .wait(Duration::from_secs(30))
+        .expect("stops on SIGTERM");
+    assert!(status.success(), "{status}:\n{}", daemon.log());
+    assert!(!xdp_on_link(&lab), "a clean stop detaches");
+    assert_eq!(t.sysctl("net.ipv4.tcp_timestamps").unwrap(), "1");
+    assert_eq!(t.sysctl("net.core.somaxconn").unwrap(), "1024");
+    assert_eq!(t.sysctl("net.ipv4.tcp_max_syn_backlog").unwrap(), "512");
+    assert!(!synguard.state_dir().join("daemon.json").exists());
+    let status = synguard.run(t, &["status"]).unwrap();
+    assert!(status.contains("daemon: not running"), "{status}");
+}
+
+#[test]
+fn kill_9_leaves_protection_in_place_and_a_new_daemon_adopts_it() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let dir = ConfigDir::new();
+    let t = &lab.target;
+    let path = dir.write(
+        "synguard.toml",
+        &config(&lab, r#"block = ["198.18.5.0/24"]"#),
+    );
+    let iface = lab.target_if.clone();
+    let mut first = synguard.daemon(t, &path).unwrap();
+    wait_healthy(t, &mut first);
+    send_from(&lab, Ipv4Addr::new(198, 18, 5, 1), 10);
+
+    first.signal(libc::SIGKILL);
+    first.wait(Duration::from_secs(10)).expect("killed");
+    assert!(xdp_on_link(&lab), "the pinned link outlives the daemon");
+    send_from(&lab, Ipv4Addr::new(198, 18, 5, 1), 10);
+    assert_eq!(
+        synguard.count(t, &iface, "drop", "blocklist").unwrap(),
+        20,
+        "still dropping with no daemon"
+    );
+    let status = synguard.run(t, &["status"]).unwrap();
+    assert!(status.contains("exited without a clean stop"), "{status}");
+    assert_eq!(
+        t.sysctl("net.ipv4.tcp_timestamps").unwrap(),
+        "2",
+        "sysctls stay too"
+    );
+
+    let mut second = synguard.daemon(t, &path).unwrap();
+    wait_healthy(t, &mut second);
+    assert!(second.log().contains("adopted"), "{}", second.log());
+    send_from(&lab, Ipv4Addr::new(198, 18, 5, 1), 10);
+    // The counters were adopted with the program: nothing reset, nothing lost.
+    assert_eq!(blocklist_drops(&scrape(t), &iface), 30);
+    assert!(listed(&synguard, t).contains("198.18.5.0/24"));
+
+    second.signal(libc::SIGTERM);
+    assert!(
+        second
+            .wait(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+    assert!(!xdp_on_link(&lab));
+}
+
+/// Runs synguard in a fresh namespace and returns (exit code, stderr).
+fn fails(synguard: &Synguard, ns: &Netns, args: &[&str]) -> (i32, String) {
+    let out = synguard.output(ns, args).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_config_or_cidr_fails_naming_the_problem_and_touches_nothing() {
+    require_root();
+    let ns = Netns::create(&format!("{}-cfg", unique_prefix())).unwrap();
+    let synguard = Synguard::new(ns.name());
+    let dir = ConfigDir::new();
+    let bad = dir.write(
+        "bad.toml",
+        "[[interface]]\nname = \"lo\"\n[flood]\nsyn_rate_on = 100\nsyn_rate_off = 500\n",
+    );
+    let bad = bad.to_str().unwrap();
+    for args in [vec!["--config", bad, "run"], vec!["config", "check", bad]] {
+        let (code, err) = fails(&synguard, &ns, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("bad.toml:5: key `flood.syn_rate_off`"),
+            "{err}"
+        );
+    }
+    dir.write("list.txt", "203.0.113.0/24\n203.0.113.300\n");
+    let listed = dir.write("listed.toml", "[lists]\nblock_files = [\"list.txt\"]\n");
+    let (code, err) = fails(
+        &synguard,
+        &ns,
+        &["config", "check", listed.to_str().unwrap()],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("list.txt:2:") && err.contains("not a CIDR"),
+        "{err}"
+    );
+
+    let (code, err) = fails(&synguard, &ns, &["block", "203.0.113.0/33"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a CIDR"), "{err}");
+    let (code, err) = fails(&synguard, &ns, &["block", "203.0.113.7/24"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("did you mean 203.0.113.0/24"), "{err}");
+
+    assert!(
+        !synguard.pin_root().exists(),
+        "a bad config touches nothing"
+    );
+    assert!(!Path::new(&synguard.state_dir().join("daemon.json")).exists());
+}
+
+#[test]
+fn sysctl_apply_and_restore_round_trip() {
+    require_root();
+    let ns = Netns::create(&format!("{}-sys", unique_prefix())).unwrap();
+    let synguard = Synguard::new(ns.name());
+    let dir = ConfigDir::new();
+    let path = dir.write(
+        "synguard.toml",
+        "[sysctl]\n\"net.ipv4.tcp_fin_timeout\" = 30\n\"net.ipv4.tcp_timestamps\" = \"keep\"\n",
+    );
+    let path = path.to_str().unwrap();
+    ns.set_sysctl("net.ipv4.tcp_fin_timeout", "60").unwrap();
+    ns.set_sysctl("net.ipv4.tcp_timestamps", "1").unwrap();
+    ns.set_sysctl("net.core.somaxconn", "1000").unwrap();
+
+    let out = synguard
+        .run(&ns, &["--config", path, "sysctl", "apply"])
+        .unwrap();
+    assert!(out.contains("net.ipv4.tcp_fin_timeout: 60 -> 30"), "{out}");
+    assert_eq!(ns.sysctl("net.ipv4.tcp_fin_timeout").unwrap(), "30");
+    assert_eq!(ns.sysctl("net.core.somaxconn").unwrap(), "4096");
+    assert_eq!(
+        ns.sysctl("net.ipv4.tcp_timestamps").unwrap(),
+        "1",
+        "keep means keep"
+    );
+
+    // Drift: someone changes a value behind synguard's back.
+    ns.set_sysctl("net.core.somaxconn", "128").unwrap();
+    let show = synguard
+        .run(&ns, &["--config", path, "sysctl", "show"])
+        .unwrap();
+    let line = show.lines().find(|l| l.contains("somaxconn")).unwrap();
+    assert!(line.contains("drift"), "{show}");
+
+    // A second apply keeps the first originals.
+    synguard
+        .run(&ns, &["--config", path, "sysctl", "apply"])
+        .unwrap();
+    let out = synguard
+        .run(&ns, &["--config", path, "sysctl", "restore"])
+        .unwrap();
+    assert!(out.contains("restored"), "{out}");
+    assert_eq!(ns.sysctl("net.ipv4.tcp_fin_timeout").unwrap(), "60");
+    assert_eq!(ns.sysctl("net.core.somaxconn").unwrap(), "1000");
+    let out = synguard
+        .run(&ns, &["--config", path, "sysctl", "restore"])
+        .unwrap();
+    assert!(out.contains("nothing to restore"), "{out}");
+}

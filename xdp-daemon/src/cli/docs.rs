@@ -1,0 +1,23 @@
+//! The man page and shell completions, generated from the same clap
+//! definitions as `--help` (packaging runs these; see README, "Packaging").
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+
+use super::Cli;
+
+pub fn man() -> anyhow::Result<ExitCode> {
+    let page = clap_mangen::Man::new(Cli::command());
+    page.render(&mut std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "synguard",
+        &mut std::io::stdout(),
+    );
+    Ok(ExitCode::SUCCESS)
+}

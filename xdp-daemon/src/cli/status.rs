@@ -1,0 +1,199 @@
+use std::{path::Path, process::ExitCode};
+
+use serde::Serialize;
+use xdp_daemon::{
+    config::Config,
+    flood,
+    lists::{self, List},
+    state::DaemonStatus,
+    sysctl,
+};
+
+use super::Env;
+
+/// What synguard is doing: the daemon, each interface and its flood state,
+/// list sizes, sysctls (desired vs actual), and what the kernel offers.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+#[derive(Serialize)]
+struct Status {
+    daemon: Option<DaemonStatus>,
+    daemon_running: bool,
+    interfaces: Vec<IfaceStatus>,
+    lists: Vec<ListSize>,
+    sysctls: Vec<sysctl::Row>,
+    /// Where the desired sysctls came from.
+    desired_from: String,
+    kernel: Kernel,
+}
+
+#[derive(Serialize)]
+struct IfaceStatus {
+    name: String,
+    /// The attach mode, when the daemon attached it.
+    mode: Option<String>,
+    /// Whether an interface of that name exists in this namespace.
+    present: bool,
+    flood_active: Option<bool>,
+    syn_rate: Option<u64>,
+    over_budget_sources: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct ListSize {
+    list: &'static str,
+    entries: usize,
+}
+
+#[derive(Serialize)]
+struct Kernel {
+    release: String,
+    bpffs: bool,
+    btf: bool,
+    /// With net.ipv4.tcp_timestamps=2, cookies made at XDP keep window
+    /// scaling and SACK; otherwise they carry the MSS only.
+    cookie_options: bool,
+}
+
+pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
+    let daemon = cx.state.daemon_status().ok().flatten();
+    let daemon_running = daemon.as_ref().is_some_and(DaemonStatus::alive);
+    let (desired, desired_from) = match (&daemon, daemon_running) {
+        (Some(d), true) => (d.sysctls.clone(), "the running daemon".to_string()),
+        _ => match Config::load(&cx.config) {
+            Ok(c) => (c.sysctls, cx.config.display().to_string()),
+            Err(_) => (
+                sysctl::defaults(),
+                "synguard's defaults (no readable config)".into(),
+            ),
+        },
+    };
+    let mut interfaces = Vec::new();
+    for name in cx.layout.attached()? {
+        let state = flood::state(&cx.layout, &name).ok();
+        interfaces.push(IfaceStatus {
+            mode: daemon.as_ref().and_then(|d| d.modes.get(&name).cloned()),
+            present: xdp_daemon::daemon::if_index(&name) != 0,
+            flood_active: state.map(|s| s.active != 0),
+            syn_rate: state.map(|s| s.last_rate),
+            over_budget_sources: flood::over_budget(&cx.layout, &name).ok().map(|v| v.len()),
+            name,
+        });
+    }
+    let mut list_sizes = Vec::new();
+    for (label, list) in [
+        ("blocked", List::Block),
+        ("allowed", List::Allow),
+        ("martians", List::Martian),
+    ] {
+        if cx.layout.shared_map(xdp_common::maps::BLOCK_V4).exists() {
+            list_sizes.push(ListSize {
+                list: label,
+                entries: lists::entries(&cx.layout, list)?.len(),
+            });
+        }
+    }
+    let status = Status {
+        sysctls: sysctl::show(&desired, &cx.state)?,
+        desired_from,
+        kernel: Kernel {
+            release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .into(),
+            bpffs: cx.layout.root().parent().is_some_and(|p| p.exists()),
+            btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+            cookie_options: sysctl::read("net.ipv4.tcp_timestamps").ok() == Some(2),
+        },
+        daemon,
+        daemon_running,
+        interfaces,
+        lists: list_sizes,
+    };
+    if cx.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (&status.daemon, status.daemon_running) {
+        (Some(d), true) => println!(
+            "daemon: running (pid {}, config {}{})",
+            d.pid,
+            d.config.display(),
+            d.metrics
+                .as_ref()
+                .map_or(String::new(), |m| format!(", metrics on {m}"))
+        ),
+        (Some(d), false) => println!(
+            "daemon: not running (pid {} exited without a clean stop; pinned protection stays)",
+            d.pid
+        ),
+        (None, _) => println!("daemon: not running"),
+    }
+    if let Some(e) = status
+        .daemon
+        .as_ref()
+        .and_then(|d| d.last_reload_error.as_ref())
+    {
+        println!("  last reload refused: {e}");
+    }
+    if status.interfaces.is_empty() {
+        println!("interfaces: none attached");
+    } else {
+        println!("interfaces:");
+    }
+    for i in &status.interfaces {
+        println!(
+            "  {:<16} mode {:<8} flood {:<4} syn/s {:<8} over-budget {}{}",
+            i.name,
+            i.mode.as_deref().unwrap_or("-"),
+            match i.flood_active {
+                Some(true) => "ON",
+                Some(false) => "off",
+                None => "?",
+            },
+            i.syn_rate.map_or("?".into(), |r| r.to_string()),
+            i.over_budget_sources.map_or("?".into(), |n| n.to_string()),
+            if i.present {
+                ""
+            } else {
+                "  (interface missing)"
+            }
+        );
+    }
+    let sizes: Vec<String> = status
+        .lists
+        .iter()
+        .map(|l| format!("{} {}", l.entries, l.list))
+        .collect();
+    println!(
+        "lists: {}",
+        if sizes.is_empty() {
+            "not created yet".into()
+        } else {
+            sizes.join(", ")
+        }
+    );
+    println!("sysctls (desired from {}):", status.desired_from);
+    for row in &status.sysctls {
+        let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+        println!(
+            "  {:<32} desired {:>6}  actual {:>6}{}",
+            row.name,
+            show(row.desired),
+            show(row.actual),
+            if row.drifted() { "  DRIFT" } else { "" }
+        );
+    }
+    println!(
+        "kernel: {} (BTF {}, cookie options {})",
+        status.kernel.release,
+        if status.kernel.btf { "yes" } else { "no" },
+        if status.kernel.cookie_options {
+            "on: tcp_timestamps=2"
+        } else {
+            "off: MSS only (tcp_timestamps is not 2)"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,370 @@
+//! `/metrics` (OpenMetrics text, through prometheus-client) and `/healthz`.
+//!
+//! Every value is read at scrape time from the pinned maps, the kernel and
+//! /proc: nothing is mirrored, so a scrape shows what the data path counted
+//! at that moment, and reading never writes to a map the data path uses.
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge, info::Info},
+    registry::Registry,
+};
+use xdp_common::Reason;
+
+use crate::{
+    counters::Counters,
+    flood, kernel,
+    lists::{self, List},
+    pins::PinLayout,
+    sysctl,
+};
+
+/// What the daemon knows that the maps do not: shared with the collector,
+/// updated on reload.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// The attach mode in use, per interface the daemon attached.
+    pub modes: BTreeMap<String, String>,
+    pub desired_sysctls: BTreeMap<String, i64>,
+}
+
+#[derive(Debug)]
+struct SynguardCollector {
+    layout: PinLayout,
+    known: Arc<Mutex<Known>>,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, u64)],
+) -> fmt::Result {
+    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge<V>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, V)],
+) -> fmt::Result
+where
+    V: prometheus_client::encoding::EncodeGaugeValue + Copy + fmt::Debug,
+{
+    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn iface(name: &str) -> Labels {
+    vec![("interface", name.to_string())]
+}
+
+impl Collector for SynguardCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let attached = self.layout.attached().unwrap_or_else(|e| {
+            tracing::warn!("metrics: listing attached interfaces: {e}");
+            Vec::new()
+        });
+        let mut packets = Vec::new();
+        let mut bytes = Vec::new();
+        let mut syn_acks = Vec::new();
+        let mut cookie_acks = Vec::new();
+        let mut flood_active = Vec::new();
+        let mut syn_rate = Vec::new();
+        let mut over_budget = Vec::new();
+        let mut attached_rows = Vec::new();
+        let known = self.known.lock().expect("not poisoned");
+        for name in &attached {
+            let mode = known
+                .modes
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| "adopted".into());
+            attached_rows.push((vec![("interface", name.clone()), ("mode", mode)], 1i64));
+            match Counters::read_pinned(&self.layout.counters(name)) {
+                Ok(c) => {
+                    for reason in Reason::ALL {
+                        let labels: Labels = vec![
+                            ("interface", name.clone()),
+                            ("verdict", reason.verdict().name().into()),
+                            ("reason", reason.name().into()),
+                        ];
+                        let counter = c.get(reason);
+                        packets.push((labels.clone(), counter.packets));
+                        bytes.push((labels, counter.bytes));
+                    }
+                    syn_acks.push((iface(name), c.get(Reason::SynAck).packets));
+                    for (result, reason) in [
+                        ("valid", Reason::ValidCookie),
+                        ("invalid", Reason::BadCookie),
+                    ] {
+                        cookie_acks.push((
+                            vec![("interface", name.clone()), ("result", result.into())],
+                            c.get(reason).packets,
+                        ));
+                    }
+                }
+                Err(e) => tracing::warn!("metrics: counters of {name}: {e}"),
+            }
+            match flood::state(&self.layout, name) {
+                Ok(s) => {
+                    flood_active.push((iface(name), i64::from(s.active)));
+                    syn_rate.push((iface(name), s.last_rate as i64));
+                }
+                Err(e) => tracing::warn!("metrics: flood state of {name}: {e}"),
+            }
+            match flood::over_budget(&self.layout, name) {
+                Ok(v) => over_budget.push((iface(name), v.len() as i64)),
+                Err(e) => tracing::warn!("metrics: over-budget sources of {name}: {e}"),
+            }
+        }
+        let desired = known.desired_sysctls.clone();
+        drop(known);
+
+        counter(
+            &mut enc,
+            "synguard_packets",
+            "Packets seen by the XDP program, by interface, verdict and reason.",
+            &packets,
+        )?;
+        counter(
+            &mut enc,
+            "synguard_bytes",
+            "Bytes of those packets (whole frames), by interface, verdict and reason.",
+            &bytes,
+        )?;
+        counter(
+            &mut enc,
+            "synguard_syn_acks_sent",
+            "SYN-ACKs with a kernel SYN cookie sent from XDP.",
+            &syn_acks,
+        )?;
+        counter(
+            &mut enc,
+            "synguard_cookie_acks",
+            "ACKs completing a cookie handshake during a flood: valid (passed) or invalid (dropped).",
+            &cookie_acks,
+        )?;
+        gauge(
+            &mut enc,
+            "synguard_attached",
+            "1 for each interface synguard is attached to, with its attach mode.",
+            &attached_rows,
+        )?;
+        gauge(
+            &mut enc,
+            "synguard_flood_active",
+            "1 while the interface is in flood mode (SYNs answered from XDP).",
+            &flood_active,
+        )?;
+        gauge(
+            &mut enc,
+            "synguard_syn_rate",
+            "SYNs per second on the interface in the last 100 ms window.",
+            &syn_rate,
+        )?;
+        gauge(
+            &mut enc,
+            "synguard_over_budget_sources",
+            "Source prefixes that went over their SYN budget, as the data path remembers them.",
+            &over_budget,
+        )?;
+
+        let mut list_rows = Vec::new();
+        for (label, list) in [
+            ("block", List::Block),
+            ("allow", List::Allow),
+            ("martian", List::Martian),
+        ] {
+            match lists::entries(&self.layout, list) {
+                Ok(e) => list_rows.push((vec![("list", label.to_string())], e.len() as i64)),
+                Err(e) => tracing::warn!("metrics: {}: {e}", list.name()),
+            }
+        }
+        gauge(
+            &mut enc,
+            "synguard_list_entries",
+            "Entries in each CIDR list.",
+            &list_rows,
+        )?;
+
+        match kernel::netstat() {
+            Ok(netstat) => {
+                for name in kernel::TCP_EXT {
+                    let value = netstat.get(&format!("TcpExt.{name}")).copied().unwrap_or(0);
+                    let metric = format!("synguard_kernel_{}", snake(name));
+                    counter(
+                        &mut enc,
+                        &metric,
+                        &format!(
+                            "The kernel's TcpExt {name} counter in synguard's network namespace."
+                        ),
+                        &[(Vec::new(), value)],
+                    )?;
+                }
+            }
+            Err(e) => tracing::warn!("metrics: /proc/net/netstat: {e}"),
+        }
+
+        let mut actual = Vec::new();
+        let mut wanted = Vec::new();
+        for name in sysctl::Setting::names() {
+            if let Ok(v) = sysctl::read(name) {
+                actual.push((vec![("name", name.to_string())], v));
+            }
+            if let Some(&v) = desired.get(name) {
+                wanted.push((vec![("name", name.to_string())], v));
+            }
+        }
+        gauge(
+            &mut enc,
+            "synguard_sysctl",
+            "The current value of each sysctl synguard manages.",
+            &actual,
+        )?;
+        gauge(
+            &mut enc,
+            "synguard_sysctl_desired",
+            "The value the config asks for, per sysctl synguard applies.",
+            &wanted,
+        )?;
+
+        let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]);
+        info.encode(enc.encode_descriptor(
+            "synguard_build",
+            "synguard's version.",
+            None,
+            MetricType::Info,
+        )?)?;
+        Ok(())
+    }
+}
+
+/// `ListenOverflows` -> `listen_overflows`.
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The registry with synguard's collector.
+pub fn registry(layout: PinLayout, known: Arc<Mutex<Known>>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SynguardCollector { layout, known }));
+    registry
+}
+
+#[derive(Clone)]
+struct App {
+    registry: Arc<Registry>,
+    layout: PinLayout,
+    wanted: Arc<Mutex<Vec<String>>>,
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
+/// `wanted` is the list of interfaces the config asks for: `/healthz` is 200
+/// while each has synguard attached.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    layout: PinLayout,
+    wanted: Arc<Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
+    let app = App {
+        registry: Arc::new(registry),
+        layout,
+        wanted,
+    };
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(app);
+    axum::serve(listener, router).await
+}
+
+async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    // Map reads are short syscalls; a blocking thread keeps them off the
+    // runtime's only worker.
+    let body = tokio::task::spawn_blocking(move || {
+        let mut body = String::new();
+        prometheus_client::encoding::text::encode(&mut body, &app.registry).map(|()| body)
+    })
+    .await;
+    match body {
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding the metrics failed\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn healthz(State(app): State<App>) -> impl IntoResponse {
+    let wanted = app.wanted.lock().expect("not poisoned").clone();
+    let missing: Vec<String> = wanted
+        .into_iter()
+        .filter(|i| !app.layout.link(i).exists())
+        .collect();
+    if missing.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not attached: {}\n", missing.join(", ")),
+        )
+    }
+}
+
+/// Binds the metrics address (separately, so a taken port fails start-up).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_counter_names_become_snake_case() {
+        assert_eq!(snake("ListenOverflows"), "listen_overflows");
+        assert_eq!(snake("SyncookiesRecv"), "syncookies_recv");
+    }
+}
