@@ -108,6 +108,29 @@ fn send_from(lab: &Lab, source: Ipv4Addr, count: usize) {
     std::thread::sleep(Duration::from_millis(200));
 }
 
+/// Every metric the shipped Grafana dashboard queries is one the daemon
+/// serves.
+fn dashboard_uses_only_exported_metrics(body: &str) {
+    let dashboard = include_str!("../../packaging/grafana/synguard.json");
+    let exported: Vec<&str> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut rest = dashboard;
+    while let Some(at) = rest.find("synguard_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        assert!(
+            exported.contains(&name.as_str()),
+            "the dashboard queries {name}, which /metrics does not serve"
+        );
+        rest = &rest[at + name.len()..];
+    }
+}
+
 fn xdp_on_link(lab: &Lab) -> bool {
     let out = lab
         .target

@@ -93,7 +93,10 @@ impl PinLayout {
     /// `ensure_bpffs`) and the versioned directory the shared maps go in.
     pub fn prepare(&self) -> io::Result<()> {
         self.ensure_bpffs()?;
-        fs::create_dir_all(self.versioned())
+        fs::create_dir_all(self.versioned())?;
+        // The pins are the control path: root only.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
     }
 
     /// Makes sure the root lies on a bpffs, mounting one at /sys/fs/bpf when

@@ -1,5 +1,6 @@
 //! `cargo xtask`: set-up, build, test and demo automation for synguard.
 mod demo;
+mod package;
 mod setup;
 mod test;
 
@@ -28,6 +29,9 @@ enum Task {
     Test,
     /// Show synguard at work in a namespace lab, then tear it down (root).
     Demo,
+    /// Build the .deb (binary, systemd unit, example config, man page,
+    /// completions, Grafana dashboard) into target/package.
+    Package,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Task::Build => setup::run().and_then(|()| build_release()).map(drop),
         Task::Test => test::run(),
         Task::Demo => demo::run(),
+        Task::Package => package::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
