@@ -10,6 +10,7 @@ use std::{
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -21,6 +22,35 @@ const ATTR_SIZE: usize = 128;
 /// Attaches XDP_PASS to `ifindex` (in the calling thread's namespace) in
 /// native mode. The program stays attached while the returned link lives.
 pub fn attach_pass(ifindex: u32) -> io::Result<OwnedFd> {
+    let prog = load_pass()?;
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u32(&mut attr, 0, fd_u32(&prog));
+    put_u32(&mut attr, 4, ifindex);
+    put_u32(&mut attr, 8, BPF_XDP);
+    put_u32(&mut attr, 12, XDP_FLAGS_DRV_MODE);
+    bpf(BPF_LINK_CREATE, &attr)
+}
+
+/// Pins an XDP_PASS program at `path` (on bpffs), for attaching through
+/// netlink with `ip link set dev X xdpdrv pinned PATH`: the way programs
+/// that predate bpf_link (and many tools) attach.
+pub fn pin_pass(path: &std::path::Path) -> io::Result<()> {
+    let prog = load_pass()?;
+    let c_path =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u64(&mut attr, 0, c_path.as_ptr() as u64);
+    put_u32(&mut attr, 8, fd_u32(&prog));
+    // BPF_OBJ_PIN returns 0, not a descriptor.
+    // SAFETY: `attr` is a valid bpf_attr-sized buffer; `c_path` outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, attr.as_ptr(), ATTR_SIZE as u32) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn load_pass() -> io::Result<OwnedFd> {
     // r0 = XDP_PASS; exit
     let insns: [u8; 16] = [0xb7, 0, 0, 0, XDP_PASS, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
     let license = c"GPL";
@@ -31,14 +61,7 @@ pub fn attach_pass(ifindex: u32) -> io::Result<OwnedFd> {
     put_u64(&mut attr, 16, license.as_ptr() as u64);
     attr[48..56].copy_from_slice(b"lab_peer");
     put_u32(&mut attr, 68, BPF_XDP); // expected_attach_type
-    let prog = bpf(BPF_PROG_LOAD, &attr)?;
-
-    let mut attr = [0u8; ATTR_SIZE];
-    put_u32(&mut attr, 0, fd_u32(&prog));
-    put_u32(&mut attr, 4, ifindex);
-    put_u32(&mut attr, 8, BPF_XDP);
-    put_u32(&mut attr, 12, XDP_FLAGS_DRV_MODE);
-    bpf(BPF_LINK_CREATE, &attr)
+    bpf(BPF_PROG_LOAD, &attr)
 }
 
 fn bpf(cmd: libc::c_long, attr: &[u8; ATTR_SIZE]) -> io::Result<OwnedFd> {

@@ -222,6 +222,7 @@ block_files = ["more.txt"]"#,
         &format!(r#"interface="{iface}""#),
     )
     .unwrap();
+    dashboard_uses_only_exported_metrics(&body);
 
     // An operator's timed block goes when its time is up; one without a
     // time stays through reloads.

@@ -101,6 +101,17 @@ pub enum AttachError {
     },
     #[error(transparent)]
     Lists(#[from] ListError),
+    #[error(
+        "another XDP program ({program}) is attached to {iface}; synguard does not replace \
+         it unless told to (`synguard attach --replace`, or `replace = true` for the \
+         interface in the config)"
+    )]
+    Occupied { iface: String, program: String },
+    #[error(
+        "the XDP program ({program}) on {iface} is held by another process's bpf_link and \
+         cannot be removed from outside; stop its owner first"
+    )]
+    HeldByLink { iface: String, program: String },
     #[error("reading the pinned link of {iface}: {source}")]
     Link {
         iface: String,
@@ -119,12 +130,16 @@ pub enum Attached {
 }
 
 /// Attaches the program to `iface` with `policy` and pins the link; for an
-/// interface already attached, updates its settings.
+/// interface already attached, updates its settings. Another XDP program
+/// on the interface is an error unless `replace`, which detaches it first
+/// (possible for programs attached through netlink, not for another
+/// process's bpf_link).
 pub fn attach(
     layout: &PinLayout,
     iface: &str,
     mode: AttachMode,
     policy: &FloodPolicy,
+    replace: bool,
 ) -> Result<Attached, AttachError> {
     let io_err = |path: &std::path::Path| {
         let path = path.display().to_string();
@@ -147,6 +162,21 @@ pub fn attach(
             }
         })?;
         return Ok(Attached::Already);
+    }
+    if let Some(program) = foreign_program(iface) {
+        if !replace {
+            return Err(AttachError::Occupied {
+                iface: iface.into(),
+                program,
+            });
+        }
+        remove_foreign(iface);
+        if let Some(program) = foreign_program(iface) {
+            return Err(AttachError::HeldByLink {
+                iface: iface.into(),
+                program,
+            });
+        }
     }
     let dir = layout.iface_dir(iface);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -246,6 +276,38 @@ pub fn detach(layout: &PinLayout, iface: &str) -> Result<Detached, AttachError> 
         source,
     })?;
     Ok(Detached::Detached)
+}
+
+/// The XDP program on `iface` as `ip -j link` reports it ("name, id N"),
+/// if any. Only called when synguard has no link pinned there, so any
+/// program found is someone else's.
+fn foreign_program(iface: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let xdp = links.get(0)?.get("xdp")?;
+    let prog = xdp
+        .get("prog")
+        .or_else(|| xdp.get("attached")?.get(0)?.get("prog"))?;
+    Some(format!(
+        "{}, id {}",
+        prog.get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("unnamed"),
+        prog.get("id").map_or("?".to_string(), |i| i.to_string())
+    ))
+}
+
+/// Detaches whatever netlink-attached XDP program `iface` has, in any mode.
+fn remove_foreign(iface: &str) {
+    for mode in ["xdpgeneric", "xdpdrv", "xdpoffload"] {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "set", "dev", iface, mode, "off"])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 fn if_index(iface: &str) -> u32 {

@@ -44,6 +44,8 @@ pub struct Config {
 pub struct Interface {
     pub name: String,
     pub mode: AttachMode,
+    /// Replace another XDP program found on the interface.
+    pub replace: bool,
 }
 
 /// What is wrong with a configuration, and where.
@@ -102,6 +104,7 @@ impl Config {
             interfaces.push(Interface {
                 name: name.clone(),
                 mode: iface.mode.0,
+                replace: iface.replace,
             });
         }
 
@@ -378,6 +381,8 @@ struct RawInterface {
     name: Spanned<String>,
     #[serde(default)]
     mode: Mode,
+    #[serde(default)]
+    replace: bool,
 }
 
 #[derive(Deserialize)]
@@ -712,5 +717,73 @@ mod tests {
         let c = parse("[budgets]\nenabled = false\nblock_over_budget_for = \"5m\"\n").unwrap();
         assert_eq!(c.flood.budget_v4_host.rate, 0);
         assert_eq!(c.block_over_budget, Some(Duration::from_secs(300)));
+    }
+}
+
+/// Properties over arbitrary input: the parsers never panic, errors point
+/// at a line that exists, and every valid CIDR survives a list file.
+#[cfg(test)]
+mod props {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn line_count(text: &str) -> usize {
+        text.lines().count().max(1)
+    }
+
+    fn cidr() -> impl Strategy<Value = IpNet> {
+        prop_oneof![
+            (any::<u32>(), 0u8..=32)
+                .prop_map(|(a, p)| IpNet::new(Ipv4Addr::from(a).into(), p).unwrap().trunc()),
+            (any::<u128>(), 0u8..=128)
+                .prop_map(|(a, p)| IpNet::new(Ipv6Addr::from(a).into(), p).unwrap().trunc()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn cidr_parsing_never_panics_and_round_trips(s in ".{0,60}") {
+            if let Ok(net) = parse_cidr(&s) {
+                prop_assert_eq!(parse_cidr(&net.to_string()), Ok(net));
+            }
+        }
+
+        #[test]
+        fn list_files_never_panic_and_name_a_real_line(text in "[0-9a-f:./# \\n]{0,300}") {
+            if let Err((line, _)) = parse_list(&text) {
+                prop_assert!(line >= 1 && line <= line_count(&text));
+            }
+        }
+
+        #[test]
+        fn configs_never_panic_and_name_a_real_line(text in "(\\PC|\\n){0,300}") {
+            if let Err(ConfigError::At { line, .. }) = Config::parse(&text, Path::new("f.toml")) {
+                prop_assert!(line >= 1 && line <= line_count(&text) + 1, "line {}", line);
+            }
+        }
+
+        #[test]
+        fn configs_built_from_keys_never_panic(
+            key in prop::sample::select(vec!["mode", "syn_rate_on", "syn_rate_off", "hold", "name", "listen", "block", "rate"]),
+            table in prop::sample::select(vec!["flood", "budgets", "metrics", "lists", "sysctl", "[interface]"]),
+            value in prop::sample::select(vec!["1", "-1", "0", "\"auto\"", "\"10s\"", "[\"10.0.0.0/8\"]", "{ rate = 1, burst = 0 }", "4294967296", "\"\"", "true"]),
+        ) {
+            let text = format!("[{table}]\n{key} = {value}\n");
+            let _ = Config::parse(&text, Path::new("f.toml"));
+        }
+
+        #[test]
+        fn every_cidr_survives_a_list_file(nets in prop::collection::vec(cidr(), 0..50)) {
+            let mut text = String::from("# generated\n");
+            for net in &nets {
+                text.push_str(&format!("{net}   # entry\n\n"));
+            }
+            prop_assert_eq!(parse_list(&text).unwrap(), nets);
+        }
     }
 }

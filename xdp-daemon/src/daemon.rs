@@ -116,6 +116,13 @@ impl Daemon {
                 other.config.display()
             );
         }
+        for other in self.options.layout.other_versions().unwrap_or_default() {
+            warn!(
+                "{} holds pins of another map layout (from another synguard version); they are \
+                 left alone and not read: detach with that version, or remove the directory",
+                other.display()
+            );
+        }
         info!(
             "starting with {} (pins under {}, state in {})",
             self.options.config_path.display(),
@@ -254,7 +261,13 @@ impl Daemon {
             self.ifindex.insert(iface.name.clone(), 0);
             return Ok(());
         }
-        match attach::attach(layout, &iface.name, iface.mode, &self.config.flood)? {
+        match attach::attach(
+            layout,
+            &iface.name,
+            iface.mode,
+            &self.config.flood,
+            iface.replace,
+        )? {
             Attached::New(used) => {
                 if iface.mode == attach::AttachMode::Auto && used == attach::AttachMode::Skb {
                     warn!(
@@ -400,6 +413,11 @@ impl Daemon {
                     "{} is gone (deleted or renamed); it is attached again when it returns",
                     iface.name
                 );
+                // The link died with the device: drop its pins, so status
+                // and /healthz say it is not protected.
+                if let Err(e) = attach::detach(&layout, &iface.name) {
+                    warn!("clearing the pins of {}: {e}", iface.name);
+                }
                 self.ifindex.insert(iface.name.clone(), 0);
                 continue;
             }

@@ -217,7 +217,8 @@ pub fn sweep_expired(layout: &PinLayout, list: List, now: u64) -> Result<Vec<IpN
     Ok(gone)
 }
 
-/// Inserts or updates one entry, with no existence check.
+/// Inserts or updates one entry, with no existence check. A full trie is
+/// E2BIG for hash-like maps and ENOSPC for LPM tries on 6.x kernels.
 fn insert(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<(), ListError> {
     let (v4, v6) = list.maps();
     let result = match net {
@@ -230,7 +231,9 @@ fn insert(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<()
     };
     match result {
         Ok(()) => Ok(()),
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+        Err(MapError::SyscallError(e))
+            if matches!(e.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC)) =>
+        {
             Err(ListError::Full {
                 list: list.name(),
                 capacity: list.capacity(),

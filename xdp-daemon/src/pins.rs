@@ -89,6 +89,31 @@ impl PinLayout {
         Ok(names)
     }
 
+    /// Pin directories of other map layout versions (`v<N>` other than
+    /// this build's): state of another synguard version, never read.
+    pub fn other_versions(&self) -> io::Result<Vec<PathBuf>> {
+        let mine = self.versioned();
+        let mut out = Vec::new();
+        match fs::read_dir(&self.root) {
+            Ok(entries) => {
+                for entry in entries {
+                    let path = entry?.path();
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    let numbered = name.len() > 1
+                        && name.starts_with('v')
+                        && name[1..].bytes().all(|b| b.is_ascii_digit());
+                    if numbered && path != mine {
+                        out.push(path);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Makes the pin directories ready: a bpffs under the root (see
     /// `ensure_bpffs`) and the versioned directory the shared maps go in.
     pub fn prepare(&self) -> io::Result<()> {

@@ -32,6 +32,10 @@ pub struct Args {
     /// Turn the per-source SYN budgets off.
     #[arg(long)]
     no_budgets: bool,
+    /// Replace another XDP program found on the interface (by default
+    /// synguard refuses and names it).
+    #[arg(long)]
+    replace: bool,
 }
 
 pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
@@ -52,7 +56,7 @@ pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let outcome = attach(&cx.layout, &args.iface, args.mode, &policy)
+    let outcome = attach(&cx.layout, &args.iface, args.mode, &policy, args.replace)
         .with_context(|| format!("cannot attach to {}", args.iface))?;
     match outcome {
         Attached::New(mode) => println!("attached to {} ({mode} mode)", args.iface),

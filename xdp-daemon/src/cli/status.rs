@@ -137,6 +137,13 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
     {
         println!("  last reload refused: {e}");
     }
+    for other in cx.layout.other_versions().unwrap_or_default() {
+        println!(
+            "warning: {} holds pins of another map layout (another synguard version); \
+             this version does not read them",
+            other.display()
+        );
+    }
     if status.interfaces.is_empty() {
         println!("interfaces: none attached");
     } else {

@@ -1,0 +1,264 @@
+//! Faults, end to end in the namespace lab: another XDP program on the
+//! interface, the protected interface deleted and created again under a
+//! running daemon, a full blocklist, and pins of another layout version.
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use synguard_tests::{
+    http,
+    lab::{Lab, TARGET_V4, if_index, mac},
+    netns::unique_prefix,
+    packets, peer_xdp, require_root,
+    synguard::Synguard,
+    traffic::RawSender,
+};
+use xdp_daemon::{
+    lists::{self, List},
+    pins::PinLayout,
+};
+
+fn xdp_program_name(lab: &Lab) -> Option<String> {
+    let out = lab
+        .target
+        .command("ip")
+        .args(["-j", "link", "show", "dev", &lab.target_if])
+        .output()
+        .ok()?;
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let xdp = links.get(0)?.get("xdp")?;
+    let prog = xdp
+        .get("prog")
+        .or_else(|| xdp.get("attached")?.get(0)?.get("prog"))?;
+    prog.get("name")?.as_str().map(str::to_string)
+}
+
+#[test]
+fn another_xdp_program_is_refused_unless_replaced() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let t = &lab.target;
+
+    // Held by another process's bpf_link: refused, and --replace cannot help.
+    let ifindex = t.run(|| if_index(&lab.target_if));
+    let link = t.run(|| peer_xdp::attach_pass(ifindex)).unwrap();
+    let out = synguard
+        .output(t, &["attach", &lab.target_if, "--mode", "native"])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another XDP program (lab_peer, id "), "{err}");
+    let out = synguard
+        .output(
+            t,
+            &["attach", &lab.target_if, "--mode", "native", "--replace"],
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("held by another process's bpf_link"), "{err}");
+    assert_eq!(xdp_program_name(&lab).as_deref(), Some("lab_peer"));
+    drop(link);
+
+    // Attached through netlink (as ip, xdp-loader and older tools do):
+    // refused by default, replaced when told to.
+    let pin = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/synguard-lab-foreign-{}",
+        unique_prefix()
+    ));
+    peer_xdp::pin_pass(&pin).unwrap();
+    let status = t
+        .command("ip")
+        .args(["link", "set", "dev", &lab.target_if, "xdpdrv", "pinned"])
+        .arg(&pin)
+        .status()
+        .unwrap();
+    let _ = std::fs::remove_file(&pin);
+    assert!(status.success());
+    let out = synguard.output(t, &["attach", &lab.target_if]).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lab_peer"));
+    assert_eq!(
+        xdp_program_name(&lab).as_deref(),
+        Some("lab_peer"),
+        "left alone"
+    );
+    let out = synguard
+        .run(t, &["attach", &lab.target_if, "--replace"])
+        .unwrap();
+    assert!(out.contains("attached"), "{out}");
+    assert_eq!(xdp_program_name(&lab).as_deref(), Some("synguard"));
+}
+
+#[test]
+fn an_interface_deleted_and_created_again_is_attached_again() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let t = &lab.target;
+    let config = std::env::temp_dir().join(format!("synguard-recreate-{}.toml", t.name()));
+    std::fs::write(
+        &config,
+        format!(
+            "[[interface]]\nname = \"{}\"\nmode = \"native\"\n[lists]\nblock = [\"198.18.5.0/24\"]\n",
+            lab.target_if
+        ),
+    )
+    .unwrap();
+    let mut daemon = synguard.daemon(t, &config).unwrap();
+    let addr: SocketAddr = "127.0.0.1:9720".parse().unwrap();
+    let health = |want: u16| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(http::get(t, addr, "/healthz"), Ok((code, _)) if code == want) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(health(200), "{}", daemon.log());
+
+    // Deleting one end of a veth deletes both.
+    t.ip(&["link", "del", &lab.target_if]).unwrap();
+    assert!(
+        daemon.wait_for_log("is gone", Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    assert!(health(503), "healthz reports the interface unprotected");
+
+    lab.outside
+        .ip(&[
+            "link",
+            "add",
+            &lab.outside_if,
+            "address",
+            &mac(synguard_tests::lab::OUTSIDE_MAC),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &lab.target_if,
+            "netns",
+            t.name(),
+        ])
+        .unwrap();
+    lab.outside
+        .ip(&["link", "set", &lab.outside_if, "up"])
+        .unwrap();
+    t.ip(&["link", "set", &lab.target_if, "up"]).unwrap();
+    assert!(
+        daemon.wait_for_log("attached again", Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    assert!(health(200), "{}", daemon.log());
+
+    // And it protects the new interface.
+    let sender = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
+    let frame = packets::udp(
+        IpAddr::V4(Ipv4Addr::new(198, 18, 5, 3)),
+        IpAddr::V4(TARGET_V4),
+        4000,
+        9,
+        b"x",
+    );
+    for _ in 0..10 {
+        sender.send(&frame).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        synguard
+            .count(t, &lab.target_if, "drop", "blocklist")
+            .unwrap(),
+        10
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(
+        daemon
+            .wait(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+    let _ = std::fs::remove_file(&config);
+}
+
+#[test]
+fn a_full_blocklist_says_so_and_loses_nothing() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let t = &lab.target;
+    synguard.run(t, &["block", "198.18.5.0/24"]).unwrap();
+    let layout = PinLayout::new(synguard.pin_root());
+    // Fill the rest of the IPv4 blocklist with /32s of 10.0.0.0/8.
+    let capacity = xdp_common::sizes::BLOCKLIST as usize;
+    let fill: Vec<IpNet> = (0..capacity as u32 - 1)
+        .map(|i| IpNet::from(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))))
+        .collect();
+    lists::sync(&layout, List::Block, &fill, &[]).unwrap();
+
+    let out = synguard.output(t, &["block", "198.18.6.0/24"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the blocklist is full ({capacity} entries); nothing was removed"
+        )),
+        "{err}"
+    );
+    let entries = lists::entries(&layout, List::Block).unwrap();
+    assert_eq!(entries.len(), capacity);
+    assert!(
+        entries
+            .iter()
+            .any(|(n, _)| n.to_string() == "198.18.5.0/24")
+    );
+    assert!(
+        !entries
+            .iter()
+            .any(|(n, _)| n.to_string() == "198.18.6.0/24")
+    );
+
+    // The entries already there still drop.
+    synguard
+        .run(t, &["attach", &lab.target_if, "--mode", "native"])
+        .unwrap();
+    let sender = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
+    let frame = packets::udp(
+        IpAddr::V4(Ipv4Addr::new(198, 18, 5, 3)),
+        IpAddr::V4(TARGET_V4),
+        4000,
+        9,
+        b"x",
+    );
+    for _ in 0..5 {
+        sender.send(&frame).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        synguard
+            .count(t, &lab.target_if, "drop", "blocklist")
+            .unwrap(),
+        5
+    );
+}
+
+#[test]
+fn pins_of_another_layout_version_are_reported_not_read() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let t = &lab.target;
+    synguard.run(t, &["block", "198.18.5.0/24"]).unwrap();
+    std::fs::create_dir_all(synguard.pin_root().join("v0")).unwrap();
+    let status = synguard.run(t, &["status"]).unwrap();
+    assert!(
+        status.contains("v0 holds pins of another map layout"),
+        "{status}"
+    );
+    assert!(status.contains("1 blocked"), "{status}");
+}
