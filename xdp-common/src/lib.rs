@@ -165,7 +165,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
@@ -266,6 +266,31 @@ pub struct Config {
     pub budget_v4_net: Budget,
     pub budget_v6_host: Budget,
     pub budget_v6_net: Budget,
+    /// Destination ports whose SYNs go to the kernel even in a flood (the
+    /// operator guards only some ports). Empty: every port is guarded.
+    pub unguarded_ports: PortSet,
+}
+
+/// A set of TCP ports as a bitmap: bit `p % 64` of word `p / 64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct PortSet(pub [u64; 1024]);
+
+impl Default for PortSet {
+    fn default() -> Self {
+        PortSet([0; 1024])
+    }
+}
+
+impl PortSet {
+    #[inline(always)]
+    pub fn contains(&self, port: u16) -> bool {
+        self.0[(port >> 6) as usize] & (1 << (port & 63)) != 0
+    }
+
+    pub fn insert(&mut self, port: u16) {
+        self.0[(port >> 6) as usize] |= 1 << (port & 63);
+    }
 }
 
 /// Flood detection state, kept by the data path in `FLOOD`.
@@ -351,10 +376,21 @@ mod tests {
     #[test]
     fn shared_types_have_no_implicit_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<Config>(), 4 * 4 + 2 * 2 + 4 + 4 * 8);
+        assert_eq!(size_of::<Config>(), 4 * 4 + 2 * 2 + 4 + 4 * 8 + 8192);
         assert_eq!(size_of::<FloodState>(), 5 * 8 + 2 * 4);
         assert_eq!(size_of::<SourceKey>(), 4 + 16);
         assert_eq!(size_of::<Bucket>(), 16);
+    }
+
+    #[test]
+    fn port_sets_hold_every_port() {
+        let mut set = PortSet::default();
+        for port in [0, 1, 63, 64, 443, 65535] {
+            assert!(!set.contains(port));
+            set.insert(port);
+            assert!(set.contains(port));
+        }
+        assert!(!set.contains(80));
     }
 
     #[test]

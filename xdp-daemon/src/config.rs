@@ -143,7 +143,22 @@ impl Config {
             }
             Ok(Budget { rate, burst })
         };
+        let mut ports: Vec<u16> = Vec::new();
+        for port in &flood.ports {
+            let p = *port.get_ref();
+            if p == 0 {
+                return Err(at(
+                    port.span(),
+                    "port 0 is not a port a listener can use".into(),
+                ));
+            }
+            if ports.contains(&p) {
+                return Err(at(port.span(), format!("port {p} is listed twice")));
+            }
+            ports.push(p);
+        }
         let policy = FloodPolicy {
+            ports,
             mode: flood.mode.0,
             syn_rate_on: on,
             syn_rate_off: off,
@@ -396,6 +411,8 @@ struct RawFlood {
     syn_rate_off: Spanned<u32>,
     #[serde(default = "default_hold")]
     hold: Spanned<Dur>,
+    #[serde(default)]
+    ports: Vec<Spanned<u16>>,
 }
 
 impl Default for RawFlood {
@@ -405,6 +422,7 @@ impl Default for RawFlood {
             syn_rate_on: default_rate_on(),
             syn_rate_off: default_rate_off(),
             hold: default_hold(),
+            ports: Vec::new(),
         }
     }
 }
@@ -710,6 +728,18 @@ mod tests {
         .unwrap();
         assert!(!c.sysctls.contains_key("net.ipv4.tcp_timestamps"));
         assert_eq!(c.sysctls["net.core.somaxconn"], 8192);
+    }
+
+    #[test]
+    fn guarded_ports_are_checked() {
+        assert_eq!(
+            parse("[flood]\nports = [443, 80]\n").unwrap().flood.ports,
+            vec![443, 80]
+        );
+        let err = parse("[flood]\nports = [443,\n 443]\n").unwrap_err();
+        assert!(err.contains(":3:") && err.contains("twice"), "{err}");
+        let err = parse("[flood]\nports = [70000]\n").unwrap_err();
+        assert!(err.contains(":2: key `flood.ports`"), "{err}");
     }
 
     #[test]

@@ -5,10 +5,10 @@
 use std::{fs, io};
 
 use aya::maps::{Array, Map, MapData, MapError};
-use xdp_common::{Budget, Config, FloodMode};
+use xdp_common::{Budget, Config, FloodMode, PortSet};
 
 /// The operator's flood policy for an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FloodPolicy {
     pub mode: FloodMode,
     /// SYN/s on the interface at which flood mode engages.
@@ -22,6 +22,9 @@ pub struct FloodPolicy {
     pub budget_v4_net: Budget,
     pub budget_v6_host: Budget,
     pub budget_v6_net: Budget,
+    /// The ports whose SYNs are answered from XDP in a flood; the others go
+    /// to the kernel. Empty: every port.
+    pub ports: Vec<u16>,
 }
 
 impl Default for FloodPolicy {
@@ -53,6 +56,7 @@ impl Default for FloodPolicy {
                 rate: 500,
                 burst: 1_000,
             },
+            ports: Vec::new(),
         }
     }
 }
@@ -118,7 +122,21 @@ pub fn config(policy: &FloodPolicy, kernel: &KernelFacts) -> Config {
         budget_v4_net: policy.budget_v4_net,
         budget_v6_host: policy.budget_v6_host,
         budget_v6_net: policy.budget_v6_net,
+        unguarded_ports: unguarded(&policy.ports),
     }
+}
+
+/// Every port not in `guarded`; nothing when `guarded` is empty.
+fn unguarded(guarded: &[u16]) -> PortSet {
+    let mut set = PortSet::default();
+    if !guarded.is_empty() {
+        for port in 0..=u16::MAX {
+            if !guarded.contains(&port) {
+                set.insert(port);
+            }
+        }
+    }
+    set
 }
 
 /// Writes `config` into a program's `CONFIG` map.
@@ -205,5 +223,13 @@ mod tests {
             (c.ts_cookies, c.mss_v4, c.mss_v6, c.wscale),
             (1, 1460, 1440, 10)
         );
+    }
+
+    #[test]
+    fn only_the_guarded_ports_are_answered_from_xdp() {
+        assert_eq!(unguarded(&[]), PortSet::default());
+        let set = unguarded(&[80, 443]);
+        assert!(!set.contains(80) && !set.contains(443));
+        assert!(set.contains(22) && set.contains(0) && set.contains(65535));
     }
 }

@@ -71,7 +71,7 @@ fn syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &xdp_common::Config
     if ctx.ingress_ifindex() != LOOPBACK_IFINDEX && lists::martian(packet) {
         return Reason::Martian;
     }
-    if !flood::on_syn(config) {
+    if !flood::on_syn(config) || config.unguarded_ports.contains(tcp.dport) {
         return Reason::Syn;
     }
     if !flood::within_budget(packet, config) {

@@ -95,6 +95,8 @@ pub struct Tcp {
     /// The header length, options included (data offset * 4).
     pub header_len: usize,
     pub flags: TcpFlags,
+    /// The destination port.
+    pub dport: u16,
 }
 
 /// Returns a pointer to a `T` at `offset` if all of it lies inside the frame.
@@ -298,7 +300,13 @@ fn parse_tcp(
         None => return Err(Reason::Malformed),
     };
     // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
-    let (doff, flags) = unsafe { ((*tcp).doff() as usize * 4, TcpFlags(tcp_flags(tcp))) };
+    let (doff, flags, dport) = unsafe {
+        (
+            (*tcp).doff() as usize * 4,
+            TcpFlags(tcp_flags(tcp)),
+            tcp_dport(tcp),
+        )
+    };
     if doff < size_of::<TcpHdr>() {
         return Err(Reason::Malformed);
     }
@@ -320,7 +328,18 @@ fn parse_tcp(
         l4,
         header_len: doff,
         flags,
+        dport,
     }))
+}
+
+/// The destination port: bytes 2 and 3 of the TCP header.
+#[inline(always)]
+fn tcp_dport(tcp: *const TcpHdr) -> u16 {
+    // SAFETY: the caller checked that the fixed 20-byte header is in bounds.
+    unsafe {
+        let p = tcp as *const u8;
+        u16::from_be_bytes([*p.add(2), *p.add(3)])
+    }
 }
 
 /// The flags byte: offset 13 of the TCP header.

@@ -29,6 +29,11 @@ pub struct Args {
     /// SYN/s below which flood mode may end (auto).
     #[arg(long, default_value_t = FloodPolicy::default().syn_rate_off)]
     syn_rate_off: u32,
+    /// Answer SYNs from XDP in a flood only for these destination ports
+    /// (repeat, or comma-separated); SYNs to other ports go to the kernel.
+    /// Default: every port with a listener.
+    #[arg(long = "port", value_delimiter = ',')]
+    ports: Vec<u16>,
     /// Turn the per-source SYN budgets off.
     #[arg(long)]
     no_budgets: bool,
@@ -43,6 +48,7 @@ pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
         mode: args.flood,
         syn_rate_on: args.syn_rate_on,
         syn_rate_off: args.syn_rate_off,
+        ports: args.ports,
         ..FloodPolicy::default()
     };
     if args.no_budgets {
