@@ -7,7 +7,7 @@ use clap::CommandFactory;
 use super::Cli;
 
 pub fn man() -> anyhow::Result<ExitCode> {
-    let page = clap_mangen::Man::new(Cli::command());
+    let page = clap_mangen::Man::new(Cli::command()).section("8");
     page.render(&mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)
 }
