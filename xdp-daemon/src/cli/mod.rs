@@ -96,6 +96,13 @@ pub struct Env {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        if !matches!(self.command, Command::Run(_)) {
+            // `synguard list | head`: end quietly when the reader goes, like
+            // other Unix tools, instead of failing on a broken pipe. Not
+            // for the daemon, whose sockets must never kill it.
+            // SAFETY: setting a signal disposition before any thread starts.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        }
         let cx = Env {
             layout: PinLayout::new(self.pin_root),
             state: StateDir::new(self.state_dir),
