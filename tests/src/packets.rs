@@ -278,6 +278,24 @@ impl Rng {
     }
 }
 
+/// A spoofed source for `dst`'s family, from `r`: 198.19.0.0/16, or
+/// 2001:2:0:ff00::/56 for IPv6 (both inside the lab's benchmark ranges).
+fn spoofed_source(dst: IpAddr, r: u64) -> IpAddr {
+    match dst {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 19, (r >> 8) as u8, r as u8)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            2,
+            0,
+            0xff00 | ((r >> 48) as u16 & 0xff),
+            (r >> 32) as u16,
+            (r >> 16) as u16,
+            r as u16,
+            1,
+        )),
+    }
+}
+
 /// `count` SYN frames to `dst:dport` from random sources in 198.19.0.0/16
 /// (or 2001:2:0:ff00::/56 for an IPv6 `dst`), with random ports and sequence
 /// numbers: what a spoofed SYN flood looks like on the wire.
@@ -286,23 +304,46 @@ pub fn spoofed_syns(count: usize, dst: IpAddr, dport: u16, seed: u64) -> Vec<Vec
     (0..count)
         .map(|_| {
             let r = rng.next_u64();
-            let src = match dst {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 19, (r >> 8) as u8, r as u8)),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
-                    0x2001,
-                    2,
-                    0,
-                    0xff00 | ((r >> 48) as u16 & 0xff),
-                    (r >> 32) as u16,
-                    (r >> 16) as u16,
-                    r as u16,
-                    1,
-                )),
-            };
             let sport = 1024 + (r >> 20) as u16 % 60000;
-            Segment::syn(src, dst, sport, dport)
+            Segment::syn(spoofed_source(dst, r), dst, sport, dport)
                 .numbers((r >> 32) as u32, 0)
                 .frame()
+        })
+        .collect()
+}
+
+/// `count` ACK frames to `dst:dport` from random sources (as
+/// [`spoofed_syns`]), ports and sequence numbers, each acknowledging a
+/// random number: the third segment of handshakes that never happened,
+/// carrying forged SYN cookies. A third are bare ACKs, a third carry a
+/// timestamp option as Linux's do, a third carry data (PSH|ACK), as a
+/// client's first request after a cookie handshake would.
+pub fn spoofed_acks(count: usize, dst: IpAddr, dport: u16, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|i| {
+            let r = rng.next_u64();
+            let cookie = rng.next_u64() as u32;
+            let sport = 1024 + (r >> 20) as u16 % 60000;
+            let ack = Segment::syn(spoofed_source(dst, r), dst, sport, dport)
+                .flags(Flags::ACK)
+                .numbers((r >> 32) as u32, cookie);
+            match i % 3 {
+                0 => ack.options(vec![]),
+                1 => ack.options(vec![
+                    TcpOptionElement::Noop,
+                    TcpOptionElement::Noop,
+                    TcpOptionElement::Timestamp(r as u32, cookie.rotate_left(7)),
+                ]),
+                _ => ack
+                    .flags(Flags {
+                        psh: true,
+                        ..Flags::ACK
+                    })
+                    .options(vec![])
+                    .payload(b"GET / HTTP/1.1\r\nHost: synguard\r\n\r\n"),
+            }
+            .frame()
         })
         .collect()
 }
