@@ -5,66 +5,18 @@
 //! lookup and cookie helpers see it.
 mod common;
 
-use std::net::{IpAddr, TcpListener};
+use std::net::IpAddr;
 
-use common::{Harness, Outcome, XDP_DROP, XDP_PASS, XDP_TX};
+use common::{CookieLab, LISTEN_PORT as PORT, Outcome, XDP_DROP, XDP_PASS, XDP_TX, flood_config};
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
-    netns::{Netns, unique_prefix},
     packets::{Flags, Segment},
 };
 use xdp_common::{Budget, Config, FloodMode, Reason};
 
-const PORT: u16 = 80;
 const CLIENT_SEQ: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0102_0304;
-
-/// A namespace with a dual-stack listener on port 80 and the sysctls of a
-/// protected host: cookies forced (so the helper hands one out without a
-/// real flood) and timestamps without per-connection offsets.
-struct CookieLab {
-    harness: Harness,
-    _listener: TcpListener,
-    ns: Netns,
-}
-
-impl CookieLab {
-    fn new(config: Config) -> CookieLab {
-        let mut harness = Harness::new();
-        let ns = Netns::create(&format!("{}-ck", unique_prefix())).expect("netns");
-        ns.set_sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
-        ns.set_sysctl("net.ipv4.tcp_timestamps", "2").unwrap();
-        let listener = ns
-            .run(|| TcpListener::bind(("::", PORT)))
-            .expect("listen on [::]:80");
-        harness.set_config(config);
-        CookieLab {
-            harness,
-            _listener: listener,
-            ns,
-        }
-    }
-
-    fn run(&mut self, frame: &[u8]) -> Outcome {
-        self.harness.run_in(&self.ns, frame)
-    }
-}
-
-/// Flood mode always on, cookies with options, as on a host with
-/// tcp_timestamps=2 and 32 MiB receive buffers.
-fn flood_config() -> Config {
-    Config {
-        flood_mode: FloodMode::Always as u32,
-        mss_v4: 1460,
-        mss_v6: 1440,
-        wscale: 10,
-        ts_cookies: 1,
-        tcp_sack: 1,
-        tcp_window_scaling: 1,
-        ..Config::default()
-    }
-}
 
 fn syn_v4() -> Segment {
     Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, PORT)

@@ -8,7 +8,10 @@ mod common;
 use common::Harness;
 use synguard_tests::{
     lab::{OUTSIDE_V4, OUTSIDE_V6, TARGET_V4, TARGET_V6},
-    packets::{self, Flags, L3, Segment},
+    packets::{
+        self, Flags, L3, Segment, fragment_v4, pad_options, push_vlan_tag, with_ipv4_options,
+        with_ipv6_extensions,
+    },
 };
 use xdp_common::Reason;
 
@@ -22,73 +25,6 @@ fn syn_v4() -> Segment {
 
 fn syn_v6() -> Segment {
     Segment::syn(IpAddr::V6(OUTSIDE_V6), IpAddr::V6(TARGET_V6), 40000, 80)
-}
-
-/// Inserts IPv4 options after the fixed header of an untagged frame.
-fn with_ipv4_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
-    assert_eq!(options.len() % 4, 0);
-    let mut out = frame[..L3 + 20].to_vec();
-    out.extend_from_slice(options);
-    out.extend_from_slice(&frame[L3 + 20..]);
-    packets::patch_ipv4(&mut out, |ip| {
-        ip[0] = 0x40 | (5 + options.len() / 4) as u8;
-        let total = u16::from_be_bytes([ip[2], ip[3]]) + options.len() as u16;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-    });
-    out
-}
-
-/// Sets the IPv4 fragment field (flags and offset in 8-byte units).
-fn fragment_v4(frame: &[u8], more: bool, offset: u16) -> Vec<u8> {
-    let mut out = frame.to_vec();
-    packets::patch_ipv4(&mut out, |ip| {
-        let field = if more { 0x2000 } else { 0 } | offset;
-        ip[6..8].copy_from_slice(&field.to_be_bytes());
-    });
-    out
-}
-
-/// Inserts IPv6 extension headers (type, body after the 2-byte next/length
-/// prefix) between the fixed header and TCP of an untagged frame.
-fn with_ipv6_extensions(frame: &[u8], headers: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let fixed = L3 + 40;
-    let mut chain = Vec::new();
-    let upper = frame[L3 + 6];
-    for (i, (_, body)) in headers.iter().enumerate() {
-        let next = headers.get(i + 1).map(|(t, _)| *t).unwrap_or(upper);
-        let len = 2 + body.len();
-        assert_eq!(len % 8, 0, "extension headers are multiples of 8 bytes");
-        chain.push(next);
-        // Fragment headers have a reserved byte where others have a length.
-        chain.push(if headers[i].0 == 44 {
-            0
-        } else {
-            (len / 8 - 1) as u8
-        });
-        chain.extend_from_slice(body);
-    }
-    let mut out = frame[..fixed].to_vec();
-    out[L3 + 6] = headers[0].0;
-    let payload = u16::from_be_bytes([out[L3 + 4], out[L3 + 5]]) + chain.len() as u16;
-    out[L3 + 4..L3 + 6].copy_from_slice(&payload.to_be_bytes());
-    out.extend_from_slice(&chain);
-    out.extend_from_slice(&frame[fixed..]);
-    out
-}
-
-fn pad_options(n: usize) -> Vec<u8> {
-    // PadN option filling an 8-byte header: type 1, length n-2.
-    let mut body = vec![1, (n - 2) as u8];
-    body.resize(n, 0);
-    body
-}
-
-/// Adds a third VLAN tag to a double-tagged frame.
-fn add_vlan_tag(frame: &[u8]) -> Vec<u8> {
-    let mut out = frame[..12].to_vec();
-    out.extend_from_slice(&[0x88, 0xa8, 0x00, 0x07]);
-    out.extend_from_slice(&frame[12..]);
-    out
 }
 
 #[test]
@@ -187,7 +123,7 @@ fn every_fixture_gets_its_verdict_and_counter() {
         ),
         (
             "three VLAN tags",
-            add_vlan_tag(&syn_v4().vlans(&[100, 200]).frame()),
+            push_vlan_tag(&syn_v4().vlans(&[100, 200]).frame(), 0x88a8, 7),
             Reason::HeaderChain,
         ),
         // Truncated and inconsistent headers.
