@@ -286,11 +286,13 @@ pub fn with_ipv6_extensions(frame: &[u8], headers: &[(u8, Vec<u8>)]) -> Vec<u8> 
         let len = 2 + body.len();
         assert_eq!(len % 8, 0, "extension headers are multiples of 8 bytes");
         chain.push(next);
-        // Fragment headers have a reserved byte where others have a length.
-        chain.push(if *kind == IPV6_FRAGMENT {
-            0
-        } else {
-            (len / 8 - 1) as u8
+        // Fragment headers have a reserved byte where others have a length,
+        // which AH counts in 4-byte units less 2 (RFC 4302), others in 8-byte
+        // units less 1.
+        chain.push(match *kind {
+            IPV6_FRAGMENT => 0,
+            IPV6_AUTH => (len / 4 - 2) as u8,
+            _ => (len / 8 - 1) as u8,
         });
         chain.extend_from_slice(body);
     }
@@ -310,6 +312,11 @@ pub const IPV6_HOP_BY_HOP: u8 = 0;
 pub const IPV6_ROUTING: u8 = 43;
 pub const IPV6_FRAGMENT: u8 = 44;
 pub const IPV6_DEST_OPTS: u8 = 60;
+pub const IPV6_AUTH: u8 = 51;
+/// The IPv6 extension headers that can precede an upper-layer header, as
+/// IANA lists them (ESP aside, which encrypts what follows): hop-by-hop,
+/// routing, fragment, AH, destination options, mobility, HIP, shim6.
+pub const IPV6_EXTENSIONS: [u8; 8] = [0, 43, 44, 51, 60, 135, 139, 140];
 
 /// The body of a hop-by-hop or destination options header `n` bytes long
 /// (after its 2-byte prefix): one PadN option filling it.
@@ -365,8 +372,8 @@ pub fn with_raw_tcp_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
 }
 
 /// Where a frame's layers start, walking VLAN tags, IPv4 options and IPv6
-/// extension headers (hop-by-hop, routing, fragment, destination options)
-/// as far as the frame and the headers' own lengths allow.
+/// extension headers ([`IPV6_EXTENSIONS`]) as far as the frame and the
+/// headers' own lengths allow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layers {
     /// VLAN tags: (TPID, VLAN id), outermost first.
@@ -391,12 +398,18 @@ pub struct IpLayers {
     /// Bytes from `l4` to the end of the packet as its IP header tells it
     /// (Ethernet padding excluded; possibly past the end of a truncated frame).
     pub upper_len: usize,
-    /// IPv6 extension headers walked (types, in order).
-    pub extensions: Vec<u8>,
-    /// IPv4 fragment field or IPv6 fragment header: (more fragments, offset
-    /// in 8-byte units), if the packet is a fragment (an IPv6 atomic
-    /// fragment, offset 0 and M clear, is not).
+    /// IPv6 extension headers walked, in order: (type, offset in the frame).
+    pub extensions: Vec<(u8, usize)>,
+    /// IPv4 fragment field or IPv6 fragment header (the first that is not
+    /// atomic): (more fragments, offset in 8-byte units), if the packet is
+    /// a fragment (an IPv6 atomic fragment, offset 0 and M clear, is not).
+    /// The walk stops at the fragment header of a later fragment (then the
+    /// protocol is 44, fragment).
     pub fragment: Option<(bool, u16)>,
+    /// The lengths in the IP header agree with each other and the frame
+    /// (IPv4: total length covers the header and fits; IPv6: the payload
+    /// fits). Ethernet padding after the packet is allowed.
+    pub lengths_ok: bool,
     /// IPv4 header checksum valid (always true for IPv6, which has none).
     pub header_checksum_ok: bool,
     /// IPv4 TTL or IPv6 hop limit.
@@ -446,37 +459,43 @@ pub fn layers(frame: &[u8]) -> Layers {
                 upper_len: total.saturating_sub(ihl),
                 extensions: Vec::new(),
                 fragment: (more || offset != 0).then_some((more, offset)),
+                lengths_ok: total >= ihl && total <= ip.len(),
                 header_checksum_ok: ones_complement_sum(&ip[..ihl]) == 0xffff,
                 hop_limit: ip[8],
             })
         }
         Some(0x86dd) if ip.len() >= 40 && ip[0] >> 4 == 6 => {
-            let mut remaining = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            let mut remaining = payload;
             let mut next = ip[6];
             let mut l4 = l3 + 40;
             let mut extensions = Vec::new();
             let mut fragment = None;
-            while extensions.len() < 16
-                && matches!(
-                    next,
-                    IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_DEST_OPTS
-                )
-                && l4 + 8 <= frame.len()
+            while extensions.len() < 16 && IPV6_EXTENSIONS.contains(&next) && l4 + 8 <= frame.len()
             {
-                let len = if next == IPV6_FRAGMENT {
-                    let field = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
-                    let (more, offset) = (field & 1 != 0, field >> 3);
-                    if more || offset != 0 {
-                        fragment = Some((more, offset));
+                let len = match next {
+                    IPV6_FRAGMENT => {
+                        let field = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
+                        let (more, offset) = (field & 1 != 0, field >> 3);
+                        // The first real fragment header says what the
+                        // packet is.
+                        if (more || offset != 0) && fragment.is_none() {
+                            fragment = Some((more, offset));
+                        }
+                        if offset != 0 {
+                            // What follows a later fragment's header
+                            // (nested in a first fragment or not) is data.
+                            break;
+                        }
+                        8
                     }
-                    8
-                } else {
-                    (usize::from(frame[l4 + 1]) + 1) * 8
+                    IPV6_AUTH => (usize::from(frame[l4 + 1]) + 2) * 4,
+                    _ => (usize::from(frame[l4 + 1]) + 1) * 8,
                 };
                 if len > remaining {
                     break;
                 }
-                extensions.push(next);
+                extensions.push((next, l4));
                 next = frame[l4];
                 remaining -= len;
                 l4 += len;
@@ -490,6 +509,7 @@ pub fn layers(frame: &[u8]) -> Layers {
                 upper_len: remaining,
                 extensions,
                 fragment,
+                lengths_ok: 40 + payload <= ip.len(),
                 header_checksum_ok: true,
                 hop_limit: ip[7],
             })
@@ -689,6 +709,76 @@ mod tests {
         .frame();
         patch_ipv4(&mut frame, |ip| ip[8] = 3);
         assert_eq!(ones_complement_sum(&frame[L3..L3 + 20]), 0xffff);
+    }
+
+    #[test]
+    fn raw_tcp_options_and_fixed_checksums_agree_with_etherparse() {
+        let syn = Segment::syn(
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            1234,
+            80,
+        )
+        .options(vec![]);
+        // MSS, then an option of length 0: padded to 8 bytes of options.
+        let frame = with_raw_tcp_options(&syn.frame(), &[2, 4, 5, 0xb4, 8, 0]);
+        let sliced = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &sliced.net else {
+            panic!("not IPv4")
+        };
+        let ip = ip.header().to_header();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = sliced.transport else {
+            panic!("not TCP")
+        };
+        assert_eq!(tcp.data_offset(), 7);
+        assert_eq!(usize::from(ip.total_len), frame.len() - L3);
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        assert_eq!(
+            tcp.checksum(),
+            tcp.to_header()
+                .calc_checksum_ipv4(&ip, tcp.payload())
+                .unwrap()
+        );
+        let walked = layers(&frame);
+        let walked_ip = walked.ip.as_ref().unwrap();
+        assert_eq!((walked_ip.protocol, walked_ip.l4), (6, L3 + 20));
+        assert_eq!(tcp_checksum(&frame, walked_ip), Some(tcp.checksum()));
+    }
+
+    #[test]
+    fn layers_walk_tags_and_extension_headers_to_tcp() {
+        let syn = Segment::syn(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
+            1234,
+            80,
+        )
+        .frame();
+        let chain = with_ipv6_extensions(
+            &syn,
+            &[
+                (IPV6_HOP_BY_HOP, pad_options(6)),
+                (IPV6_FRAGMENT, vec![0, 1, 0, 0, 0, 7]),
+                (IPV6_AUTH, vec![0; 14]),
+            ],
+        );
+        let tagged = push_vlan_tag(&push_vlan_tag(&chain, 0x8100, 5), 0x88a8, 0);
+        let walked = layers(&tagged);
+        assert_eq!(walked.vlans, vec![(0x88a8, 0), (0x8100, 5)]);
+        assert_eq!(walked.l3, L3 + 8);
+        let ip = walked.ip.unwrap();
+        let kinds: Vec<u8> = ip.extensions.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(kinds, [IPV6_HOP_BY_HOP, IPV6_FRAGMENT, IPV6_AUTH]);
+        assert_eq!(ip.fragment, Some((true, 0)), "a first fragment");
+        assert_eq!((ip.protocol, ip.l4), (6, L3 + 8 + 40 + 8 + 8 + 16));
+        assert_eq!(ip.upper_len, syn.len() - L3 - 40);
+        assert!(ip.lengths_ok);
+
+        // A later fragment: the walk stops at its header.
+        let later = with_ipv6_extensions(&syn, &[(IPV6_FRAGMENT, vec![0, 0x11, 0, 0, 0, 7])]);
+        let ip = layers(&later).ip.unwrap();
+        assert_eq!(ip.fragment, Some((true, 2)));
+        assert_eq!((ip.protocol, ip.l4), (IPV6_FRAGMENT, L3 + 40));
     }
 
     #[test]
