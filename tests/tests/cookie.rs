@@ -11,7 +11,10 @@ use common::{CookieLab, LISTEN_PORT as PORT, Outcome, XDP_DROP, XDP_PASS, XDP_TX
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
-    packets::{Flags, Segment},
+    packets::{
+        Flags, IPV6_DEST_OPTS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_ROUTING, L3, Segment,
+        pad_options, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
+    },
 };
 use xdp_common::{Budget, Config, FloodMode, Reason};
 
@@ -255,6 +258,123 @@ fn without_timestamp_cookies_or_client_options_only_the_mss_is_offered() {
         vec![TcpOptionElement::MaximumSegmentSize(1460)]
     );
     assert_eq!(outcome.output.len(), bare.len() + 4);
+}
+
+#[test]
+fn syn_options_are_read_as_the_kernel_reads_them_up_to_a_bad_one() {
+    // net/ipv4/tcp_input.c tcp_parse_options stops at an option of length
+    // 0 or 1 ("silly options") and at one running past the header; what
+    // came before counts. The kernel answers such SYNs, and so does XDP,
+    // with the options it read.
+    let mut lab = CookieLab::new(flood_config());
+    let bare = syn_v4().options(vec![]).frame();
+    let ts = CLIENT_TSVAL.to_be_bytes();
+    let answer = |lab: &mut CookieLab, options: &[u8]| {
+        let outcome = lab.run(&with_raw_tcp_options(&bare, options));
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+        parse_syn_ack(&outcome.output, false).options
+    };
+
+    // MSS, then a length of 0: nothing after it is read, so no timestamp
+    // to carry options in.
+    let options = answer(&mut lab, &[2, 4, 5, 0xb4, 8, 0, 0, 0, 1, 1, 1, 1]);
+    assert_eq!(options, vec![TcpOptionElement::MaximumSegmentSize(1460)]);
+
+    // Timestamps, then SACK-permitted with a length of 1: timestamps read,
+    // SACK not, and no window scale offered.
+    let mut raw = vec![1, 1, 8, 10];
+    raw.extend_from_slice(&ts);
+    raw.extend_from_slice(&[0, 0, 0, 0, 4, 1]);
+    let options = answer(&mut lab, &raw);
+    let (tsval, _) = timestamp(&options).expect("timestamp option");
+    assert_eq!(
+        options,
+        vec![
+            TcpOptionElement::MaximumSegmentSize(1460),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::Timestamp(tsval, CLIENT_TSVAL),
+        ]
+    );
+    assert_eq!(tsval & 0x3f, 0xf, "no window scale (0xf), no SACK");
+
+    // SACK-permitted and timestamps, then a window scale whose length (10)
+    // runs past the header: SACK and timestamps read, the scale not.
+    let mut raw = vec![2, 4, 5, 0xb4, 4, 2, 8, 10];
+    raw.extend_from_slice(&ts);
+    raw.extend_from_slice(&[0, 0, 0, 0, 3, 10, 7, 0]);
+    let options = answer(&mut lab, &raw);
+    let (tsval, _) = timestamp(&options).expect("timestamp option");
+    assert_eq!(
+        options,
+        vec![
+            TcpOptionElement::MaximumSegmentSize(1460),
+            TcpOptionElement::SelectiveAcknowledgementPermitted,
+            TcpOptionElement::Timestamp(tsval, CLIENT_TSVAL),
+        ]
+    );
+    assert_eq!(tsval & 0x3f, 0xf | 0x10, "no window scale, SACK");
+}
+
+#[test]
+fn the_answer_leaves_out_payload_ip_options_and_extension_headers() {
+    let mut lab = CookieLab::new(flood_config());
+    // A SYN's data is not acknowledged (tcp_rcv_state_process) and not
+    // echoed; IP options and IPv6 extension headers are not carried over.
+    let with_payload = syn_v4().payload(&[0xab; 100]).frame();
+    let with_ip_options = with_ipv4_options(&syn_v4().frame(), &[1, 1, 1, 0]);
+    for (name, frame) in [("payload", with_payload), ("IPv4 options", with_ip_options)] {
+        let outcome = lab.run(&frame);
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+        parse_syn_ack(&outcome.output, false);
+        assert_eq!(outcome.output.len(), L3 + 20 + 40, "{name}");
+    }
+    let syn6 = syn_v6().frame();
+    let atomic_fragment = (IPV6_FRAGMENT, vec![0, 0, 0, 0, 0, 1]);
+    let routing = (IPV6_ROUTING, vec![0, 0, 0, 0, 0, 0]);
+    for chain in [
+        vec![atomic_fragment.clone()],
+        vec![
+            (IPV6_HOP_BY_HOP, pad_options(6)),
+            routing,
+            atomic_fragment,
+            (IPV6_DEST_OPTS, pad_options(14)),
+        ],
+    ] {
+        let outcome = lab.run(&with_ipv6_extensions(&syn6, &chain));
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+        parse_syn_ack(&outcome.output, true);
+        assert_eq!(
+            outcome.output.len(),
+            L3 + 40 + 40,
+            "{} extension headers",
+            chain.len()
+        );
+    }
+}
+
+#[test]
+fn a_bare_ack_without_a_cookie_is_dropped_at_a_listener_and_passed_elsewhere() {
+    let mut lab = CookieLab::new(flood_config());
+    let bare_ack = |dport: u16| {
+        Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, dport)
+            .flags(Flags::ACK)
+            .numbers(CLIENT_SEQ, 0)
+            .options(vec![])
+            .frame()
+    };
+    assert_reason(&lab.run(&bare_ack(PORT)), XDP_DROP, Reason::BadCookie);
+    // No listener: no cookie to check; the kernel answers with a RST.
+    assert_reason(&lab.run(&bare_ack(81)), XDP_PASS, Reason::Tcp);
+    // Not a handshake ACK: RST|ACK and SYN|ACK are not checked.
+    let rst_ack = Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, PORT)
+        .flags(Flags {
+            rst: true,
+            ..Flags::ACK
+        })
+        .options(vec![])
+        .frame();
+    assert_reason(&lab.run(&rst_ack), XDP_PASS, Reason::Tcp);
 }
 
 #[test]
