@@ -378,6 +378,55 @@ fn a_bare_ack_without_a_cookie_is_dropped_at_a_listener_and_passed_elsewhere() {
 }
 
 #[test]
+fn syns_to_group_addresses_are_left_to_the_kernel_never_answered() {
+    // RFC 1122 4.2.3.10: a SYN to a broadcast or multicast address is
+    // silently discarded, which the kernel does. An answer from XDP would
+    // come from that group address, from every host on the link.
+    let mut lab = CookieLab::new(flood_config());
+    let v4 = |a: [u8; 4]| IpAddr::V4(a.into());
+    let to = |dst: IpAddr, mac: [u8; 6]| {
+        let source = if dst.is_ipv4() {
+            IpAddr::V4(OUTSIDE_V4)
+        } else {
+            IpAddr::V6(OUTSIDE_V6)
+        };
+        let mut frame = Segment::syn(source, dst, 40000, PORT).frame();
+        frame[..6].copy_from_slice(&mac);
+        frame
+    };
+    let all_nodes = IpAddr::V6(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1));
+    for (name, frame) in [
+        (
+            "IPv4 multicast",
+            to(v4([224, 0, 0, 1]), [1, 0, 0x5e, 0, 0, 1]),
+        ),
+        ("IPv4 broadcast", to(v4([255; 4]), [0xff; 6])),
+        ("IPv4 class E", to(v4([240, 0, 0, 1]), TARGET_MAC)),
+        ("IPv6 multicast", to(all_nodes, [0x33, 0x33, 0, 0, 0, 1])),
+        ("broadcast MAC", to(IpAddr::V4(TARGET_V4), [0xff; 6])),
+        (
+            "multicast MAC",
+            to(IpAddr::V6(TARGET_V6), [0x33, 0x33, 0, 0, 0, 2]),
+        ),
+    ] {
+        let outcome = lab.run(&frame);
+        assert_eq!(
+            outcome.action,
+            XDP_PASS,
+            "{name}: {:?}",
+            outcome.delta.rows()
+        );
+        assert_eq!(outcome.delta.get(Reason::Syn).packets, 1, "{name}");
+    }
+    // The same SYN to our own unicast addresses is answered.
+    assert_reason(
+        &lab.run(&to(IpAddr::V4(TARGET_V4), TARGET_MAC)),
+        XDP_TX,
+        Reason::SynAck,
+    );
+}
+
+#[test]
 fn syn_policy_in_a_flood_drops_no_listener_and_bad_flags_and_passes_when_off() {
     let mut lab = CookieLab::new(flood_config());
     let no_listener =

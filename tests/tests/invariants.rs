@@ -15,7 +15,8 @@
 //!    (or dropped, blocklisted or past the parser's bounds); nor does a
 //!    first fragment that could carry one;
 //! 4. what leaves with XDP_TX is a well-formed SYN-ACK to the sender, with
-//!    valid checksums.
+//!    valid checksums, answering a SYN addressed to this host alone (not
+//!    to a multicast or broadcast MAC or IP address).
 //!
 //! "What the kernel would answer" is modelled here after the receive path
 //! (net/core/dev.c VLAN handling, ip_rcv_core, ipv6_rcv and its extension
@@ -503,7 +504,15 @@ fn kernel_view(frame: &[u8], l: &Layers) -> KernelView {
     {
         return KernelView::NeighbourDiscovery;
     }
-    if ip.protocol != 6 || !ip.lengths_ok || !ip.header_checksum_ok {
+    // For this host: its MAC, no VLAN but priority tags, its address.
+    let ours = frame[..6] == TARGET_MAC
+        && kernel_takes_tags(l)
+        && if ip.v6 {
+            ip.dst == TARGET_V6.octets()
+        } else {
+            ip.dst[..4] == TARGET_V4.octets()
+        };
+    if ip.protocol != 6 || !ip.lengths_ok || !ip.header_checksum_ok || !ours {
         return KernelView::Other;
     }
     if let Some((true, 0)) = ip.fragment {
@@ -515,17 +524,7 @@ fn kernel_view(frame: &[u8], l: &Layers) -> KernelView {
         }
         return KernelView::Other;
     }
-    let ours = if ip.v6 {
-        ip.dst == TARGET_V6.octets()
-    } else {
-        ip.dst[..4] == TARGET_V4.octets()
-    };
-    if frame[..6] != TARGET_MAC
-        || !kernel_takes_tags(l)
-        || !ours
-        || ip.fragment.is_some()
-        || (ip.v6 && !kernel_walks_extensions(frame, ip))
-        || ip.upper_len < 20
+    if ip.fragment.is_some() || (ip.v6 && !kernel_walks_extensions(frame, ip)) || ip.upper_len < 20
     {
         return KernelView::Other;
     }
@@ -656,6 +655,15 @@ fn check_syn_ack(frame: &[u8], l: &Layers, out: &[u8]) -> Result<(), String> {
     let Some(ip) = &l.ip else {
         return fail("answers a frame that is not IP");
     };
+    let group = frame[0] & 1 != 0
+        || if ip.v6 {
+            ip.dst[0] == 0xff
+        } else {
+            ip.dst[0] >= 224
+        };
+    if group {
+        return fail("answers a SYN to a group (multicast or broadcast) address");
+    }
     let o = layers(out);
     let Some(oip) = &o.ip else {
         return fail("not IP");
