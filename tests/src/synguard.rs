@@ -151,6 +151,29 @@ impl Synguard {
             .map(|(_, _, n)| n)
             .sum())
     }
+
+    /// Packets counted for one verdict and reason once the count stops
+    /// moving. Frames cross the veth asynchronously, so right after a burst
+    /// some are still on their way: this reads until two reads 100 ms apart
+    /// agree (giving up after 10 s, and returning the last read).
+    pub fn settled_count(
+        &self,
+        ns: &Netns,
+        device: &str,
+        verdict: &str,
+        reason: &str,
+    ) -> Result<u64> {
+        let mut last = self.count(ns, device, verdict, reason)?;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = self.count(ns, device, verdict, reason)?;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        Ok(last)
+    }
 }
 
 impl Drop for Synguard {

@@ -159,6 +159,44 @@ pub fn echo_once(
     Ok(connected)
 }
 
+/// A client connection kept open to an [`EchoServer`], for checking that an
+/// established connection keeps working (through a flood, say).
+pub struct EchoConnection {
+    stream: TcpStream,
+}
+
+impl EchoConnection {
+    /// Connects from `ns`; every later read and write gives up after `timeout`.
+    pub fn open(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<EchoConnection> {
+        let stream = ns
+            .run(|| TcpStream::connect_timeout(&addr, timeout))
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(EchoConnection { stream })
+    }
+
+    /// Sends `payload` and checks the same bytes come back.
+    pub fn round_trip(&mut self, payload: &[u8]) -> Result<()> {
+        self.stream.write_all(payload).context("sending")?;
+        let mut back = vec![0u8; payload.len()];
+        self.stream
+            .read_exact(&mut back)
+            .context("reading the echo")?;
+        anyhow::ensure!(back == payload, "the echo differs from what was sent");
+        Ok(())
+    }
+
+    /// Closes the connection the orderly way (FIN both ways).
+    pub fn close(mut self) -> Result<()> {
+        self.stream.shutdown(Shutdown::Write)?;
+        let mut rest = Vec::new();
+        self.stream.read_to_end(&mut rest)?;
+        anyhow::ensure!(rest.is_empty(), "{} unexpected bytes at close", rest.len());
+        Ok(())
+    }
+}
+
 /// Outcome of a batch of client connections.
 #[derive(Debug, Default, Clone)]
 pub struct ClientReport {

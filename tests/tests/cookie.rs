@@ -5,66 +5,21 @@
 //! lookup and cookie helpers see it.
 mod common;
 
-use std::net::{IpAddr, TcpListener};
+use std::net::IpAddr;
 
-use common::{Harness, Outcome, XDP_DROP, XDP_PASS, XDP_TX};
+use common::{CookieLab, LISTEN_PORT as PORT, Outcome, XDP_DROP, XDP_PASS, XDP_TX, flood_config};
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
-    netns::{Netns, unique_prefix},
-    packets::{Flags, Segment},
+    packets::{
+        Flags, IPV6_DEST_OPTS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_ROUTING, L3, Segment,
+        pad_options, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
+    },
 };
 use xdp_common::{Budget, Config, FloodMode, Reason};
 
-const PORT: u16 = 80;
 const CLIENT_SEQ: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0102_0304;
-
-/// A namespace with a dual-stack listener on port 80 and the sysctls of a
-/// protected host: cookies forced (so the helper hands one out without a
-/// real flood) and timestamps without per-connection offsets.
-struct CookieLab {
-    harness: Harness,
-    _listener: TcpListener,
-    ns: Netns,
-}
-
-impl CookieLab {
-    fn new(config: Config) -> CookieLab {
-        let mut harness = Harness::new();
-        let ns = Netns::create(&format!("{}-ck", unique_prefix())).expect("netns");
-        ns.set_sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
-        ns.set_sysctl("net.ipv4.tcp_timestamps", "2").unwrap();
-        let listener = ns
-            .run(|| TcpListener::bind(("::", PORT)))
-            .expect("listen on [::]:80");
-        harness.set_config(config);
-        CookieLab {
-            harness,
-            _listener: listener,
-            ns,
-        }
-    }
-
-    fn run(&mut self, frame: &[u8]) -> Outcome {
-        self.harness.run_in(&self.ns, frame)
-    }
-}
-
-/// Flood mode always on, cookies with options, as on a host with
-/// tcp_timestamps=2 and 32 MiB receive buffers.
-fn flood_config() -> Config {
-    Config {
-        flood_mode: FloodMode::Always as u32,
-        mss_v4: 1460,
-        mss_v6: 1440,
-        wscale: 10,
-        ts_cookies: 1,
-        tcp_sack: 1,
-        tcp_window_scaling: 1,
-        ..Config::default()
-    }
-}
 
 fn syn_v4() -> Segment {
     Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, PORT)
@@ -303,6 +258,172 @@ fn without_timestamp_cookies_or_client_options_only_the_mss_is_offered() {
         vec![TcpOptionElement::MaximumSegmentSize(1460)]
     );
     assert_eq!(outcome.output.len(), bare.len() + 4);
+}
+
+#[test]
+fn syn_options_are_read_as_the_kernel_reads_them_up_to_a_bad_one() {
+    // net/ipv4/tcp_input.c tcp_parse_options stops at an option of length
+    // 0 or 1 ("silly options") and at one running past the header; what
+    // came before counts. The kernel answers such SYNs, and so does XDP,
+    // with the options it read.
+    let mut lab = CookieLab::new(flood_config());
+    let bare = syn_v4().options(vec![]).frame();
+    let ts = CLIENT_TSVAL.to_be_bytes();
+    let answer = |lab: &mut CookieLab, options: &[u8]| {
+        let outcome = lab.run(&with_raw_tcp_options(&bare, options));
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+        parse_syn_ack(&outcome.output, false).options
+    };
+
+    // MSS, then a length of 0: nothing after it is read, so no timestamp
+    // to carry options in.
+    let options = answer(&mut lab, &[2, 4, 5, 0xb4, 8, 0, 0, 0, 1, 1, 1, 1]);
+    assert_eq!(options, vec![TcpOptionElement::MaximumSegmentSize(1460)]);
+
+    // Timestamps, then SACK-permitted with a length of 1: timestamps read,
+    // SACK not, and no window scale offered.
+    let mut raw = vec![1, 1, 8, 10];
+    raw.extend_from_slice(&ts);
+    raw.extend_from_slice(&[0, 0, 0, 0, 4, 1]);
+    let options = answer(&mut lab, &raw);
+    let (tsval, _) = timestamp(&options).expect("timestamp option");
+    assert_eq!(
+        options,
+        vec![
+            TcpOptionElement::MaximumSegmentSize(1460),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::Timestamp(tsval, CLIENT_TSVAL),
+        ]
+    );
+    assert_eq!(tsval & 0x3f, 0xf, "no window scale (0xf), no SACK");
+
+    // SACK-permitted and timestamps, then a window scale whose length (10)
+    // runs past the header: SACK and timestamps read, the scale not.
+    let mut raw = vec![2, 4, 5, 0xb4, 4, 2, 8, 10];
+    raw.extend_from_slice(&ts);
+    raw.extend_from_slice(&[0, 0, 0, 0, 3, 10, 7, 0]);
+    let options = answer(&mut lab, &raw);
+    let (tsval, _) = timestamp(&options).expect("timestamp option");
+    assert_eq!(
+        options,
+        vec![
+            TcpOptionElement::MaximumSegmentSize(1460),
+            TcpOptionElement::SelectiveAcknowledgementPermitted,
+            TcpOptionElement::Timestamp(tsval, CLIENT_TSVAL),
+        ]
+    );
+    assert_eq!(tsval & 0x3f, 0xf | 0x10, "no window scale, SACK");
+}
+
+#[test]
+fn the_answer_leaves_out_payload_ip_options_and_extension_headers() {
+    let mut lab = CookieLab::new(flood_config());
+    // A SYN's data is not acknowledged (tcp_rcv_state_process) and not
+    // echoed; IP options and IPv6 extension headers are not carried over.
+    let with_payload = syn_v4().payload(&[0xab; 100]).frame();
+    let with_ip_options = with_ipv4_options(&syn_v4().frame(), &[1, 1, 1, 0]);
+    for (name, frame) in [("payload", with_payload), ("IPv4 options", with_ip_options)] {
+        let outcome = lab.run(&frame);
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+        parse_syn_ack(&outcome.output, false);
+        assert_eq!(outcome.output.len(), L3 + 20 + 40, "{name}");
+    }
+    let syn6 = syn_v6().frame();
+    let atomic_fragment = (IPV6_FRAGMENT, vec![0, 0, 0, 0, 0, 1]);
+    let routing = (IPV6_ROUTING, vec![0, 0, 0, 0, 0, 0]);
+    for chain in [
+        vec![atomic_fragment.clone()],
+        vec![
+            (IPV6_HOP_BY_HOP, pad_options(6)),
+            routing,
+            atomic_fragment,
+            (IPV6_DEST_OPTS, pad_options(14)),
+        ],
+    ] {
+        let outcome = lab.run(&with_ipv6_extensions(&syn6, &chain));
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+        parse_syn_ack(&outcome.output, true);
+        assert_eq!(
+            outcome.output.len(),
+            L3 + 40 + 40,
+            "{} extension headers",
+            chain.len()
+        );
+    }
+}
+
+#[test]
+fn a_bare_ack_without_a_cookie_is_dropped_at_a_listener_and_passed_elsewhere() {
+    let mut lab = CookieLab::new(flood_config());
+    let bare_ack = |dport: u16| {
+        Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, dport)
+            .flags(Flags::ACK)
+            .numbers(CLIENT_SEQ, 0)
+            .options(vec![])
+            .frame()
+    };
+    assert_reason(&lab.run(&bare_ack(PORT)), XDP_DROP, Reason::BadCookie);
+    // No listener: no cookie to check; the kernel answers with a RST.
+    assert_reason(&lab.run(&bare_ack(81)), XDP_PASS, Reason::Tcp);
+    // Not a handshake ACK: RST|ACK and SYN|ACK are not checked.
+    let rst_ack = Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, PORT)
+        .flags(Flags {
+            rst: true,
+            ..Flags::ACK
+        })
+        .options(vec![])
+        .frame();
+    assert_reason(&lab.run(&rst_ack), XDP_PASS, Reason::Tcp);
+}
+
+#[test]
+fn syns_to_group_addresses_are_left_to_the_kernel_never_answered() {
+    // RFC 1122 4.2.3.10: a SYN to a broadcast or multicast address is
+    // silently discarded, which the kernel does. An answer from XDP would
+    // come from that group address, from every host on the link.
+    let mut lab = CookieLab::new(flood_config());
+    let v4 = |a: [u8; 4]| IpAddr::V4(a.into());
+    let to = |dst: IpAddr, mac: [u8; 6]| {
+        let source = if dst.is_ipv4() {
+            IpAddr::V4(OUTSIDE_V4)
+        } else {
+            IpAddr::V6(OUTSIDE_V6)
+        };
+        let mut frame = Segment::syn(source, dst, 40000, PORT).frame();
+        frame[..6].copy_from_slice(&mac);
+        frame
+    };
+    let all_nodes = IpAddr::V6(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1));
+    for (name, frame) in [
+        (
+            "IPv4 multicast",
+            to(v4([224, 0, 0, 1]), [1, 0, 0x5e, 0, 0, 1]),
+        ),
+        ("IPv4 broadcast", to(v4([255; 4]), [0xff; 6])),
+        ("IPv4 class E", to(v4([240, 0, 0, 1]), TARGET_MAC)),
+        ("IPv6 multicast", to(all_nodes, [0x33, 0x33, 0, 0, 0, 1])),
+        ("broadcast MAC", to(IpAddr::V4(TARGET_V4), [0xff; 6])),
+        (
+            "multicast MAC",
+            to(IpAddr::V6(TARGET_V6), [0x33, 0x33, 0, 0, 0, 2]),
+        ),
+    ] {
+        let outcome = lab.run(&frame);
+        assert_eq!(
+            outcome.action,
+            XDP_PASS,
+            "{name}: {:?}",
+            outcome.delta.rows()
+        );
+        assert_eq!(outcome.delta.get(Reason::Syn).packets, 1, "{name}");
+    }
+    // The same SYN to our own unicast addresses is answered.
+    assert_reason(
+        &lab.run(&to(IpAddr::V4(TARGET_V4), TARGET_MAC)),
+        XDP_TX,
+        Reason::SynAck,
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! End to end under a spoofed SYN flood: real clients keep connecting
-//! through synguard while a bounded flood from random sources hits the
-//! same interface, and the target kernel never feels it.
+//! End to end under spoofed floods: real clients keep connecting through
+//! synguard while a bounded flood of SYNs from random sources hits the same
+//! interface, established connections keep talking through a flood of ACKs
+//! carrying forged cookies, and the target kernel feels neither.
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Mutex,
@@ -12,7 +13,7 @@ use synguard_tests::{
     lab::{Lab, TARGET_V4, TARGET_V6},
     packets, require_root,
     synguard::Synguard,
-    traffic::{self, EchoServer, RawSender, TcpInfo},
+    traffic::{self, EchoConnection, EchoServer, RawSender, TcpInfo},
 };
 
 /// One flood at a time: two on this 2-core machine would measure each other.
@@ -178,4 +179,155 @@ fn ipv4_clients_connect_through_a_spoofed_syn_flood() {
 #[test]
 fn ipv6_clients_connect_through_a_spoofed_syn_flood() {
     flood_keeps_real_clients_connecting(IpAddr::V6(TARGET_V6));
+}
+
+/// Connections established before the ACK flood and kept open through it.
+const ESTABLISHED: usize = 4;
+
+fn ack_flood_is_dropped_while_established_connections_keep_talking(target: IpAddr) {
+    require_root();
+    let _one_at_a_time = FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new().expect("lab");
+    let synguard = Synguard::new(lab.target.name());
+    // Forced cookies: every handshake goes through the cookie path, and each
+    // cookie records an overflow on the listener, after which the kernel
+    // checks every ACK that reaches the listener as a cookie for two minutes
+    // (include/net/tcp.h tcp_synq_no_recent_overflow), counting forged ones
+    // in TcpExtSyncookiesFailed. Without a recent overflow the kernel would
+    // not look at them, and that counter could not show a leak.
+    lab.target
+        .set_sysctl("net.ipv4.tcp_syncookies", "2")
+        .unwrap();
+    lab.target
+        .set_sysctl("net.ipv4.tcp_timestamps", "2")
+        .unwrap();
+    synguard
+        .run(
+            &lab.target,
+            &[
+                "attach",
+                &lab.target_if,
+                "--mode",
+                "native",
+                "--flood",
+                "always",
+            ],
+        )
+        .expect("attach");
+    let count = |verdict: &str, reason: &str| {
+        synguard
+            .settled_count(&lab.target, &lab.target_if, verdict, reason)
+            .unwrap()
+    };
+    let service = SocketAddr::new(target, PORT);
+    let _server = EchoServer::start(&lab.target, service).unwrap();
+    let timeout = Duration::from_secs(5);
+    let mut established: Vec<EchoConnection> = (0..ESTABLISHED)
+        .map(|_| EchoConnection::open(&lab.outside, service, timeout).expect("connect"))
+        .collect();
+    for (i, c) in established.iter_mut().enumerate() {
+        c.round_trip(format!("connection {i} before the flood").as_bytes())
+            .unwrap_or_else(|e| panic!("connection {i} before the flood: {e:#}"));
+    }
+    assert!(
+        count("pass", "valid_cookie") >= ESTABLISHED as u64,
+        "the connections were made through the cookie path"
+    );
+
+    let bad_before = count("drop", "bad_cookie");
+    let tcp_before = count("pass", "tcp");
+    let before = lab.target.netstat().unwrap();
+    let frames = packets::spoofed_acks(8192, target, PORT, 0xac4_f100d);
+    let tx = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
+    let (sent, rounds) = thread::scope(|s| {
+        // Bounded: 5 s or 10 M frames, whichever comes first.
+        let flood = s.spawn(|| traffic::flood(&tx, &frames, Duration::from_secs(5), 10_000_000));
+        let mut rounds = 0u32;
+        while !flood.is_finished() {
+            for (i, c) in established.iter_mut().enumerate() {
+                c.round_trip(format!("connection {i}, round {rounds} of the flood").as_bytes())
+                    .unwrap_or_else(|e| panic!("connection {i} during the flood: {e:#}"));
+            }
+            rounds += 1;
+        }
+        (flood.join().unwrap(), rounds)
+    });
+    // The kernel's counters first: whatever it received by now, XDP passed.
+    let after = lab.target.netstat().unwrap();
+    let bad = count("drop", "bad_cookie") - bad_before;
+    let tcp = count("pass", "tcp") - tcp_before;
+    let delta =
+        |key: &str| after.get(key).copied().unwrap_or(0) - before.get(key).copied().unwrap_or(0);
+    println!(
+        "{target}: sent {sent} spoofed ACKs; synguard: {bad} bad_cookie drops, {tcp} tcp passes; {rounds} echo rounds on {ESTABLISHED} connections during the flood; kernel: TcpInSegs +{}, SyncookiesFailed +{}, OutRsts +{}",
+        delta("TcpInSegs"),
+        delta("TcpExtSyncookiesFailed"),
+        delta("TcpOutRsts"),
+    );
+    assert!(sent > 100_000, "the flood was a flood: {sent} packets");
+    assert!(
+        bad <= sent,
+        "{bad} bad cookies counted for {sent} forged ACKs: something else was counted"
+    );
+    assert!(
+        bad * 100 >= sent * 99,
+        "{bad} of {sent} forged ACKs counted as bad cookies"
+    );
+    // Nothing but the connections' own segments reached the kernel: it
+    // received no more TCP segments than XDP passed as `tcp`, and failed no
+    // cookie (it checks every ACK to the listener as one, see above).
+    assert!(
+        delta("TcpInSegs") <= tcp,
+        "the kernel received {} TCP segments, XDP passed {tcp}",
+        delta("TcpInSegs")
+    );
+    assert_eq!(
+        delta("TcpExtSyncookiesFailed"),
+        0,
+        "no forged cookie reached the kernel"
+    );
+    assert!(rounds > 0, "the connections talked during the flood");
+
+    // After the flood: the same connections, and new ones through cookies.
+    for (i, c) in established.iter_mut().enumerate() {
+        c.round_trip(format!("connection {i} after the flood").as_bytes())
+            .unwrap_or_else(|e| panic!("connection {i} after the flood: {e:#}"));
+    }
+    for c in established {
+        c.close().expect("orderly close");
+    }
+    let valid_before = count("pass", "valid_cookie");
+    let report = traffic::run_clients(&lab.outside, service, 10, Duration::ZERO, timeout);
+    assert_eq!(report.succeeded, 10, "new connections: {:?}", report.errors);
+    assert!(
+        count("pass", "valid_cookie") - valid_before >= 10,
+        "new connections went through the cookie path"
+    );
+
+    // The control: with flood mode off, forged ACKs reach the kernel, which
+    // counts each as a failed cookie: the counter above would have seen them.
+    synguard
+        .run(&lab.target, &["attach", &lab.target_if, "--flood", "off"])
+        .expect("flood mode off");
+    let failed_before = lab.target.netstat().unwrap()["TcpExtSyncookiesFailed"];
+    let tcp_before = count("pass", "tcp");
+    for frame in frames.iter().take(100) {
+        tx.send(frame).unwrap();
+    }
+    assert_eq!(count("pass", "tcp") - tcp_before, 100);
+    let failed = lab.target.netstat().unwrap()["TcpExtSyncookiesFailed"] - failed_before;
+    assert_eq!(
+        failed, 100,
+        "with flood mode off the kernel sees forged cookies"
+    );
+}
+
+#[test]
+fn ipv4_ack_flood_with_forged_cookies_is_dropped_and_connections_keep_talking() {
+    ack_flood_is_dropped_while_established_connections_keep_talking(IpAddr::V4(TARGET_V4));
+}
+
+#[test]
+fn ipv6_ack_flood_with_forged_cookies_is_dropped_and_connections_keep_talking() {
+    ack_flood_is_dropped_while_established_connections_keep_talking(IpAddr::V6(TARGET_V6));
 }

@@ -2,7 +2,7 @@
 //! in native mode to a veth, real TCP clients and servers, crafted frames
 //! sent from the outside namespace, counters read back through the CLI.
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
@@ -271,4 +271,80 @@ fn lists_changed_from_the_cli_act_in_the_data_path_at_once() {
         .run(&lab.target, &["unblock", "198.18.0.1/32"])
         .unwrap();
     assert!(again.contains("nothing to do"), "{again}");
+}
+
+#[test]
+fn syns_from_martian_sources_are_dropped_on_the_wire_while_real_clients_connect() {
+    // Over the veth, not BPF_PROG_TEST_RUN: test frames run on loopback,
+    // where 127/8 and ::1 are the host itself and exempt from the check.
+    let p = Protected::new();
+    let v4 = SocketAddr::new(IpAddr::V4(TARGET_V4), 8082);
+    let v6 = SocketAddr::new(IpAddr::V6(TARGET_V6), 8082);
+    let _s4 = EchoServer::start(&p.lab.target, v4).unwrap();
+    let _s6 = EchoServer::start(&p.lab.target, v6).unwrap();
+    let martians: Vec<(IpAddr, SocketAddr)> = [
+        Ipv4Addr::new(127, 0, 0, 5),
+        Ipv4Addr::new(0, 1, 2, 3),
+        Ipv4Addr::new(224, 1, 1, 1),
+        Ipv4Addr::new(240, 0, 0, 1),
+        Ipv4Addr::BROADCAST,
+    ]
+    .into_iter()
+    .map(|a| (IpAddr::V4(a), v4))
+    .chain(
+        [
+            Ipv6Addr::LOCALHOST,
+            Ipv6Addr::UNSPECIFIED,
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            Ipv4Addr::new(198, 18, 0, 1).to_ipv6_mapped(),
+        ]
+        .into_iter()
+        .map(|a| (IpAddr::V6(a), v6)),
+    )
+    .collect();
+    let tx = RawSender::open(&p.lab.outside, &p.lab.outside_if).unwrap();
+    let martian_before = p.count("drop", "martian");
+    let syn_before = p.count("pass", "syn");
+    const EACH: u64 = 5;
+    for (source, service) in &martians {
+        let frame = Segment::syn(*source, service.ip(), 40000, service.port()).frame();
+        for _ in 0..EACH {
+            tx.send(&frame).expect("send a martian SYN");
+        }
+    }
+    let dropped = p
+        .synguard
+        .settled_count(&p.lab.target, &p.lab.target_if, "drop", "martian")
+        .unwrap()
+        - martian_before;
+    assert_eq!(
+        dropped,
+        EACH * martians.len() as u64,
+        "every SYN from a martian source dropped and counted, and nothing else"
+    );
+    assert_eq!(
+        p.count("pass", "syn"),
+        syn_before,
+        "no martian SYN reached the kernel"
+    );
+
+    for addr in [v4, v6] {
+        let report = run_clients(
+            &p.lab.outside,
+            addr,
+            5,
+            Duration::ZERO,
+            Duration::from_secs(3),
+        );
+        assert_eq!(
+            report.succeeded, 5,
+            "real clients of {addr}: {:?}",
+            report.errors
+        );
+    }
+    assert_eq!(
+        p.count("drop", "martian") - martian_before,
+        dropped,
+        "real clients are not martians"
+    );
 }

@@ -1,14 +1,17 @@
 //! Packet tests: each fixture is a frame, run once through the loaded XDP
 //! program with BPF_PROG_TEST_RUN, with the verdict, the counter that moved
 //! and the output bytes checked (in the manner of Katran's fixtures).
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod common;
 
 use common::Harness;
 use synguard_tests::{
-    lab::{OUTSIDE_V4, OUTSIDE_V6, TARGET_V4, TARGET_V6},
-    packets::{self, Flags, L3, Segment},
+    lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_V4, TARGET_V6},
+    packets::{
+        self, Flags, L3, Segment, fragment_v4, pad_options, push_vlan_tag, with_ipv4_options,
+        with_ipv6_extensions,
+    },
 };
 use xdp_common::Reason;
 
@@ -24,71 +27,35 @@ fn syn_v6() -> Segment {
     Segment::syn(IpAddr::V6(OUTSIDE_V6), IpAddr::V6(TARGET_V6), 40000, 80)
 }
 
-/// Inserts IPv4 options after the fixed header of an untagged frame.
-fn with_ipv4_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
-    assert_eq!(options.len() % 4, 0);
-    let mut out = frame[..L3 + 20].to_vec();
-    out.extend_from_slice(options);
-    out.extend_from_slice(&frame[L3 + 20..]);
-    packets::patch_ipv4(&mut out, |ip| {
-        ip[0] = 0x40 | (5 + options.len() / 4) as u8;
-        let total = u16::from_be_bytes([ip[2], ip[3]]) + options.len() as u16;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-    });
-    out
+/// `frame` sent to another destination MAC (broadcast, multicast).
+fn to_mac(mut frame: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
+    frame[..6].copy_from_slice(&mac);
+    frame
 }
 
-/// Sets the IPv4 fragment field (flags and offset in 8-byte units).
-fn fragment_v4(frame: &[u8], more: bool, offset: u16) -> Vec<u8> {
-    let mut out = frame.to_vec();
-    packets::patch_ipv4(&mut out, |ip| {
-        let field = if more { 0x2000 } else { 0 } | offset;
-        ip[6..8].copy_from_slice(&field.to_be_bytes());
-    });
-    out
+/// A frame of another EtherType, 46 bytes of payload (the Ethernet minimum).
+fn non_ip(ether_type: u16, destination: [u8; 6]) -> Vec<u8> {
+    let mut frame = destination.to_vec();
+    frame.extend_from_slice(&OUTSIDE_MAC);
+    frame.extend_from_slice(&ether_type.to_be_bytes());
+    frame.extend_from_slice(&[0x5a; 46]);
+    frame
 }
 
-/// Inserts IPv6 extension headers (type, body after the 2-byte next/length
-/// prefix) between the fixed header and TCP of an untagged frame.
-fn with_ipv6_extensions(frame: &[u8], headers: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let fixed = L3 + 40;
-    let mut chain = Vec::new();
-    let upper = frame[L3 + 6];
-    for (i, (_, body)) in headers.iter().enumerate() {
-        let next = headers.get(i + 1).map(|(t, _)| *t).unwrap_or(upper);
-        let len = 2 + body.len();
-        assert_eq!(len % 8, 0, "extension headers are multiples of 8 bytes");
-        chain.push(next);
-        // Fragment headers have a reserved byte where others have a length.
-        chain.push(if headers[i].0 == 44 {
-            0
-        } else {
-            (len / 8 - 1) as u8
-        });
-        chain.extend_from_slice(body);
-    }
-    let mut out = frame[..fixed].to_vec();
-    out[L3 + 6] = headers[0].0;
-    let payload = u16::from_be_bytes([out[L3 + 4], out[L3 + 5]]) + chain.len() as u16;
-    out[L3 + 4..L3 + 6].copy_from_slice(&payload.to_be_bytes());
-    out.extend_from_slice(&chain);
-    out.extend_from_slice(&frame[fixed..]);
-    out
-}
-
-fn pad_options(n: usize) -> Vec<u8> {
-    // PadN option filling an 8-byte header: type 1, length n-2.
-    let mut body = vec![1, (n - 2) as u8];
-    body.resize(n, 0);
-    body
-}
-
-/// Adds a third VLAN tag to a double-tagged frame.
-fn add_vlan_tag(frame: &[u8]) -> Vec<u8> {
-    let mut out = frame[..12].to_vec();
-    out.extend_from_slice(&[0x88, 0xa8, 0x00, 0x07]);
-    out.extend_from_slice(&frame[12..]);
-    out
+/// An IPv6 router advertisement (ICMPv6 134) from a link-local address to
+/// all nodes.
+fn router_advertisement() -> Vec<u8> {
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2(OUTSIDE_MAC, [0x33, 0x33, 0, 0, 0, 1])
+        .ipv6(
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).octets(),
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets(),
+            255,
+        )
+        .icmpv6_raw(134, 0, [64, 0, 0x07, 0x08])
+        .write_to_vec(&mut frame, &[0; 8])
+        .expect("build a router advertisement");
+    frame
 }
 
 #[test]
@@ -101,6 +68,8 @@ fn every_fixture_gets_its_verdict_and_counter() {
     let atomic_fragment = (44u8, vec![0, 0, 0, 0, 0, 1]);
     let later_fragment = (44u8, vec![0x01, 0x00, 0, 0, 0, 2]); // offset 32
     let first_fragment = (44u8, vec![0x00, 0x01, 0, 0, 0, 3]); // offset 0, M set
+    let routing = (43u8, vec![0, 0, 0, 0, 0, 0]); // type 0, no segments left
+    let bare = syn_v4().options(vec![]).frame();
 
     let fixtures: Vec<(&str, Vec<u8>, Reason)> = vec![
         // Not TCP: passed untouched.
@@ -125,6 +94,11 @@ fn every_fixture_gets_its_verdict_and_counter() {
             Reason::NonTcp,
         ),
         (
+            "IPv6 router advertisement to all nodes",
+            router_advertisement(),
+            Reason::NonTcp,
+        ),
+        (
             "UDP",
             packets::udp(v4(OUTSIDE_V4), v4(TARGET_V4), 5353, 53, b"q"),
             Reason::NonTcp,
@@ -137,6 +111,55 @@ fn every_fixture_gets_its_verdict_and_counter() {
                 5353,
                 53,
                 b"q",
+            ),
+            Reason::NonTcp,
+        ),
+        (
+            "LLDP",
+            non_ip(0x88cc, [0x01, 0x80, 0xc2, 0, 0, 0x0e]),
+            Reason::NonIp,
+        ),
+        (
+            "an unknown EtherType, broadcast",
+            non_ip(0x88b5, [0xff; 6]),
+            Reason::NonIp,
+        ),
+        (
+            "UDP to the subnet broadcast address",
+            to_mac(
+                packets::udp(
+                    v4(OUTSIDE_V4),
+                    v4(Ipv4Addr::new(198, 18, 0, 255)),
+                    68,
+                    67,
+                    b"q",
+                ),
+                [0xff; 6],
+            ),
+            Reason::NonTcp,
+        ),
+        (
+            "UDP to an IPv4 multicast group (mDNS)",
+            to_mac(
+                packets::udp(
+                    v4(OUTSIDE_V4),
+                    v4(Ipv4Addr::new(224, 0, 0, 251)),
+                    5353,
+                    5353,
+                    b"q",
+                ),
+                [0x01, 0x00, 0x5e, 0, 0, 0xfb],
+            ),
+            Reason::NonTcp,
+        ),
+        (
+            "ICMPv6 echo to all nodes (ff02::1)",
+            to_mac(
+                packets::ping(
+                    IpAddr::V6(OUTSIDE_V6),
+                    IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)),
+                ),
+                [0x33, 0x33, 0, 0, 0, 1],
             ),
             Reason::NonTcp,
         ),
@@ -161,6 +184,34 @@ fn every_fixture_gets_its_verdict_and_counter() {
             "SYN with payload",
             syn_v4().payload(&[0xab; 100]).frame(),
             Reason::Syn,
+        ),
+        // TCP options the kernel stops reading at (tcp_parse_options): the
+        // SYN is still a SYN.
+        (
+            "SYN with an option of length 0",
+            packets::with_raw_tcp_options(&bare, &[2, 4, 5, 0xb4, 8, 0]),
+            Reason::Syn,
+        ),
+        (
+            "SYN with an option of length 1",
+            packets::with_raw_tcp_options(&bare, &[1, 1, 4, 1]),
+            Reason::Syn,
+        ),
+        (
+            "SYN with an option running past the header",
+            packets::with_raw_tcp_options(&bare, &[2, 4, 5, 0xb4, 3, 10, 7, 0]),
+            Reason::Syn,
+        ),
+        // Never sent by a real stack, whether or not there is a flood.
+        (
+            "SYN+FIN",
+            syn_v4().flags(Flags::SYN_FIN).frame(),
+            Reason::BadFlags,
+        ),
+        (
+            "SYN+RST",
+            syn_v4().flags(Flags::SYN_RST).frame(),
+            Reason::BadFlags,
         ),
         (
             "SYN with Ethernet padding",
@@ -187,7 +238,7 @@ fn every_fixture_gets_its_verdict_and_counter() {
         ),
         (
             "three VLAN tags",
-            add_vlan_tag(&syn_v4().vlans(&[100, 200]).frame()),
+            push_vlan_tag(&syn_v4().vlans(&[100, 200]).frame(), 0x88a8, 7),
             Reason::HeaderChain,
         ),
         // Truncated and inconsistent headers.
@@ -221,6 +272,15 @@ fn every_fixture_gets_its_verdict_and_counter() {
             {
                 let mut f = syn6[..L3 + 40 + 10].to_vec();
                 f[L3 + 4..L3 + 6].copy_from_slice(&10u16.to_be_bytes());
+                f
+            },
+            Reason::Malformed,
+        ),
+        (
+            "truncated TCP header (IPv4)",
+            {
+                let mut f = syn4[..L3 + 20 + 10].to_vec();
+                packets::patch_ipv4(&mut f, |ip| ip[2..4].copy_from_slice(&30u16.to_be_bytes()));
                 f
             },
             Reason::Malformed,
@@ -317,6 +377,24 @@ fn every_fixture_gets_its_verdict_and_counter() {
         (
             "IPv6 hop-by-hop + destination options SYN",
             with_ipv6_extensions(&syn6, &[hbh.clone(), dest_opts.clone()]),
+            Reason::Syn,
+        ),
+        (
+            "IPv6 routing header (no segments left) SYN",
+            with_ipv6_extensions(&syn6, std::slice::from_ref(&routing)),
+            Reason::Syn,
+        ),
+        (
+            "IPv6 hop-by-hop, routing, fragment (atomic), destination options SYN",
+            with_ipv6_extensions(
+                &syn6,
+                &[
+                    hbh.clone(),
+                    routing.clone(),
+                    atomic_fragment.clone(),
+                    dest_opts.clone(),
+                ],
+            ),
             Reason::Syn,
         ),
         (

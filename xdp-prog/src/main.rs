@@ -77,6 +77,14 @@ fn syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &xdp_common::Config
     if !flood::within_budget(packet, config) {
         return Reason::Rate;
     }
+    // RFC 1122 4.2.3.10: a SYN to a broadcast or multicast address is
+    // silently discarded. The kernel does (tcp_v4_rcv drops frames not for
+    // this host, tcp_v{4,6}_conn_request SYNs to group addresses); an answer
+    // from here would come from a group address, from every host that got
+    // the SYN. The kernel gets it, and discards it.
+    if !packet.unicast {
+        return Reason::Syn;
+    }
     cookie::answer_syn(ctx, packet, tcp, config)
 }
 

@@ -76,6 +76,11 @@ pub struct Packet {
     pub l3: usize,
     /// The source address; an IPv4 address fills the first four bytes.
     pub src: [u8; 16],
+    /// Addressed to one host: neither the destination MAC nor the
+    /// destination IP is a group address (multicast, broadcast; IPv4's
+    /// 240/4 too). A subnet's broadcast address takes the routing table to
+    /// recognise, which the parser has not got.
+    pub unicast: bool,
     pub l4: L4,
 }
 
@@ -122,7 +127,7 @@ fn bytes_from(ctx: &XdpContext, offset: usize) -> usize {
 pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Reason::Malformed)?;
     // SAFETY: `ptr_at` checked that the header lies inside the frame.
-    let mut ether_type = unsafe { (*eth).ether_type };
+    let (mut ether_type, mac_unicast) = unsafe { ((*eth).ether_type, (*eth).dst_addr[0] & 1 == 0) };
     let mut offset = EthHdr::LEN;
     for _ in 0..MAX_VLAN_TAGS {
         if !is_vlan(ether_type) {
@@ -136,13 +141,15 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
     if is_vlan(ether_type) {
         return Err(Reason::HeaderChain);
     }
-    if ether_type == EtherType::Ipv4 as u16 {
+    let mut packet = if ether_type == EtherType::Ipv4 as u16 {
         parse_ipv4(ctx, offset)
     } else if ether_type == EtherType::Ipv6 as u16 {
         parse_ipv6(ctx, offset)
     } else {
         Err(Reason::NonIp)
-    }
+    }?;
+    packet.unicast &= mac_unicast;
+    Ok(packet)
 }
 
 #[inline(always)]
@@ -154,13 +161,14 @@ fn is_vlan(ether_type: u16) -> bool {
 fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Reason::Malformed)?;
     // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
-    let (vihl, total_len, frag, proto, saddr) = unsafe {
+    let (vihl, total_len, frag, proto, saddr, daddr) = unsafe {
         (
             (*ip).vihl,
             u16::from_be_bytes((*ip).tot_len) as usize,
             u16::from_be_bytes((*ip).frags),
             (*ip).proto,
             (*ip).src_addr,
+            (*ip).dst_addr,
         )
     };
     let mut src = [0u8; 16];
@@ -169,6 +177,8 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
         family: Family::V4,
         l3,
         src,
+        // 224/4 multicast, 240/4 reserved and 255.255.255.255.
+        unicast: daddr[0] < 224,
         l4,
     };
     let header_len = ((vihl & 0x0f) as usize) * 4;
@@ -203,18 +213,20 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
 fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3).ok_or(Reason::Malformed)?;
     // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
-    let (version, payload_len, mut next, src) = unsafe {
+    let (version, payload_len, mut next, src, multicast) = unsafe {
         (
             (*ip).vcf[0] >> 4,
             u16::from_be_bytes((*ip).payload_len) as usize,
             (*ip).next_hdr,
             (*ip).src_addr,
+            (*ip).dst_addr[0] == 0xff,
         )
     };
     let packet = |l4| Packet {
         family: Family::V6,
         l3,
         src,
+        unicast: !multicast,
         l4,
     };
     let mut l4 = l3 + size_of::<Ipv6Hdr>();

@@ -1,5 +1,6 @@
 //! The packet-test harness: the XDP program loaded (unpinned), frames run
-//! through it with BPF_PROG_TEST_RUN, verdict, counters and output checked.
+//! through it with BPF_PROG_TEST_RUN, verdict, counters and output checked;
+//! and [`CookieLab`], the harness beside a real listener for the cookie path.
 #![allow(dead_code, reason = "each test file uses a part of the harness")]
 
 use aya::{
@@ -8,8 +9,13 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use ipnet::IpNet;
-use synguard_tests::{netns::Netns, require_root};
-use xdp_common::{Config, Reason, Verdict, maps};
+use std::net::TcpListener;
+
+use synguard_tests::{
+    netns::{Netns, unique_prefix},
+    require_root,
+};
+use xdp_common::{Config, FloodMode, Reason, Verdict, maps};
 use xdp_daemon::{counters::Counters, program};
 
 pub struct Harness {
@@ -128,5 +134,54 @@ impl Harness {
                     .expect("insert");
             }
         }
+    }
+}
+
+/// The port [`CookieLab`]'s listener serves.
+pub const LISTEN_PORT: u16 = 80;
+
+/// A namespace with a dual-stack listener on port 80 and the sysctls of a
+/// protected host: cookies forced (so the helper hands one out without a
+/// real flood) and timestamps without per-connection offsets.
+pub struct CookieLab {
+    pub harness: Harness,
+    _listener: TcpListener,
+    pub ns: Netns,
+}
+
+impl CookieLab {
+    pub fn new(config: Config) -> CookieLab {
+        let mut harness = Harness::new();
+        let ns = Netns::create(&format!("{}-ck", unique_prefix())).expect("netns");
+        ns.set_sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
+        ns.set_sysctl("net.ipv4.tcp_timestamps", "2").unwrap();
+        let listener = ns
+            .run(|| TcpListener::bind(("::", LISTEN_PORT)))
+            .expect("listen on [::]:80");
+        harness.set_config(config);
+        CookieLab {
+            harness,
+            _listener: listener,
+            ns,
+        }
+    }
+
+    pub fn run(&mut self, frame: &[u8]) -> Outcome {
+        self.harness.run_in(&self.ns, frame)
+    }
+}
+
+/// Flood mode always on, cookies with options, as on a host with
+/// tcp_timestamps=2 and 32 MiB receive buffers.
+pub fn flood_config() -> Config {
+    Config {
+        flood_mode: FloodMode::Always as u32,
+        mss_v4: 1460,
+        mss_v6: 1440,
+        wscale: 10,
+        ts_cookies: 1,
+        tcp_sack: 1,
+        tcp_window_scaling: 1,
+        ..Config::default()
     }
 }
