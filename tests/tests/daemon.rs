@@ -15,7 +15,7 @@ use synguard_tests::{
     netns::{Netns, unique_prefix},
     packets, require_root,
     synguard::{Daemon, Synguard},
-    traffic::RawSender,
+    traffic::{self, EchoServer, RawSender},
 };
 
 const METRICS: &str = "127.0.0.1:9720";
@@ -333,8 +333,43 @@ fn kill_9_leaves_protection_in_place_and_a_new_daemon_adopts_it() {
     wait_healthy(t, &mut first);
     send_from(&lab, Ipv4Addr::new(198, 18, 5, 1), 10);
 
+    // Killed in the middle of a spoofed SYN flood: the data path goes on
+    // answering and dropping, and real clients still connect.
+    let server_addr = SocketAddr::new(IpAddr::V4(TARGET_V4), 8080);
+    let _server = EchoServer::start(t, server_addr).unwrap();
+    let frames = packets::spoofed_syns(4096, IpAddr::V4(TARGET_V4), 8080, 7);
+    let sender = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
+    let flooding = std::thread::spawn(move || {
+        traffic::flood(&sender, &frames, Duration::from_secs(4), 5_000_000)
+    });
+    std::thread::sleep(Duration::from_millis(500));
     first.signal(libc::SIGKILL);
     first.wait(Duration::from_secs(10)).expect("killed");
+    let handled = |synguard: &Synguard| {
+        synguard.count(t, &iface, "tx", "syn_ack").unwrap()
+            + synguard.count(t, &iface, "drop", "rate").unwrap()
+    };
+    let at_kill = handled(&synguard);
+    let report = traffic::run_clients(
+        &lab.outside,
+        server_addr,
+        20,
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+    );
+    let sent = flooding.join().unwrap();
+    let after = handled(&synguard);
+    eprintln!(
+        "flood across the kill: {sent} spoofed SYNs sent, {} handled by XDP after the kill, {}/20 clients",
+        after - at_kill,
+        report.succeeded
+    );
+    assert!(after > at_kill, "XDP kept answering and dropping the flood");
+    assert!(
+        report.succeeded >= 19,
+        "clients during the flood: {:?}",
+        report.errors
+    );
     assert!(xdp_on_link(&lab), "the pinned link outlives the daemon");
     send_from(&lab, Ipv4Addr::new(198, 18, 5, 1), 10);
     assert_eq!(
