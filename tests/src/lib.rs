@@ -6,6 +6,7 @@
 //! tests run in parallel, and a crashed run cannot poison the next one. Drop
 //! guards remove it all (processes by pid, pins, namespaces), also when a
 //! test panics.
+pub mod bench;
 pub mod lab;
 pub mod netns;
 pub mod packets;
