@@ -1,4 +1,5 @@
 //! `cargo xtask`: set-up, build, test and demo automation for synguard.
+mod bench;
 mod demo;
 mod setup;
 mod test;
@@ -28,6 +29,8 @@ enum Task {
     Test,
     /// Show synguard at work in a namespace lab, then tear it down (root).
     Demo,
+    /// Measure per-packet cost and defences under a SYN flood, side by side (root).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Task::Build => setup::run().and_then(|()| build_release()).map(drop),
         Task::Test => test::run(),
         Task::Demo => demo::run(),
+        Task::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
