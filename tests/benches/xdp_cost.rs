@@ -667,6 +667,32 @@ fn list_add(ebpf: &mut Ebpf, list: &str, net: &str) -> Result<()> {
     Ok(())
 }
 
+/// A goal set for a class: at most `max_ratio` times the floor, and
+/// perhaps no slower than xdp-filter. Printed, never asserted.
+struct Target {
+    class: &'static str,
+    max_ratio: f64,
+    not_slower_than_peer: bool,
+}
+
+const TARGETS: [Target; 3] = [
+    Target {
+        class: "non-TCP (UDP) pass",
+        max_ratio: 2.0,
+        not_slower_than_peer: false,
+    },
+    Target {
+        class: "blocklisted source: drop",
+        max_ratio: 4.0,
+        not_slower_than_peer: true,
+    },
+    Target {
+        class: "SYN, flood mode: SYN-ACK (XDP_TX)",
+        max_ratio: 6.0,
+        not_slower_than_peer: false,
+    },
+];
+
 /// One class's figures, one per round.
 struct Measured {
     class: &'static str,
@@ -766,7 +792,45 @@ impl Report<'_> {
             }
             s += "\n";
         }
+        s += "\nTargets (issue 5), on the medians above:\n\n";
+        for target in &TARGETS {
+            s += &format!("- {}\n", self.check(target));
+        }
         s
+    }
+
+    /// Whether a target is met, and by how much it is met or missed.
+    fn check(&self, target: &Target) -> String {
+        let Some(m) = self.results.iter().find(|m| m.class == target.class) else {
+            return format!("{}: not measured", target.class);
+        };
+        let median = |v: &[f64]| Spread::of(v).map(|s| s.median);
+        let (Some(ratio), Some(ns)) = (median(&m.ratios(&m.synguard)), median(&m.synguard)) else {
+            return format!("{}: not measured", target.class);
+        };
+        let mut verdict = vec![format!(
+            "{:.2}x the floor, target <= {:.0}x: {}",
+            ratio,
+            target.max_ratio,
+            if ratio <= target.max_ratio {
+                "met".to_string()
+            } else {
+                format!("missed by {:.1}x", ratio / target.max_ratio)
+            }
+        )];
+        if target.not_slower_than_peer
+            && let Some(peer) = median(&m.peer)
+        {
+            verdict.push(format!(
+                "{ns:.0} ns vs xdp-filter {peer:.0} ns, target no slower: {}",
+                if ns <= peer {
+                    "met".to_string()
+                } else {
+                    format!("missed by {:.1}x", ns / peer)
+                }
+            ));
+        }
+        format!("{}: {}", target.class, verdict.join("; "))
     }
 
     fn json(&self) -> Value {
@@ -804,6 +868,7 @@ impl Report<'_> {
             "cpu": CPU,
             "peer": if self.peer { "xdp-filter --features ipv4,ipv6 --policy allow, source address listed" } else { "none" },
             "classes": classes,
+            "targets": TARGETS.iter().map(|t| self.check(t)).collect::<Vec<_>>(),
         })
     }
 }
