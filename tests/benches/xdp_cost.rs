@@ -132,6 +132,9 @@ struct Class {
     /// Spend the source's SYN budget before each measurement (it refills
     /// between rounds).
     spend_budget: bool,
+    /// Run on synguard with its lists (else on an instance whose lists are
+    /// all empty).
+    lists: bool,
 }
 
 fn main() -> Result<()> {
@@ -161,7 +164,13 @@ fn main() -> Result<()> {
 struct Bench<'a> {
     ns: &'a Netns,
     ifindex: u32,
+    /// synguard with its lists: the martians, and a blocklist of 1024.
     synguard: Ebpf,
+    /// Another instance with every list empty: what parsing, the policy
+    /// and counting cost without the list lookups.
+    bare: Ebpf,
+    /// Which of the two the current class runs on.
+    use_bare: bool,
     floor: OwnedFd,
     /// xdp-filter, when it could be loaded.
     peer: Option<Peer<'a>>,
@@ -211,6 +220,7 @@ impl<'a> Bench<'a> {
                 )?;
             }
         }
+        let bare = program::load(None, None).context("loading synguard")?;
         let floor = bpf::load_return("bench_floor", bpf::XDP_PASS)?;
         let peer = match Peer::load(ns, "bench0") {
             Ok(peer) => Some(peer),
@@ -223,6 +233,8 @@ impl<'a> Bench<'a> {
             ns,
             ifindex,
             synguard,
+            bare,
+            use_bare: false,
             floor,
             peer,
             client,
@@ -237,9 +249,11 @@ impl<'a> Bench<'a> {
             Mode::Normal => {
                 // Flood classes leave the detector engaged for its hold
                 // time: start from a quiet interface.
-                let map = self.synguard.map_mut(maps::FLOOD).context("FLOOD map")?;
-                let mut flood: Array<_, FloodState> = Array::try_from(map)?;
-                flood.set(0, FloodState::default(), 0)?;
+                for ebpf in [&mut self.synguard, &mut self.bare] {
+                    let map = ebpf.map_mut(maps::FLOOD).context("FLOOD map")?;
+                    let mut flood: Array<_, FloodState> = Array::try_from(map)?;
+                    flood.set(0, FloodState::default(), 0)?;
+                }
                 FloodPolicy {
                     syn_rate_on: u32::MAX,
                     syn_rate_off: u32::MAX,
@@ -270,7 +284,17 @@ impl<'a> Bench<'a> {
                 }
             }
         };
-        set_config(&mut self.synguard, settings::config(&policy, &host()))
+        let config = settings::config(&policy, &host());
+        set_config(&mut self.synguard, config)?;
+        set_config(&mut self.bare, config)
+    }
+
+    fn instance(&self) -> &Ebpf {
+        if self.use_bare {
+            &self.bare
+        } else {
+            &self.synguard
+        }
     }
 
     /// The traffic classes, with frames built here and checked below.
@@ -303,10 +327,21 @@ impl<'a> Bench<'a> {
                 name: "non-TCP (UDP) pass",
                 mode: Mode::Normal,
                 timing: Timing::Repeated,
+                frames: vec![udp.clone()],
+                reason: Reason::NonTcp,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "non-TCP (UDP) pass, every list empty",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
                 frames: vec![udp],
                 reason: Reason::NonTcp,
                 peer_action: pass,
                 spend_budget: false,
+                lists: false,
             },
             Class {
                 name: "blocklisted source: drop",
@@ -316,6 +351,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::Blocklist,
                 peer_action: bpf::XDP_DROP,
                 spend_budget: false,
+                lists: true,
             },
             Class {
                 name: "SYN, normal mode: pass",
@@ -325,6 +361,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::Syn,
                 peer_action: pass,
                 spend_budget: false,
+                lists: true,
             },
             Class {
                 name: "SYN, flood mode: SYN-ACK (XDP_TX)",
@@ -334,6 +371,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::SynAck,
                 peer_action: pass,
                 spend_budget: false,
+                lists: true,
             },
             Class {
                 name: "SYN, flood mode, budgets off: SYN-ACK (XDP_TX)",
@@ -343,6 +381,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::SynAck,
                 peer_action: pass,
                 spend_budget: false,
+                lists: true,
             },
             Class {
                 name: "SYN, flood mode, source over budget: drop",
@@ -354,6 +393,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::Rate,
                 peer_action: pass,
                 spend_budget: true,
+                lists: true,
             },
             Class {
                 name: "valid cookie ACK: pass",
@@ -363,6 +403,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::ValidCookie,
                 peer_action: pass,
                 spend_budget: false,
+                lists: true,
             },
             Class {
                 name: "forged cookie ACK: drop",
@@ -372,6 +413,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::BadCookie,
                 peer_action: pass,
                 spend_budget: false,
+                lists: true,
             },
             Class {
                 name: "established-flow data, normal mode: pass",
@@ -381,6 +423,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::Tcp,
                 peer_action: pass,
                 spend_budget: false,
+                lists: true,
             },
             Class {
                 name: "established-flow data, flood mode: pass",
@@ -390,6 +433,7 @@ impl<'a> Bench<'a> {
                 reason: Reason::Tcp,
                 peer_action: pass,
                 spend_budget: false,
+                lists: true,
             },
         ])
     }
@@ -435,7 +479,7 @@ impl<'a> Bench<'a> {
 
     fn synguard_fd(&self) -> BorrowedFd<'_> {
         let xdp: &aya::programs::Xdp = self
-            .synguard
+            .instance()
             .program(program::PROGRAM)
             .expect("loaded")
             .try_into()
@@ -445,7 +489,7 @@ impl<'a> Bench<'a> {
 
     fn counters(&self) -> Result<Counters> {
         Ok(Counters::read(
-            self.synguard.map(maps::COUNTERS).context("COUNTERS")?,
+            self.instance().map(maps::COUNTERS).context("COUNTERS")?,
         )?)
     }
 
@@ -466,6 +510,7 @@ impl<'a> Bench<'a> {
             eprintln!("xdp_cost: round {}/{}", round + 1, options.rounds());
             for (class, result) in classes.iter().zip(&mut results) {
                 self.policy(class.mode)?;
+                self.use_bare = !class.lists;
                 if class.spend_budget {
                     self.spend_budget(&class.frames[0])?;
                 }
