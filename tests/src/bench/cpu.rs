@@ -107,6 +107,17 @@ impl Drop for KeepAwake {
     }
 }
 
+/// CPU time the calling thread has run.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// CPU time task `pid` has run, from the scheduler's own clock.
 pub fn task_cpu(pid: u32) -> io::Result<Duration> {
     let text = fs::read_to_string(format!("/proc/{pid}/schedstat"))?;

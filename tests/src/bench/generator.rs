@@ -21,7 +21,10 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::bpf::{self, Insn};
+use super::{
+    bpf::{self, Insn},
+    cpu,
+};
 use crate::{
     lab,
     netns::Netns,
@@ -74,6 +77,9 @@ pub struct Bounds<'a> {
 pub struct Sent {
     pub packets: u64,
     pub elapsed: Duration,
+    /// CPU time the sending threads got: on a shared machine, a generator
+    /// that got less than its CPU sent less for that reason.
+    pub cpu: Duration,
 }
 
 impl Sent {
@@ -158,6 +164,8 @@ impl Flood {
             sent >= max || bounds.stop.load(Ordering::Relaxed) || Instant::now() >= deadline
         };
         let mut sent = 0u64;
+        let cpu_before = cpu::thread_cpu();
+        let mut cpu = Duration::ZERO;
         match self.generator {
             Generator::PacketSend => {
                 let sender = self.sender.as_ref().expect("opened in new()");
@@ -187,21 +195,31 @@ impl Flood {
                 // caller's namespace and CPU.
                 let prog = self.program.as_ref().expect("loaded in new()");
                 let total = AtomicU64::new(0);
-                thread::scope(|s| {
-                    for _ in 0..LIVE_CALLERS {
-                        s.spawn(|| {
-                            while !done(total.load(Ordering::Relaxed)) {
-                                let left = max.saturating_sub(total.load(Ordering::Relaxed));
-                                let n = left.min(u64::from(LIVE_CHUNK)) as u32;
-                                if n > 0
-                                    && bpf::run_live(prog.as_fd(), &self.frames[0], self.ifindex, n)
+                cpu = thread::scope(|s| {
+                    let callers: Vec<_> = (0..LIVE_CALLERS)
+                        .map(|_| {
+                            s.spawn(|| {
+                                let before = cpu::thread_cpu();
+                                while !done(total.load(Ordering::Relaxed)) {
+                                    let left = max.saturating_sub(total.load(Ordering::Relaxed));
+                                    let n = left.min(u64::from(LIVE_CHUNK)) as u32;
+                                    if n > 0
+                                        && bpf::run_live(
+                                            prog.as_fd(),
+                                            &self.frames[0],
+                                            self.ifindex,
+                                            n,
+                                        )
                                         .is_ok()
-                                {
-                                    total.fetch_add(u64::from(n), Ordering::Relaxed);
+                                    {
+                                        total.fetch_add(u64::from(n), Ordering::Relaxed);
+                                    }
                                 }
-                            }
-                        });
-                    }
+                                cpu::thread_cpu() - before
+                            })
+                        })
+                        .collect();
+                    callers.into_iter().map(|c| c.join().expect("caller")).sum()
                 });
                 sent = total.into_inner();
             }
@@ -209,6 +227,7 @@ impl Flood {
         Sent {
             packets: sent,
             elapsed: started.elapsed(),
+            cpu: cpu + (cpu::thread_cpu() - cpu_before),
         }
     }
 }

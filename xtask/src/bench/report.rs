@@ -68,6 +68,7 @@ impl Report {
             "how": generator.describe(),
             "packets": sent.packets,
             "seconds": sent.elapsed.as_secs_f64(),
+            "cpu_s": sent.cpu.as_secs_f64(),
             "pps": sent.pps().round(),
         });
         match self.json["generators"].as_array_mut() {
@@ -192,6 +193,7 @@ impl Report {
                     "generator": o.generator.name(),
                     "flood_packets_sent": o.sent.packets,
                     "flood_seconds": o.sent.elapsed.as_secs_f64(),
+                    "generator_cpu_s": o.sent.cpu.as_secs_f64(),
                     "offered_pps": o.sent.pps().round(),
                     "absorbed_packets": o.absorbed,
                     "absorbed_pps": o.absorbed_pps().round(),
