@@ -3,7 +3,7 @@
 //!
 //! 1. Per-packet cost of the XDP program per traffic class, through
 //!    BPF_PROG_TEST_RUN, beside an XDP_PASS floor and xdp-filter
-//!    (`tests/benches/xdp_cost.rs`, run with `cargo bench`: it needs aya
+//!    (`tests/benches/xdp_cost/`, run with `cargo bench`: it needs aya
 //!    and the embedded program, which xtask must not depend on).
 //! 2. The flood lab: each defence under a spoofed SYN flood from the
 //!    fastest generator, with real clients connecting through it
