@@ -7,6 +7,7 @@
 //! guards remove it all (processes by pid, pins, namespaces), also when a
 //! test panics.
 pub mod http;
+pub mod bench;
 pub mod lab;
 pub mod netns;
 pub mod packets;

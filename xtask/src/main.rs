@@ -1,4 +1,5 @@
 //! `cargo xtask`: set-up, build, test and demo automation for synguard.
+mod bench;
 mod demo;
 mod package;
 mod setup;
@@ -32,6 +33,8 @@ enum Task {
     /// Build the .deb (binary, systemd unit, example config, man page,
     /// completions, Grafana dashboard) into target/package.
     Package,
+    /// Measure per-packet cost and defences under a SYN flood, side by side (root).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Task::Test => test::run(),
         Task::Demo => demo::run(),
         Task::Package => package::run(),
+        Task::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -77,7 +77,7 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn installed(package: &str) -> bool {
+pub(crate) fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
         .output()

@@ -1,0 +1,197 @@
+//! The traffic classes: the frames of each, which of synguard's settings
+//! it runs under, how it is timed, and what synguard and xdp-filter must
+//! do with it.
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::Result;
+use synguard_tests::{
+    bench::bpf,
+    lab::{OUTSIDE_V4, TARGET_V4},
+    packets::{self, Flags, Segment},
+};
+use xdp_common::Reason;
+
+use crate::{BLOCKED, PORT, fixture::Bench};
+
+/// How a class is timed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// One frame, `repeat` runs in one call.
+    Repeated,
+    /// Many frames, one call each.
+    Single,
+}
+
+/// Which settings synguard runs a class with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Flood detection on (auto), never reaching its threshold.
+    Normal,
+    /// Flood mode on, default budgets.
+    Flood,
+    /// Flood mode on, per-source budgets off (`--no-budgets`).
+    FloodNoBudgets,
+    /// Flood mode on, budgets of 1 SYN/s: a source stays over its budget
+    /// for a whole measurement (same code path as the defaults).
+    FloodSpent,
+}
+
+pub struct Class {
+    pub name: &'static str,
+    pub mode: Mode,
+    pub timing: Timing,
+    pub frames: Vec<Vec<u8>>,
+    /// What synguard must do with every frame.
+    pub reason: Reason,
+    /// What xdp-filter must do with it.
+    pub peer_action: u32,
+    /// Spend the source's SYN budget before each measurement (it refills
+    /// between rounds).
+    pub spend_budget: bool,
+    /// Run on synguard with its lists (else on an instance whose lists are
+    /// all empty).
+    pub lists: bool,
+}
+
+impl Bench<'_> {
+    /// The traffic classes, with frames built here and checked below.
+    pub fn classes(&mut self) -> Result<Vec<Class>> {
+        let outside = IpAddr::V4(OUTSIDE_V4);
+        let target = IpAddr::V4(TARGET_V4);
+        let syn = Segment::syn(outside, target, 40000, PORT);
+        let cookie_ack = self.cookie_ack(&syn)?;
+        let forged = Segment::syn(outside, target, 40000, PORT)
+            .flags(Flags::ACK)
+            .numbers(0x1234_5679, 0xdead_beef)
+            .options(vec![])
+            .frame();
+        let port = self.client.local_addr()?.port();
+        let data = Segment::syn(target, target, port, PORT)
+            .flags(Flags {
+                psh: true,
+                ..Flags::ACK
+            })
+            .numbers(1, 1)
+            .options(vec![])
+            .payload(&[0x42; 100])
+            .frame();
+        let udp = packets::udp(outside, target, 5353, 53, &[0x42; 32]);
+        let blocked = Segment::syn(IpAddr::V4(BLOCKED), target, 40000, PORT).frame();
+        let over_budget = Segment::syn(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 7)), target, 1, PORT);
+        let pass = bpf::XDP_PASS;
+        Ok(vec![
+            Class {
+                name: "non-TCP (UDP) pass",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
+                frames: vec![udp.clone()],
+                reason: Reason::NonTcp,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "non-TCP (UDP) pass, every list empty",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
+                frames: vec![udp],
+                reason: Reason::NonTcp,
+                peer_action: pass,
+                spend_budget: false,
+                lists: false,
+            },
+            Class {
+                name: "blocklisted source: drop",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
+                frames: vec![blocked],
+                reason: Reason::Blocklist,
+                peer_action: bpf::XDP_DROP,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "SYN, normal mode: pass",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
+                frames: vec![syn.frame()],
+                reason: Reason::Syn,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "SYN, flood mode: SYN-ACK (XDP_TX)",
+                mode: Mode::Flood,
+                timing: Timing::Single,
+                frames: packets::spoofed_syns(4096, target, PORT, 0xc0ffee),
+                reason: Reason::SynAck,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "SYN, flood mode, budgets off: SYN-ACK (XDP_TX)",
+                mode: Mode::FloodNoBudgets,
+                timing: Timing::Single,
+                frames: packets::spoofed_syns(4096, target, PORT, 0xc0ffee),
+                reason: Reason::SynAck,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "SYN, flood mode, source over budget: drop",
+                mode: Mode::FloodSpent,
+                // A budget refills as time passes; an answered SYN would be
+                // rewritten in place, so fresh frames, one call each.
+                timing: Timing::Single,
+                frames: vec![over_budget.frame()],
+                reason: Reason::Rate,
+                peer_action: pass,
+                spend_budget: true,
+                lists: true,
+            },
+            Class {
+                name: "valid cookie ACK: pass",
+                mode: Mode::Flood,
+                timing: Timing::Repeated,
+                frames: vec![cookie_ack],
+                reason: Reason::ValidCookie,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "forged cookie ACK: drop",
+                mode: Mode::Flood,
+                timing: Timing::Repeated,
+                frames: vec![forged],
+                reason: Reason::BadCookie,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "established-flow data, normal mode: pass",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
+                frames: vec![data.clone()],
+                reason: Reason::Tcp,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+            Class {
+                name: "established-flow data, flood mode: pass",
+                mode: Mode::Flood,
+                timing: Timing::Repeated,
+                frames: vec![data],
+                reason: Reason::Tcp,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+            },
+        ])
+    }
+}

@@ -1,0 +1,379 @@
+//! The bench's namespace and programs: synguard (with its lists, and an
+//! instance with none), the floor, the peer; and the timing itself.
+use std::{
+    net::{TcpListener, TcpStream},
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use aya::{
+    Ebpf,
+    maps::{Array, LpmTrie, lpm_trie::Key},
+};
+use synguard_tests::{
+    bench::bpf,
+    lab::{TARGET_V4, if_index},
+    netns::Netns,
+    packets::{Flags, Rng, Segment},
+};
+use xdp_common::{Budget, Config, FloodMode, FloodState, maps};
+use xdp_daemon::{
+    counters::Counters,
+    lists::DEFAULT_MARTIANS,
+    program,
+    settings::{self, FloodPolicy, KernelFacts},
+};
+
+use crate::{
+    BLOCKED, BLOCKLIST_EXTRA, Options, PORT,
+    classes::{Class, Mode, Timing},
+    peer::Peer,
+    report::Measured,
+};
+
+/// The namespace's fixtures and the three programs.
+pub struct Bench<'a> {
+    pub ns: &'a Netns,
+    pub ifindex: u32,
+    /// synguard with its lists: the martians, and a blocklist of 1024.
+    pub synguard: Ebpf,
+    /// Another instance with every list empty: what parsing, the policy
+    /// and counting cost without the list lookups.
+    pub bare: Ebpf,
+    /// Which of the two the current class runs on.
+    pub use_bare: bool,
+    pub floor: OwnedFd,
+    /// xdp-filter, when it could be loaded.
+    pub peer: Option<Peer<'a>>,
+    /// The established connection's client side (for its port).
+    pub client: TcpStream,
+    pub _server_side: TcpStream,
+    pub _listener: TcpListener,
+}
+
+impl<'a> Bench<'a> {
+    pub fn new(ns: &'a Netns) -> Result<Bench<'a>> {
+        // Cookies forced (the helper hands one out without a real flood)
+        // and timestamps without offsets, as on a protected host.
+        ns.set_sysctl("net.ipv4.tcp_syncookies", "2")?;
+        ns.set_sysctl("net.ipv4.tcp_timestamps", "2")?;
+        ns.ip(&[
+            "link", "add", "bench0", "type", "veth", "peer", "name", "bench1",
+        ])?;
+        ns.ip(&["addr", "add", &format!("{TARGET_V4}/24"), "dev", "bench0"])?;
+        ns.ip(&["link", "set", "bench0", "up"])?;
+        ns.ip(&["link", "set", "bench1", "up"])?;
+        let ifindex = ns.run(|| if_index("bench0"));
+        let listener = ns
+            .run(|| TcpListener::bind(("::", PORT)))
+            .context("listening on [::]:80")?;
+        let client = ns
+            .run(|| TcpStream::connect((TARGET_V4, PORT)))
+            .context("an established connection")?;
+        let (server_side, _) = listener.accept()?;
+
+        let mut synguard = program::load(None, None).context("loading synguard")?;
+        for net in DEFAULT_MARTIANS {
+            list_add(&mut synguard, "MARTIAN", net)?;
+        }
+        list_add(&mut synguard, "BLOCK", &format!("{BLOCKED}/32"))?;
+        let mut rng = Rng::new(0xb10c);
+        for i in 0..BLOCKLIST_EXTRA {
+            let r = rng.next_u64();
+            let third = 1 + (r % 255) as u8;
+            if i % 32 == 0 {
+                list_add(&mut synguard, "BLOCK", &format!("198.18.{third}.0/24"))?;
+            } else {
+                list_add(
+                    &mut synguard,
+                    "BLOCK",
+                    &format!("198.18.{third}.{}/32", (r >> 8) as u8),
+                )?;
+            }
+        }
+        let bare = program::load(None, None).context("loading synguard")?;
+        let floor = bpf::load_return("bench_floor", bpf::XDP_PASS)?;
+        let peer = match Peer::load(ns, "bench0") {
+            Ok(peer) => Some(peer),
+            Err(e) => {
+                eprintln!("xdp_cost: no xdp-filter beside synguard: {e:#}");
+                None
+            }
+        };
+        Ok(Bench {
+            ns,
+            ifindex,
+            synguard,
+            bare,
+            use_bare: false,
+            floor,
+            peer,
+            client,
+            _server_side: server_side,
+            _listener: listener,
+        })
+    }
+
+    fn policy(&mut self, mode: Mode) -> Result<()> {
+        let no_budget = Budget { rate: 0, burst: 0 };
+        let policy = match mode {
+            Mode::Normal => {
+                // Flood classes leave the detector engaged for its hold
+                // time: start from a quiet interface.
+                for ebpf in [&mut self.synguard, &mut self.bare] {
+                    let map = ebpf.map_mut(maps::FLOOD).context("FLOOD map")?;
+                    let mut flood: Array<_, FloodState> = Array::try_from(map)?;
+                    flood.set(0, FloodState::default(), 0)?;
+                }
+                FloodPolicy {
+                    syn_rate_on: u32::MAX,
+                    syn_rate_off: u32::MAX,
+                    ..FloodPolicy::default()
+                }
+            }
+            Mode::Flood => FloodPolicy {
+                mode: FloodMode::Always,
+                ..FloodPolicy::default()
+            },
+            Mode::FloodNoBudgets => FloodPolicy {
+                mode: FloodMode::Always,
+                budget_v4_host: no_budget,
+                budget_v4_net: no_budget,
+                budget_v6_host: no_budget,
+                budget_v6_net: no_budget,
+                ..FloodPolicy::default()
+            },
+            Mode::FloodSpent => {
+                let spent = Budget { rate: 1, burst: 1 };
+                FloodPolicy {
+                    mode: FloodMode::Always,
+                    budget_v4_host: spent,
+                    budget_v4_net: spent,
+                    budget_v6_host: spent,
+                    budget_v6_net: spent,
+                    ..FloodPolicy::default()
+                }
+            }
+        };
+        let config = settings::config(&policy, &host());
+        set_config(&mut self.synguard, config)?;
+        set_config(&mut self.bare, config)
+    }
+
+    fn instance(&self) -> &Ebpf {
+        if self.use_bare {
+            &self.bare
+        } else {
+            &self.synguard
+        }
+    }
+
+    /// The ACK that completes a handshake with the cookie synguard's own
+    /// SYN-ACK carries.
+    pub fn cookie_ack(&mut self, syn: &Segment) -> Result<Vec<u8>> {
+        self.policy(Mode::Flood)?;
+        let frame = syn.frame();
+        let mut out = vec![0u8; frame.len() + 64];
+        let fd = self.synguard_fd();
+        let ifindex = self.ifindex;
+        let run = self
+            .ns
+            .run(|| bpf::test_run_on(fd, &frame, Some(&mut out), 1, Some(ifindex)))?;
+        ensure!(run.action == bpf::XDP_TX, "synguard did not answer the SYN");
+        out.truncate(run.data_size_out as usize);
+        let answer = etherparse::SlicedPacket::from_ethernet(&out)?;
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = answer.transport else {
+            bail!("the answer is not TCP")
+        };
+        let tsval = tcp
+            .options_iterator()
+            .find_map(|o| match o {
+                Ok(etherparse::TcpOptionElement::Timestamp(val, _)) => Some(val),
+                _ => None,
+            })
+            .context("no timestamp in the SYN-ACK")?;
+        Ok(syn
+            .clone()
+            .flags(Flags::ACK)
+            .numbers(
+                syn.seq.wrapping_add(1),
+                tcp.sequence_number().wrapping_add(1),
+            )
+            .options(vec![
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Timestamp(0x0102_0305, tsval),
+            ])
+            .frame())
+    }
+
+    fn synguard_fd(&self) -> BorrowedFd<'_> {
+        let xdp: &aya::programs::Xdp = self
+            .instance()
+            .program(program::PROGRAM)
+            .expect("loaded")
+            .try_into()
+            .expect("XDP");
+        xdp.fd().expect("loaded").as_fd()
+    }
+
+    fn counters(&self) -> Result<Counters> {
+        Ok(Counters::read(
+            self.instance().map(maps::COUNTERS).context("COUNTERS")?,
+        )?)
+    }
+
+    /// Every round: every class, each program on it, interleaved.
+    pub fn measure(&mut self, classes: &[Class], options: &Options) -> Result<Vec<Measured>> {
+        let mut results: Vec<Measured> = classes
+            .iter()
+            .map(|c| Measured {
+                class: c.name,
+                timing: c.timing,
+                reason: c.reason,
+                floor: Vec::new(),
+                synguard: Vec::new(),
+                peer: Vec::new(),
+            })
+            .collect();
+        for round in 0..options.rounds() {
+            eprintln!("xdp_cost: round {}/{}", round + 1, options.rounds());
+            for (class, result) in classes.iter().zip(&mut results) {
+                self.policy(class.mode)?;
+                self.use_bare = !class.lists;
+                if class.spend_budget {
+                    self.spend_budget(&class.frames[0])?;
+                }
+                let floor = self.floor.as_fd();
+                result
+                    .floor
+                    .push(self.time(floor, class, options, bpf::XDP_PASS)?);
+                let before = self.counters()?;
+                let expected = match class.reason.verdict() {
+                    xdp_common::Verdict::Pass => bpf::XDP_PASS,
+                    xdp_common::Verdict::Drop => bpf::XDP_DROP,
+                    xdp_common::Verdict::Tx => bpf::XDP_TX,
+                    xdp_common::Verdict::Aborted => bpf::XDP_ABORTED,
+                };
+                let ns = self.time(self.synguard_fd(), class, options, expected)?;
+                let delta = self.counters()?.since(&before);
+                let runs = match class.timing {
+                    Timing::Repeated => u64::from(options.repeat()),
+                    Timing::Single => options.calls() as u64,
+                };
+                ensure!(
+                    delta.get(class.reason).packets == runs && delta.total_packets() == runs,
+                    "{}: synguard counted {:?}, want {runs} under {}",
+                    class.name,
+                    delta.rows(),
+                    class.reason.name()
+                );
+                result.synguard.push(ns);
+                if let Some(peer) = &self.peer {
+                    let fd = peer.prog.as_fd();
+                    result
+                        .peer
+                        .push(self.time(fd, class, options, class.peer_action)?);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Sends SYNs from the frame's source until synguard drops one over
+    /// its budget.
+    fn spend_budget(&self, syn: &[u8]) -> Result<()> {
+        let mut out = vec![0u8; 256];
+        for _ in 0..10_000 {
+            let run = bpf::test_run_on(
+                self.synguard_fd(),
+                syn,
+                Some(&mut out),
+                1,
+                Some(self.ifindex),
+            )?;
+            if run.action == bpf::XDP_DROP {
+                return Ok(());
+            }
+        }
+        bail!("10000 SYNs from one source and still within its budget")
+    }
+
+    /// ns per packet of `prog` on the class's frames; every run must end
+    /// in `action`.
+    fn time(
+        &self,
+        prog: BorrowedFd<'_>,
+        class: &Class,
+        options: &Options,
+        action: u32,
+    ) -> Result<f64> {
+        let ifindex = Some(self.ifindex);
+        match class.timing {
+            Timing::Repeated => {
+                let frame = &class.frames[0];
+                let run = bpf::test_run_on(prog, frame, None, options.repeat(), ifindex)?;
+                ensure!(
+                    run.action == action,
+                    "{}: action {} (want {action})",
+                    class.name,
+                    run.action
+                );
+                Ok(f64::from(run.duration_ns))
+            }
+            Timing::Single => {
+                let mut out = vec![0u8; 256];
+                let mut total = 0u64;
+                for i in 0..options.calls() {
+                    let frame = &class.frames[i % class.frames.len()];
+                    let run = bpf::test_run_on(prog, frame, Some(&mut out), 1, ifindex)?;
+                    ensure!(
+                        run.action == action,
+                        "{}: action {} (want {action})",
+                        class.name,
+                        run.action
+                    );
+                    total += u64::from(run.duration_ns);
+                }
+                Ok(total as f64 / options.calls() as f64)
+            }
+        }
+    }
+}
+
+/// The protected host synguard is configured for: the namespace's sysctls
+/// (timestamps without offsets, SACK and window scaling on), tcp_rmem's
+/// default 6 MiB maximum, and an Ethernet MTU.
+fn host() -> KernelFacts {
+    KernelFacts {
+        tcp_timestamps: 2,
+        tcp_sack: 1,
+        tcp_window_scaling: 1,
+        wscale: settings::window_scale(6 << 20),
+        mtu: 1500,
+    }
+}
+
+fn set_config(ebpf: &mut Ebpf, config: Config) -> Result<()> {
+    let map = ebpf.map_mut(maps::CONFIG).context("CONFIG map")?;
+    let mut array: Array<_, Config> = Array::try_from(map)?;
+    array.set(0, config, 0)?;
+    Ok(())
+}
+
+fn list_add(ebpf: &mut Ebpf, list: &str, net: &str) -> Result<()> {
+    let net: ipnet::IpNet = net.parse().with_context(|| format!("CIDR {net}"))?;
+    match net.trunc() {
+        ipnet::IpNet::V4(n) => {
+            let map = ebpf.map_mut(&format!("{list}_V4")).context("list map")?;
+            let mut trie: LpmTrie<_, [u8; 4], u64> = LpmTrie::try_from(map)?;
+            trie.insert(&Key::new(n.prefix_len().into(), n.addr().octets()), 0, 0)?;
+        }
+        ipnet::IpNet::V6(n) => {
+            let map = ebpf.map_mut(&format!("{list}_V6")).context("list map")?;
+            let mut trie: LpmTrie<_, [u8; 16], u64> = LpmTrie::try_from(map)?;
+            trie.insert(&Key::new(n.prefix_len().into(), n.addr().octets()), 0, 0)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Per-packet cost of synguard's XDP program, class by class, through
+//! BPF_PROG_TEST_RUN, next to a two-instruction XDP_PASS program (the
+//! floor: what running any XDP program costs here) and xdp-filter (the
+//! peer, from Debian's xdp-tools) on the same frames, in the same run.
+//! `cargo xtask bench` runs it; alone:
+//!
+//! ```sh
+//! cargo bench -p synguard-tests --bench xdp_cost -- [--quick] [--json FILE]
+//! ```
+//!
+//! Method. Every frame is run as if received on a veth of a namespace that
+//! holds a real listener on port 80 and one established connection, so the
+//! program's socket lookups and the kernel's cookie helpers see real
+//! sockets. Frames the program leaves as they are run `repeat` times in
+//! one call, and the kernel's own timing (mean ns per run) is the cost. A
+//! SYN answered with a SYN-ACK is rewritten in place, so a repeated run
+//! would see its own answer: that class is timed as many single calls, a
+//! fresh frame each, and its floor is timed the same way (a single call
+//! carries the kernel's timer overhead, in both). Each round measures every
+//! class and program once, interleaved; the figures are medians over the
+//! rounds, with the spread (min-max), and the ratio is taken per round.
+//! Every measured run is checked: verdict, and for synguard the counter it
+//! moved, so a figure is never the cost of a path other than its label.
+mod classes;
+mod fixture;
+mod peer;
+mod report;
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use anyhow::{Context, Result, bail};
+use synguard_tests::{
+    bench::cpu,
+    netns::{Netns, unique_prefix},
+    require_root,
+};
+
+use fixture::Bench;
+use report::{Measured, Report};
+
+const PORT: u16 = 80;
+/// The blocklisted source (the others come from OUTSIDE_V4).
+const BLOCKED: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 66);
+/// Entries on synguard's blocklist besides BLOCKED, so the trie has a
+/// realistic depth: /32s and /24s in 198.18.1.0-198.18.255.255, never a
+/// source the other classes use.
+const BLOCKLIST_EXTRA: usize = 1023;
+/// The CPU the measuring thread is pinned to.
+const CPU: usize = 1;
+
+struct Options {
+    quick: bool,
+    json: Option<PathBuf>,
+}
+
+impl Options {
+    fn parse() -> Result<Options> {
+        let mut options = Options {
+            quick: false,
+            json: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => options.quick = true,
+                "--json" => options.json = Some(args.next().context("--json FILE")?.into()),
+                // cargo bench passes --bench to harness = false targets.
+                "--bench" => {}
+                other => bail!("unknown argument {other:?} (--quick, --json FILE)"),
+            }
+        }
+        Ok(options)
+    }
+
+    fn rounds(&self) -> usize {
+        if self.quick { 3 } else { 9 }
+    }
+
+    /// Repetitions per repeated run.
+    fn repeat(&self) -> u32 {
+        if self.quick { 100_000 } else { 1_000_000 }
+    }
+
+    /// Calls per single-call run.
+    fn calls(&self) -> usize {
+        if self.quick { 2_000 } else { 20_000 }
+    }
+}
+
+fn main() -> Result<()> {
+    let options = Options::parse()?;
+    require_root();
+    let ns = Netns::create(&format!("{}-cost", unique_prefix()))?;
+    let mut bench = Bench::new(&ns)?;
+    let classes = bench.classes()?;
+    let results = ns.run(|| -> Result<Vec<Measured>> {
+        cpu::pin_current(CPU).context("pinning the measuring thread")?;
+        bench.measure(&classes, &options)
+    })?;
+    let report = Report {
+        results,
+        options: &options,
+        peer: bench.peer.is_some(),
+    };
+    println!("{}", report.markdown());
+    if let Some(path) = &options.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report.json())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

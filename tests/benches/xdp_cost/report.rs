@@ -1,0 +1,219 @@
+//! Medians, ratios, the targets, and the table and JSON they go into.
+use serde_json::{Value, json};
+use xdp_common::Reason;
+
+use crate::{CPU, Options, classes::Timing};
+
+/// A goal set for a class: at most `max_ratio` times the floor, and
+/// perhaps no slower than xdp-filter. Printed, never asserted.
+pub struct Target {
+    pub class: &'static str,
+    pub max_ratio: f64,
+    pub not_slower_than_peer: bool,
+}
+
+pub const TARGETS: [Target; 3] = [
+    Target {
+        class: "non-TCP (UDP) pass",
+        max_ratio: 2.0,
+        not_slower_than_peer: false,
+    },
+    Target {
+        class: "blocklisted source: drop",
+        max_ratio: 4.0,
+        not_slower_than_peer: true,
+    },
+    Target {
+        class: "SYN, flood mode: SYN-ACK (XDP_TX)",
+        max_ratio: 6.0,
+        not_slower_than_peer: false,
+    },
+];
+
+/// One class's figures, one per round.
+pub struct Measured {
+    pub class: &'static str,
+    pub timing: Timing,
+    pub reason: Reason,
+    pub floor: Vec<f64>,
+    pub synguard: Vec<f64>,
+    pub peer: Vec<f64>,
+}
+
+/// Median and spread of a set of figures.
+#[derive(Clone, Copy)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+
+    pub fn json(self) -> Value {
+        json!({ "median": round2(self.median), "min": round2(self.min), "max": round2(self.max) })
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+impl Measured {
+    fn ratios(&self, of: &[f64]) -> Vec<f64> {
+        of.iter().zip(&self.floor).map(|(a, f)| a / f).collect()
+    }
+}
+
+pub struct Report<'a> {
+    pub results: Vec<Measured>,
+    pub options: &'a Options,
+    pub peer: bool,
+}
+
+impl Report<'_> {
+    pub fn markdown(&self) -> String {
+        let o = self.options;
+        let mut s = format!(
+            "## Per-packet cost (BPF_PROG_TEST_RUN, {} rounds; repeated runs x{}, single calls x{})\n\n",
+            o.rounds(),
+            o.repeat(),
+            o.calls()
+        );
+        s += "ns/packet: median (min-max) over rounds; ratio: to the XDP_PASS floor on the same frames, same timing, median of per-round ratios.\n\n";
+        s += "| class | timing | synguard verdict | floor ns | synguard ns | synguard / floor |";
+        if self.peer {
+            s += " xdp-filter ns | xdp-filter / floor |";
+        }
+        s += "\n|---|---|---|---:|---:|---:|";
+        if self.peer {
+            s += "---:|---:|";
+        }
+        s += "\n";
+        for m in &self.results {
+            let cell = |v: &[f64]| Spread::of(v).map_or("-".into(), ns);
+            let ratio = |v: &[f64]| Spread::of(&m.ratios(v)).map_or("-".into(), times);
+            s += &format!(
+                "| {} | {} | {} {} | {} | {} | {} |",
+                m.class,
+                match m.timing {
+                    Timing::Repeated => "repeated",
+                    Timing::Single => "single calls",
+                },
+                m.reason.verdict().name(),
+                m.reason.name(),
+                cell(&m.floor),
+                cell(&m.synguard),
+                ratio(&m.synguard),
+            );
+            if self.peer {
+                s += &format!(" {} | {} |", cell(&m.peer), ratio(&m.peer));
+            }
+            s += "\n";
+        }
+        s += "\nTargets (issue 5), on the medians above:\n\n";
+        for target in &TARGETS {
+            s += &format!("- {}\n", self.check(target));
+        }
+        s
+    }
+
+    /// Whether a target is met, and by how much it is met or missed.
+    fn check(&self, target: &Target) -> String {
+        let Some(m) = self.results.iter().find(|m| m.class == target.class) else {
+            return format!("{}: not measured", target.class);
+        };
+        let median = |v: &[f64]| Spread::of(v).map(|s| s.median);
+        let (Some(ratio), Some(ns)) = (median(&m.ratios(&m.synguard)), median(&m.synguard)) else {
+            return format!("{}: not measured", target.class);
+        };
+        let mut verdict = vec![format!(
+            "{:.2}x the floor, target <= {:.0}x: {}",
+            ratio,
+            target.max_ratio,
+            if ratio <= target.max_ratio {
+                "met".to_string()
+            } else {
+                format!("missed by {:.1}x", ratio / target.max_ratio)
+            }
+        )];
+        if target.not_slower_than_peer
+            && let Some(peer) = median(&m.peer)
+        {
+            verdict.push(format!(
+                "{ns:.0} ns vs xdp-filter {peer:.0} ns, target no slower: {}",
+                if ns <= peer {
+                    "met".to_string()
+                } else {
+                    format!("missed by {:.1}x", ns / peer)
+                }
+            ));
+        }
+        format!("{}: {}", target.class, verdict.join("; "))
+    }
+
+    pub fn json(&self) -> Value {
+        let o = self.options;
+        let classes: Vec<Value> = self
+            .results
+            .iter()
+            .map(|m| {
+                let spread = |v: &[f64]| Spread::of(v).map(Spread::json);
+                json!({
+                    "class": m.class,
+                    "timing": match m.timing {
+                        Timing::Repeated => "repeated",
+                        Timing::Single => "single",
+                    },
+                    "synguard_verdict": m.reason.verdict().name(),
+                    "synguard_reason": m.reason.name(),
+                    "floor_ns": spread(&m.floor),
+                    "synguard_ns": spread(&m.synguard),
+                    "synguard_ratio": spread(&m.ratios(&m.synguard)),
+                    "xdp_filter_ns": spread(&m.peer),
+                    "xdp_filter_ratio": spread(&m.ratios(&m.peer)),
+                    "rounds": {
+                        "floor": m.floor,
+                        "synguard": m.synguard,
+                        "xdp_filter": m.peer,
+                    },
+                })
+            })
+            .collect();
+        json!({
+            "rounds": o.rounds(),
+            "repeat": o.repeat(),
+            "single_calls": o.calls(),
+            "cpu": CPU,
+            "peer": if self.peer { "xdp-filter --features ipv4,ipv6 --policy allow, source address listed" } else { "none" },
+            "classes": classes,
+            "targets": TARGETS.iter().map(|t| self.check(t)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn ns(s: Spread) -> String {
+    format!("{:.0} ({:.0}-{:.0})", s.median, s.min, s.max)
+}
+
+fn times(s: Spread) -> String {
+    format!("{:.2}x ({:.2}-{:.2})", s.median, s.min, s.max)
+}

@@ -1,0 +1,308 @@
+//! The bench's report: markdown for people (stdout), JSON for tools.
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use synguard_tests::bench::{
+    cpu::Machine,
+    generator::{Generator, Sent},
+};
+
+use super::{
+    defence::Defence,
+    flood::{ATTACKER_CPU, Legit, Outcome, Plan, TARGET_CPU},
+};
+
+pub struct Report {
+    json: Value,
+    flood: Vec<Outcome>,
+}
+
+impl Report {
+    pub fn new(machine: &Machine, quick: bool) -> Report {
+        Report {
+            json: json!({
+                "machine": {
+                    "cpus": machine.cpus,
+                    "cpu_model": machine.cpu_model,
+                    "kernel": machine.kernel,
+                },
+                "quick": quick,
+                "load_average_start": load_average(),
+                "unix_time": std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            }),
+            flood: Vec::new(),
+        }
+    }
+
+    pub fn header(&self) -> String {
+        let m = &self.json["machine"];
+        format!(
+            "# synguard benchmarks\n\nMachine: {} CPUs, {}, Linux {}; load average {} at the start (the machine is shared){}\n",
+            m["cpus"],
+            m["cpu_model"].as_str().unwrap_or_default(),
+            m["kernel"].as_str().unwrap_or_default(),
+            self.json["load_average_start"].as_str().unwrap_or_default(),
+            if self.json["quick"] == true {
+                "; --quick: rough figures"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Takes in the per-packet results the bench binary wrote (it printed
+    /// its own table).
+    pub fn add_cost(&mut self, path: &Path) -> Result<()> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        self.json["xdp_cost"] = serde_json::from_str(&text).context("xdp_cost JSON")?;
+        Ok(())
+    }
+
+    pub fn add_generator(&mut self, generator: Generator, sent: &Sent) {
+        let entry = json!({
+            "generator": generator.name(),
+            "how": generator.describe(),
+            "packets": sent.packets,
+            "seconds": sent.elapsed.as_secs_f64(),
+            "cpu_s": sent.cpu.as_secs_f64(),
+            "pps": sent.pps().round(),
+        });
+        match self.json["generators"].as_array_mut() {
+            Some(list) => list.push(entry),
+            None => self.json["generators"] = json!([entry]),
+        }
+    }
+
+    pub fn set_flood_plan(&mut self, plan: &Plan, generator: Generator) {
+        self.json["flood_plan"] = json!({
+            "generator": generator.name(),
+            "legit_connections": plan.connections,
+            "legit_rate_per_s": plan.rate,
+            "legit_timeout_s": plan.timeout.as_secs_f64(),
+            "warmup_s": plan.warmup.as_secs_f64(),
+            "calibration_s": plan.calibration.as_secs_f64(),
+            "rounds": plan.rounds,
+            "attacker_cpu": ATTACKER_CPU,
+            "target_cpu": TARGET_CPU,
+        });
+    }
+
+    pub fn add_flood(&mut self, outcome: Outcome) {
+        self.flood.push(outcome);
+    }
+
+    pub fn flood_section(&self) -> String {
+        let mut s = String::new();
+        if let Some(list) = self.json["generators"].as_array() {
+            s += "\n## Flood generators\n\n";
+            s += &format!(
+                "Each alone for {} s, sending from CPU 0 to a target that drops every frame in XDP.\n\n",
+                self.json["flood_plan"]["calibration_s"]
+            );
+            s += "| generator | how | pps |\n|---|---|---:|\n";
+            for g in list {
+                s += &format!(
+                    "| {} | {} | {} |\n",
+                    g["generator"].as_str().unwrap_or_default(),
+                    g["how"].as_str().unwrap_or_default(),
+                    thousands(g["pps"].as_f64().unwrap_or(0.0)),
+                );
+            }
+        }
+        let plan = &self.json["flood_plan"];
+        s += &format!(
+            "\n## Flood lab\n\nSpoofed SYN flood ({}, sources random in 198.19.0.0/16) while a real client makes {} connections at {}/s (timeout {} s) and echoes data; {} round(s) per defence, interleaved. Rates and CPU: median (min-max) over rounds; clients: all rounds together. Target CPU: the target veth's NAPI thread (all of the target's receive path), per million frames it took in, i.e. ns per frame.\n\n",
+            plan["generator"].as_str().unwrap_or_default(),
+            plan["legit_connections"],
+            plan["legit_rate_per_s"],
+            plan["legit_timeout_s"],
+            plan["rounds"],
+        );
+        s += "| defence | offered flood pps | absorbed by target pps | target CPU ms / M frames | legit success | connect p50 | connect p99 | echo p50 |\n";
+        s += "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+        for d in self.defences() {
+            let runs: Vec<&Outcome> = self.flood.iter().filter(|o| o.defence == d).collect();
+            let offered = spread(runs.iter().map(|o| o.sent.pps()));
+            let absorbed = spread(runs.iter().map(|o| o.absorbed_pps()));
+            let cpu = spread(runs.iter().filter_map(|o| o.cpu_ms_per_million()));
+            let legit = pooled(&runs);
+            s += &format!(
+                "| {} | {} | {} | {} | {:.1}% ({}/{}) | {} | {} | {} |\n",
+                d.label(),
+                show(offered, thousands),
+                show(absorbed, thousands),
+                show(cpu, |v| format!("{v:.0}")),
+                100.0 * legit.clients.success_ratio(),
+                legit.clients.succeeded,
+                legit.clients.attempted,
+                ms(legit.clients.connect_quantile(0.5)),
+                ms(legit.clients.connect_quantile(0.99)),
+                ms(legit.echo.connect_quantile(0.5)),
+            );
+        }
+        s += "\nWhat the target did, summed over rounds:\n\n";
+        for d in self.defences() {
+            let runs: Vec<&Outcome> = self.flood.iter().filter(|o| o.defence == d).collect();
+            let mut counters: BTreeMap<String, u64> = BTreeMap::new();
+            for o in &runs {
+                for (k, v) in &o.kernel {
+                    *counters
+                        .entry(k.trim_start_matches("TcpExt").to_string())
+                        .or_default() += v;
+                }
+                for (k, v) in &o.synguard {
+                    *counters.entry(format!("synguard {k}")).or_default() += v;
+                }
+            }
+            let parts: Vec<String> = counters
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k} {}", thousands(*v as f64)))
+                .collect();
+            s += &format!("- {}: {}\n", d.label(), parts.join(", "));
+            if let Some(first) = runs.iter().find_map(|o| o.legit.clients.errors.first()) {
+                s += &format!("  (a client failure: {first})\n");
+            }
+        }
+        s
+    }
+
+    /// The defences measured, in the order first run.
+    fn defences(&self) -> Vec<Defence> {
+        let mut seen = Vec::new();
+        for o in &self.flood {
+            if !seen.contains(&o.defence) {
+                seen.push(o.defence);
+            }
+        }
+        seen
+    }
+
+    pub fn finish(&mut self, elapsed: Duration) {
+        let flood: Vec<Value> = self
+            .flood
+            .iter()
+            .map(|o| {
+                json!({
+                    "defence": o.defence.key(),
+                    "label": o.defence.label(),
+                    "generator": o.generator.name(),
+                    "flood_packets_sent": o.sent.packets,
+                    "flood_seconds": o.sent.elapsed.as_secs_f64(),
+                    "generator_cpu_s": o.sent.cpu.as_secs_f64(),
+                    "offered_pps": o.sent.pps().round(),
+                    "absorbed_packets": o.absorbed,
+                    "absorbed_pps": o.absorbed_pps().round(),
+                    "target_cpu_s": o.target_cpu.as_secs_f64(),
+                    "target_cpu_ms_per_million": o.cpu_ms_per_million(),
+                    "legit": {
+                        "attempted": o.legit.clients.attempted,
+                        "succeeded": o.legit.clients.succeeded,
+                        "connect_ms": millis(&o.legit.clients.connect_times),
+                        "echo_ms": millis(&o.legit.echo.connect_times),
+                        "errors": o.legit.clients.errors.iter().take(5).collect::<Vec<_>>(),
+                    },
+                    "kernel_counters": o.kernel,
+                    "synguard_counters": o.synguard,
+                })
+            })
+            .collect();
+        if !flood.is_empty() {
+            self.json["flood_runs"] = Value::Array(flood);
+        }
+        self.json["load_average_end"] = json!(load_average());
+        self.json["bench_seconds"] = json!(elapsed.as_secs_f64().round());
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(&self.json).expect("JSON")
+    }
+}
+
+/// The machine is shared: its load is part of the record.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[derive(Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn spread(values: impl Iterator<Item = f64>) -> Option<Spread> {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
+fn show(s: Option<Spread>, fmt: impl Fn(f64) -> String) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) if s.min == s.max => fmt(s.median),
+        Some(s) => format!("{} ({}-{})", fmt(s.median), fmt(s.min), fmt(s.max)),
+    }
+}
+
+/// The clients of several rounds as one batch.
+fn pooled(runs: &[&Outcome]) -> Legit {
+    let mut all = Legit::default();
+    for o in runs {
+        all.clients.attempted += o.legit.clients.attempted;
+        all.clients.succeeded += o.legit.clients.succeeded;
+        all.clients
+            .connect_times
+            .extend(&o.legit.clients.connect_times);
+        all.echo.connect_times.extend(&o.legit.echo.connect_times);
+    }
+    all
+}
+
+/// Durations in milliseconds, to 10 µs.
+fn millis(times: &[Duration]) -> Vec<f64> {
+    times
+        .iter()
+        .map(|d| (d.as_secs_f64() * 1e5).round() / 100.0)
+        .collect()
+}
+
+fn ms(d: Option<Duration>) -> String {
+    match d {
+        None => "-".into(),
+        Some(d) if d >= Duration::from_millis(100) => format!("{:.0} ms", d.as_secs_f64() * 1e3),
+        Some(d) => format!("{:.2} ms", d.as_secs_f64() * 1e3),
+    }
+}
+
+/// 1234567 -> "1.23 M", 12345 -> "12.3 k".
+fn thousands(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0} k", v / 1e3)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
