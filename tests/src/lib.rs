@@ -6,8 +6,8 @@
 //! tests run in parallel, and a crashed run cannot poison the next one. Drop
 //! guards remove it all (processes by pid, pins, namespaces), also when a
 //! test panics.
-pub mod http;
 pub mod bench;
+pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod packets;
