@@ -93,8 +93,20 @@ fn another_xdp_program_is_refused_unless_replaced() {
     assert_eq!(xdp_program_name(&lab).as_deref(), Some("synguard"));
 }
 
+/// Waits until `needle` appears `times` times in the daemon's log.
+fn wait_for_count(daemon: &synguard_tests::synguard::Daemon, needle: &str, times: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if daemon.log().matches(needle).count() >= times {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 #[test]
-fn an_interface_deleted_and_created_again_is_attached_again() {
+fn an_interface_renamed_or_deleted_and_created_again_is_attached_again() {
     require_root();
     let lab = Lab::new().unwrap();
     let synguard = Synguard::new(lab.target.name());
@@ -122,10 +134,34 @@ fn an_interface_deleted_and_created_again_is_attached_again() {
     };
     assert!(health(200), "{}", daemon.log());
 
+    // Renamed: reported, and no longer protected (the config names eth
+    // names, not devices); the old name back means protection back.
+    t.ip(&["link", "set", &lab.target_if, "down"]).unwrap();
+    t.ip(&["link", "set", &lab.target_if, "name", "renamed0"])
+        .unwrap();
+    assert!(
+        daemon.wait_for_log(
+            &format!("{} was renamed to renamed0", lab.target_if),
+            Duration::from_secs(15)
+        ),
+        "{}",
+        daemon.log()
+    );
+    assert!(health(503), "healthz reports the interface unprotected");
+    t.ip(&["link", "set", "renamed0", "name", &lab.target_if])
+        .unwrap();
+    t.ip(&["link", "set", &lab.target_if, "up"]).unwrap();
+    assert!(
+        daemon.wait_for_log("attached again", Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    assert!(health(200), "{}", daemon.log());
+
     // Deleting one end of a veth deletes both.
     t.ip(&["link", "del", &lab.target_if]).unwrap();
     assert!(
-        daemon.wait_for_log("is gone", Duration::from_secs(15)),
+        daemon.wait_for_log("is gone (deleted)", Duration::from_secs(15)),
         "{}",
         daemon.log()
     );
@@ -152,7 +188,7 @@ fn an_interface_deleted_and_created_again_is_attached_again() {
         .unwrap();
     t.ip(&["link", "set", &lab.target_if, "up"]).unwrap();
     assert!(
-        daemon.wait_for_log("attached again", Duration::from_secs(15)),
+        wait_for_count(&daemon, "attached again", 2),
         "{}",
         daemon.log()
     );

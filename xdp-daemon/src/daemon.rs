@@ -409,12 +409,22 @@ impl Daemon {
                 continue;
             }
             if index == 0 {
-                warn!(
-                    "{} is gone (deleted or renamed); it is attached again when it returns",
-                    iface.name
-                );
-                // The link died with the device: drop its pins, so status
-                // and /healthz say it is not protected.
+                match if_name(before) {
+                    // The config names interfaces, so the renamed device is
+                    // no longer one synguard was asked to protect.
+                    Some(new_name) => warn!(
+                        "{} was renamed to {new_name}: detached from it; {} is attached again \
+                         when an interface of that name appears",
+                        iface.name, iface.name
+                    ),
+                    None => warn!(
+                        "{} is gone (deleted); it is attached again when it returns",
+                        iface.name
+                    ),
+                }
+                // A deleted device took its link with it; a renamed one keeps
+                // it, and detaching removes it. Either way the pins go, so
+                // status and /healthz say the interface is not protected.
                 if let Err(e) = attach::detach(&layout, &iface.name) {
                     warn!("clearing the pins of {}: {e}", iface.name);
                 }
@@ -565,6 +575,22 @@ fn prune_meta(state: &StateDir, layout: &PinLayout) -> anyhow::Result<()> {
     meta.allow.retain(|n, _| allow.contains(n));
     state.save_list_meta(&meta)?;
     Ok(())
+}
+
+/// The name of the interface with index `index` now, if there is one.
+fn if_name(index: u32) -> Option<String> {
+    if index == 0 {
+        return None;
+    }
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
+    let name = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// The interface's index in the calling thread's namespace (0: none).
