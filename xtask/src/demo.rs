@@ -1,8 +1,11 @@
 //! `cargo xtask demo`: synguard at work in a namespace lab. It builds the
 //! binary, makes an outside and a target namespace joined by a veth pair,
-//! attaches synguard to the target's interface, serves TCP there, runs real
-//! clients before and during a short, bounded spoofed SYN flood, prints what
-//! synguard counted, and tears everything down (also on failure: Drop guards).
+//! runs the service (`synguard run` with a config protecting the target's
+//! interface) in the target namespace, serves TCP there, runs real clients
+//! before and during a short, bounded spoofed SYN flood, prints what synguard
+//! counted and what a Prometheus scrape of it shows, stops the service (which
+//! detaches and restores the sysctls), and tears everything down (also on
+//! failure: Drop guards).
 use std::{
     net::{IpAddr, SocketAddr},
     thread,
@@ -11,9 +14,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use synguard_tests::{
+    http,
     lab::{Lab, OUTSIDE_V4, TARGET_V4},
     packets::{self, L3, Segment},
-    synguard::Synguard,
+    synguard::{Daemon, Synguard},
     traffic::{self, ClientReport, EchoServer, RawSender},
 };
 
@@ -47,10 +51,28 @@ pub fn run() -> Result<()> {
         lab.target.name(),
         lab.target_if
     );
-    print!(
-        "== {}",
-        synguard.run(&lab.target, &["attach", &lab.target_if, "--mode", "native"])?
+    let config = std::env::temp_dir().join(format!("synguard-demo-{}.toml", lab.target.name()));
+    std::fs::write(
+        &config,
+        format!(
+            "# The demo's config: protect the target's interface, block one\n\
+             # documentation range, serve metrics on the namespace's loopback.\n\
+             [[interface]]\nname = \"{}\"\nmode = \"native\"\n\n\
+             [lists]\nblock = [\"198.18.99.0/24\"]\n\n\
+             [metrics]\nlisten = \"{METRICS}\"\n",
+            lab.target_if
+        ),
+    )?;
+    let _config_file = RemoveOnDrop(config.clone());
+    println!(
+        "== synguard run --config {} (in the target namespace)",
+        config.display()
     );
+    let mut daemon = synguard.daemon(&lab.target, &config)?;
+    wait_healthy(&lab, &mut daemon)?;
+    for line in daemon.log().lines() {
+        println!("   {}", strip_timestamp(line));
+    }
 
     let service = SocketAddr::new(IpAddr::V4(TARGET_V4), SERVICE_PORT);
     let _server = EchoServer::start(&lab.target, service)?;
@@ -96,6 +118,19 @@ pub fn run() -> Result<()> {
 
     println!("== synguard's counters (synguard stats)");
     print!("{}", synguard.run(&lab.target, &["stats"])?);
+    println!("== a Prometheus scrape of http://{METRICS}/metrics (a selection)");
+    let (_, body) = http::get(&lab.target, METRICS.parse()?, "/metrics")?;
+    for line in body.lines().filter(|l| {
+        !l.starts_with('#')
+            && (l.starts_with("synguard_flood_active")
+                || l.starts_with("synguard_syn_acks_sent")
+                || l.starts_with("synguard_cookie_acks")
+                || l.starts_with("synguard_kernel_listen")
+                || l.starts_with("synguard_kernel_syncookies")
+                || l.starts_with("synguard_list_entries"))
+    }) {
+        println!("   {line}");
+    }
     let netstat = lab.target.netstat()?;
     println!("== the target kernel, growth of its TCP counters since the flood began");
     for (key, meaning) in [
@@ -118,11 +153,57 @@ pub fn run() -> Result<()> {
     println!(
         "   real clients: their cookie ACKs validated (pass valid_cookie) and accepted by the kernel"
     );
+    println!("== stopping the service (SIGTERM)");
+    let seen = daemon.log().len();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon
+        .wait(Duration::from_secs(30))
+        .context("synguard run did not stop")?;
+    for line in daemon.log()[seen..].lines() {
+        println!("   {}", strip_timestamp(line));
+    }
+    if !status.success() {
+        bail!("synguard run exited with {status}");
+    }
     println!("== tearing the lab down");
+    drop(daemon);
     drop(synguard);
     drop(lab);
     println!("   done: namespaces, veth pair and pins removed");
     Ok(())
+}
+
+/// Where the demo's service serves /metrics, in the target namespace.
+const METRICS: &str = "127.0.0.1:9720";
+
+fn wait_healthy(lab: &Lab, daemon: &mut Daemon) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok((200, _)) = http::get(&lab.target, METRICS.parse()?, "/healthz") {
+            return Ok(());
+        }
+        if let Some(status) = daemon.exited() {
+            bail!("synguard run exited ({status}):\n{}", daemon.log());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    bail!("synguard run did not become healthy:\n{}", daemon.log())
+}
+
+/// A log line without its timestamp, for a readable demo.
+fn strip_timestamp(line: &str) -> &str {
+    match line.split_once("Z ") {
+        Some((stamp, rest)) if stamp.len() < 40 => rest.trim_start(),
+        _ => line,
+    }
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn clients(lab: &Lab, service: SocketAddr) -> ClientReport {
