@@ -15,6 +15,7 @@ mod report;
 mod wire;
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::Path,
     process::ExitStatus,
@@ -84,9 +85,12 @@ pub struct Sample {
     pub memory: Option<Memory>,
     /// The scrape's latency, or why it failed.
     pub scrape: Result<Duration, String>,
-    /// Sum of synguard_packets_total for the target, and flood mode.
-    pub packets: Option<u64>,
+    /// synguard_packets_total of the target by "verdict/reason" (empty if
+    /// the scrape failed), flood mode, and the SYN cookies the target's
+    /// kernel sent (synguard_kernel_syncookies_sent_total).
+    pub packets: BTreeMap<String, u64>,
     pub flood_active: Option<bool>,
+    pub kernel_cookies: Option<u64>,
 }
 
 /// How the daemon ended.
@@ -261,30 +265,30 @@ fn sample(
         }
         next += plan.scrape_every;
         let at = started.elapsed();
-        let scraped = wire::scrape(&lab.target, metrics);
-        let (scrape, packets, flood_active) = match scraped {
-            Ok((body, took)) => {
-                let packets = wire::packets_by_verdict(&body, &lab.target_if)
-                    .values()
-                    .sum();
-                let active = http::sample(
-                    &body,
-                    "synguard_flood_active",
-                    &format!(r#"interface="{}""#, lab.target_if),
-                )
-                .ok()
-                .map(|v| v > 0.0);
-                (Ok(took), Some(packets), active)
-            }
-            Err(e) => (Err(format!("{e:#}")), None, None),
-        };
-        samples.push(Sample {
+        let mut sample = Sample {
             at,
             memory: Memory::read(pid).ok(),
-            scrape,
-            packets,
-            flood_active,
-        });
+            scrape: Err(String::new()),
+            packets: BTreeMap::new(),
+            flood_active: None,
+            kernel_cookies: None,
+        };
+        match wire::scrape(&lab.target, metrics) {
+            Ok((body, took)) => {
+                sample.scrape = Ok(took);
+                sample.packets = wire::packets_by_verdict(&body, &lab.target_if);
+                let iface = format!(r#"interface="{}""#, lab.target_if);
+                sample.flood_active = http::sample(&body, "synguard_flood_active", &iface)
+                    .ok()
+                    .map(|v| v > 0.0);
+                sample.kernel_cookies =
+                    http::sample(&body, "synguard_kernel_syncookies_sent_total", "")
+                        .ok()
+                        .map(|v| v as u64);
+            }
+            Err(e) => sample.scrape = Err(format!("{e:#}")),
+        }
+        samples.push(sample);
     }
     samples
 }

@@ -1,5 +1,5 @@
 //! The soak's markdown section and JSON.
-use std::{fmt::Write as _, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use serde_json::{Value, json};
 use synguard_tests::traffic::ClientReport;
@@ -180,6 +180,9 @@ impl Outcome {
             .map(|(k, v)| format!("{k} {}", thousands(*v as f64)))
             .collect();
         let _ = writeln!(s, "- synguard, by verdict/reason: {}", parts.join(", "));
+        if let Some(line) = self.left_to_kernel() {
+            let _ = writeln!(s, "- {line}");
+        }
         let _ = writeln!(
             s,
             "- daemon log: {} WARN/ERROR line(s){}",
@@ -193,6 +196,24 @@ impl Outcome {
             let _ = writeln!(s, "- a client failure: {e}");
         }
         s
+    }
+
+    /// SYNs synguard passed to the kernel, and the kernel's own cookies,
+    /// before flood mode was first seen on and after.
+    fn left_to_kernel(&self) -> Option<String> {
+        let first = self.samples.iter().find(|s| s.flood_active == Some(true))?;
+        let syn = |m: &BTreeMap<String, u64>| m.get("pass/syn").copied().unwrap_or(0);
+        let cookies = first.kernel_cookies?;
+        let (start, end) = (&self.start, &self.end);
+        Some(format!(
+            "SYNs left to the kernel (pass/syn): {} by the first scrape in flood mode ({:.0} s in), {} in the {:.0} s after; the kernel's own SYN cookies (synguard_kernel_syncookies_sent_total): {} and {}",
+            grouped(syn(&first.packets).saturating_sub(syn(&start.synguard))),
+            first.at.as_secs_f64(),
+            grouped(syn(&end.synguard).saturating_sub(syn(&first.packets))),
+            self.sent.elapsed.saturating_sub(first.at).as_secs_f64(),
+            grouped(cookies.saturating_sub(start.kernel_cookies)),
+            grouped(end.kernel_cookies.saturating_sub(cookies)),
+        ))
     }
 
     fn stop_text(&self) -> String {
@@ -229,6 +250,7 @@ impl Outcome {
                 "target_dev": x.target.dev, "target_ethtool": x.target.ethtool,
                 "outside_dev": x.outside.dev, "outside_ethtool": x.outside.ethtool,
                 "outside_ip_out_requests": x.outside_ip_out,
+                "kernel_syncookies_sent": x.kernel_cookies,
                 "synguard_packets": x.synguard,
             })
         };
@@ -270,8 +292,10 @@ impl Outcome {
                 "memory": s.memory.map(memory),
                 "scrape_ms": s.scrape.as_ref().ok().map(|d| d.as_secs_f64() * 1e3),
                 "scrape_error": s.scrape.as_ref().err(),
-                "packets_total": s.packets,
+                "packets_total": s.packets.values().sum::<u64>(),
+                "packets": s.packets,
                 "flood_active": s.flood_active,
+                "kernel_syncookies_sent": s.kernel_cookies,
             })).collect::<Vec<_>>(),
             "counters": {
                 "generator_sent": d.sent,

@@ -95,6 +95,9 @@ pub struct Snapshot {
     /// `synguard_packets_total` of the target interface: "verdict/reason"
     /// -> packets.
     pub synguard: BTreeMap<String, u64>,
+    /// SYN cookies the target's kernel sent itself
+    /// (`synguard_kernel_syncookies_sent_total`).
+    pub kernel_cookies: u64,
     pub memory: Memory,
 }
 
@@ -108,6 +111,8 @@ impl Snapshot {
             outside: Link::read(&lab.outside, &lab.outside_if)?,
             outside_ip_out: out("IpOutRequests") + ipv6_out_requests(&lab.outside)?,
             synguard: packets_by_verdict(&body, &lab.target_if),
+            kernel_cookies: http::sample(&body, "synguard_kernel_syncookies_sent_total", "")
+                .map_or(0, |v| v as u64),
             memory: Memory::read(pid)?,
         })
     }
