@@ -8,12 +8,17 @@
 //! 2. The flood lab: each defence under a spoofed SYN flood from the
 //!    fastest generator, with real clients connecting through it
 //!    ([`flood`], [`defence`]).
+//! 3. The soak: the daemon held for minutes under that flood, with steady
+//!    real clients, its memory, scrapes and counters watched ([`soak`]).
+//!    Only with `--only soak`, or `--soak-secs` in a full run: it would
+//!    more than double the full run's time.
 //!
 //! A markdown report goes to stdout, the figures as JSON to
 //! `target/bench/`. Nothing here asserts on time.
 mod defence;
 mod flood;
 mod report;
+mod soak;
 
 use std::{path::Path, time::Duration};
 
@@ -41,6 +46,20 @@ pub struct Args {
     /// synguard, synguard-no-budgets).
     #[arg(long, value_delimiter = ',', value_parser = parse_defence)]
     defences: Vec<Defence>,
+    /// Soak: how long the flood and the real clients are held, in seconds
+    /// (default 300, with --quick 30). Given for a full run, it adds the
+    /// soak to it.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..=soak::MAX_SECS))]
+    soak_secs: Option<u64>,
+}
+
+impl Args {
+    fn runs(&self, part: Part) -> bool {
+        match self.only {
+            Some(only) => only == part,
+            None => part != Part::Soak || self.soak_secs.is_some(),
+        }
+    }
 }
 
 fn parse_defence(s: &str) -> Result<Defence, String> {
@@ -66,6 +85,8 @@ enum Part {
     Cost,
     /// The end-to-end flood lab.
     Flood,
+    /// The daemon under a flood held for minutes, with steady real clients.
+    Soak,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -84,7 +105,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut report = report::Report::new(&machine, args.quick);
     println!("{}", report.header());
 
-    if args.only != Some(Part::Flood) {
+    if args.runs(Part::Cost) {
         let json = out_dir.join("xdp_cost.json");
         let mut cmd = cargo();
         cmd.args([
@@ -104,14 +125,40 @@ pub fn run(args: Args) -> Result<()> {
         exec(&mut cmd)?;
         report.add_cost(&json)?;
     }
-    if args.only != Some(Part::Cost) {
-        flood_lab(&mut report, &bin, &args)?;
+    let mut generator = None;
+    if args.runs(Part::Flood) {
+        generator = Some(flood_lab(&mut report, &bin, &args)?);
+    }
+    let mut unclean_stop = None;
+    if args.runs(Part::Soak) {
+        let generator = match generator {
+            Some(g) => g,
+            None => choose_generator(&mut report, &bin, &args, plan(args.quick).calibration)?,
+        };
+        let secs = args.soak_secs.unwrap_or(if args.quick { 30 } else { 300 });
+        eprintln!(
+            "xtask bench: soak, {secs} s of {} with the daemon",
+            generator.name()
+        );
+        let outcome =
+            soak::run(&soak::Plan::new(secs), generator, &bin, &out_dir).context("soak")?;
+        println!("{}", outcome.markdown());
+        if !outcome.stop.clean() {
+            unclean_stop = Some(format!(
+                "the soak's daemon did not stop cleanly on SIGTERM (status {:?}, XDP left {}, links left {:?})",
+                outcome.stop.status, outcome.stop.xdp_left, outcome.stop.links_left
+            ));
+        }
+        report.add_soak(outcome.json());
     }
     report.finish(started.elapsed());
     let path = out_dir.join("bench.json");
     std::fs::write(&path, report.json()).with_context(|| format!("writing {}", path.display()))?;
     println!("\nJSON: {}", path.display());
-    Ok(())
+    match unclean_stop {
+        Some(problem) => bail!(problem),
+        None => Ok(()),
+    }
 }
 
 fn plan(quick: bool) -> Plan {
@@ -136,12 +183,18 @@ fn plan(quick: bool) -> Plan {
     }
 }
 
-fn flood_lab(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()> {
-    let plan = plan(args.quick);
+/// Measures every generator for `calibration` and returns the fastest, or
+/// the one `--generator` names.
+fn choose_generator(
+    report: &mut report::Report,
+    bin: &Path,
+    args: &Args,
+    calibration: Duration,
+) -> Result<Generator> {
     eprintln!("xtask bench: measuring the flood generators");
     let mut best: Option<(Generator, f64)> = None;
     for generator in Generator::ALL {
-        let sent = flood::calibrate(generator, plan.calibration, bin)
+        let sent = flood::calibrate(generator, calibration, bin)
             .with_context(|| format!("calibrating {}", generator.name()))?;
         eprintln!("   {:<12} {:>10.0} pps", generator.name(), sent.pps());
         report.add_generator(generator, &sent);
@@ -149,9 +202,15 @@ fn flood_lab(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()>
             best = Some((generator, sent.pps()));
         }
     }
-    let generator = args
+    Ok(args
         .generator
-        .unwrap_or_else(|| best.expect("at least one generator").0);
+        .unwrap_or_else(|| best.expect("at least one generator").0))
+}
+
+/// Runs the flood lab; returns the generator it flooded with.
+fn flood_lab(report: &mut report::Report, bin: &Path, args: &Args) -> Result<Generator> {
+    let plan = plan(args.quick);
+    let generator = choose_generator(report, bin, args, plan.calibration)?;
     report.set_flood_plan(&plan, generator);
     let defences = if args.defences.is_empty() {
         Defence::ALL.to_vec()
@@ -171,5 +230,5 @@ fn flood_lab(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()>
         }
     }
     println!("{}", report.flood_section());
-    Ok(())
+    Ok(generator)
 }

@@ -133,22 +133,31 @@ fn kernel_counters(ns: &Netns) -> Result<BTreeMap<String, u64>> {
     Ok(out)
 }
 
+/// What holds the target's interface in a flood lab.
+pub enum Guard {
+    /// XDP_DROP on every frame: what the generators are measured against.
+    DropAll,
+    /// One of the defences the flood lab compares.
+    Defence(Defence),
+    /// Nothing yet: the caller attaches its own (the soak starts the
+    /// daemon).
+    Unguarded,
+}
+
 /// A lab ready for a flood: namespaces, NAPI threads on their CPUs, the
 /// backscatter route, and a service on the target.
-struct FloodLab {
+pub struct FloodLab {
     // Field order is drop order: server, programs and synguard before the
     // namespaces.
     _server: EchoServer,
     _drop_all: Option<OwnedFd>,
     synguard: Option<Synguard>,
     target_napi: Vec<u32>,
-    lab: Lab,
+    pub lab: Lab,
 }
 
 impl FloodLab {
-    /// With no defence, the target drops every frame in XDP: what the
-    /// generators are measured against.
-    fn new(defence: Option<Defence>, synguard_bin: &std::path::Path) -> Result<FloodLab> {
+    pub fn new(guard: Guard, synguard_bin: &std::path::Path) -> Result<FloodLab> {
         let lab = Lab::new().context("building the namespace lab")?;
         // SYN-ACKs to spoofed sources come back to the outside: the lab's
         // XDP_PASS there becomes a program that drops them.
@@ -156,9 +165,10 @@ impl FloodLab {
         let filter = bpf::load_xdp("bench_backscat", &generator::drop_backscatter())?;
         bpf::replace_linked_program(peer, filter.as_fd())
             .context("swapping the outside's XDP_PASS for the backscatter filter")?;
-        let (synguard, drop_all) = match defence {
-            Some(d) => (d.configure(&lab, synguard_bin)?, None),
-            None => (None, Some(drop_all(&lab)?)),
+        let (synguard, drop_all) = match guard {
+            Guard::Defence(d) => (d.configure(&lab, synguard_bin)?, None),
+            Guard::DropAll => (None, Some(drop_all(&lab)?)),
+            Guard::Unguarded => (None, None),
         };
         // The target's receive path runs ahead of ordinary tasks, as it
         // would in softirq context, and on a CPU of its own: this is a
@@ -188,7 +198,7 @@ impl FloodLab {
         })
     }
 
-    fn target_cpu(&self) -> Duration {
+    pub fn target_cpu(&self) -> Duration {
         self.target_napi
             .iter()
             .filter_map(|&pid| cpu::task_cpu(pid).ok())
@@ -220,7 +230,7 @@ fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
 /// Floods the target with `generator` for `duration`, with no defence and
 /// no clients: what the generator can send on this machine.
 pub fn calibrate(generator: Generator, duration: Duration, bin: &std::path::Path) -> Result<Sent> {
-    let fl = FloodLab::new(None, bin)?;
+    let fl = FloodLab::new(Guard::DropAll, bin)?;
     let flood = Flood::new(
         generator,
         &fl.lab.outside,
@@ -239,11 +249,17 @@ fn flood_from_outside(lab: &Lab, flood: &Flood, duration: Duration, stop: &Atomi
         max_packets: MAX_PACKETS,
         stop,
     };
+    send_from_outside(lab, flood, &bounds)
+}
+
+/// Runs `flood` within `bounds` from the outside namespace, on the
+/// attacker's CPU.
+pub fn send_from_outside(lab: &Lab, flood: &Flood, bounds: &Bounds<'_>) -> Sent {
     lab.outside.run(|| {
         if let Err(e) = cpu::pin_current(ATTACKER_CPU) {
             eprintln!("xtask bench: could not pin the generator to CPU {ATTACKER_CPU}: {e}");
         }
-        flood.run(&bounds)
+        flood.run(bounds)
     })
 }
 
@@ -254,7 +270,7 @@ pub fn run(
     plan: &Plan,
     bin: &std::path::Path,
 ) -> Result<Outcome> {
-    let fl = FloodLab::new(Some(defence), bin)?;
+    let fl = FloodLab::new(Guard::Defence(defence), bin)?;
     let lab = &fl.lab;
     let flood = Flood::new(
         generator,
@@ -315,9 +331,31 @@ pub fn run(
 /// `plan.connections` echo connections from `ns`, started at a fixed rate
 /// whatever happens to earlier ones, each on its own thread.
 fn clients(ns: &Netns, service: SocketAddr, plan: &Plan) -> Legit {
+    let mut legit = Legit::default();
+    for r in client_results(ns, service, plan) {
+        legit.clients.attempted += 1;
+        match r {
+            Ok((connect, echo)) => {
+                legit.clients.succeeded += 1;
+                legit.clients.connect_times.push(connect);
+                legit.echo.connect_times.push(echo);
+            }
+            Err(e) => legit.clients.errors.push(format!("{e:#}")),
+        }
+    }
+    legit
+}
+
+/// Each client's (connect, whole echo) times or its error, in the order
+/// they started: client `i` starts `i / plan.rate` seconds in.
+pub fn client_results(
+    ns: &Netns,
+    service: SocketAddr,
+    plan: &Plan,
+) -> Vec<Result<(Duration, Duration)>> {
     let interval = Duration::from_secs_f64(1.0 / f64::from(plan.rate));
     let started = Instant::now();
-    let results: Vec<Result<(Duration, Duration)>> = thread::scope(|s| {
+    thread::scope(|s| {
         let handles: Vec<_> = (0..plan.connections)
             .map(|i| {
                 let at = started + interval * i;
@@ -337,18 +375,5 @@ fn clients(ns: &Netns, service: SocketAddr, plan: &Plan) -> Legit {
             .into_iter()
             .map(|h| h.join().expect("client thread"))
             .collect()
-    });
-    let mut legit = Legit::default();
-    for r in results {
-        legit.clients.attempted += 1;
-        match r {
-            Ok((connect, echo)) => {
-                legit.clients.succeeded += 1;
-                legit.clients.connect_times.push(connect);
-                legit.echo.connect_times.push(echo);
-            }
-            Err(e) => legit.clients.errors.push(format!("{e:#}")),
-        }
-    }
-    legit
+    })
 }

@@ -95,6 +95,10 @@ impl Report {
         self.flood.push(outcome);
     }
 
+    pub fn add_soak(&mut self, soak: Value) {
+        self.json["soak"] = soak;
+    }
+
     pub fn flood_section(&self) -> String {
         let mut s = String::new();
         if let Some(list) = self.json["generators"].as_array() {
@@ -279,14 +283,14 @@ fn pooled(runs: &[&Outcome]) -> Legit {
 }
 
 /// Durations in milliseconds, to 10 µs.
-fn millis(times: &[Duration]) -> Vec<f64> {
+pub(super) fn millis(times: &[Duration]) -> Vec<f64> {
     times
         .iter()
         .map(|d| (d.as_secs_f64() * 1e5).round() / 100.0)
         .collect()
 }
 
-fn ms(d: Option<Duration>) -> String {
+pub(super) fn ms(d: Option<Duration>) -> String {
     match d {
         None => "-".into(),
         Some(d) if d >= Duration::from_millis(100) => format!("{:.0} ms", d.as_secs_f64() * 1e3),
@@ -295,7 +299,7 @@ fn ms(d: Option<Duration>) -> String {
 }
 
 /// 1234567 -> "1.23 M", 12345 -> "12.3 k".
-fn thousands(v: f64) -> String {
+pub(super) fn thousands(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2} M", v / 1e6)
     } else if v >= 1e4 {
