@@ -5,7 +5,7 @@
 //! `cargo xtask bench` runs it; alone:
 //!
 //! ```sh
-//! cargo bench -p synguard-tests --bench xdp_cost -- [--quick] [--json FILE]
+//! cargo bench -p synguard-tests --bench xdp_cost -- [--quick] [--json FILE] [--only TEXT]...
 //! ```
 //!
 //! Method. Every frame is run as if received on a veth of a namespace that
@@ -51,6 +51,8 @@ const CPU: usize = 1;
 struct Options {
     quick: bool,
     json: Option<PathBuf>,
+    /// Only the classes whose name contains one of these.
+    only: Vec<String>,
 }
 
 impl Options {
@@ -58,15 +60,17 @@ impl Options {
         let mut options = Options {
             quick: false,
             json: None,
+            only: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => options.quick = true,
                 "--json" => options.json = Some(args.next().context("--json FILE")?.into()),
+                "--only" => options.only.push(args.next().context("--only TEXT")?),
                 // cargo bench passes --bench to harness = false targets.
                 "--bench" => {}
-                other => bail!("unknown argument {other:?} (--quick, --json FILE)"),
+                other => bail!("unknown argument {other:?} (--quick, --json FILE, --only TEXT)"),
             }
         }
         Ok(options)
@@ -92,7 +96,10 @@ fn main() -> Result<()> {
     require_root();
     let ns = Netns::create(&format!("{}-cost", unique_prefix()))?;
     let mut bench = Bench::new(&ns)?;
-    let classes = bench.classes()?;
+    let mut classes = bench.classes()?;
+    if !options.only.is_empty() {
+        classes.retain(|c| options.only.iter().any(|o| c.name.contains(o.as_str())));
+    }
     let results = ns.run(|| -> Result<Vec<Measured>> {
         cpu::pin_current(CPU).context("pinning the measuring thread")?;
         bench.measure(&classes, &options)
