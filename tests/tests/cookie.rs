@@ -476,6 +476,24 @@ fn blocklist_drops_every_protocol_and_allowlist_skips_every_check() {
 }
 
 #[test]
+fn a_list_trie_is_skipped_only_while_its_flag_says_it_is_empty() {
+    // The flag is what lets every packet skip an empty trie; this is why
+    // userspace sets it before inserting and never clears it early.
+    let mut lab = CookieLab::new(flood_config());
+    lab.harness.list_add("BLOCK", "198.18.0.0/24");
+    let udp =
+        synguard_tests::packets::udp(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 1, 2, b"x");
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
+    lab.harness.set_in_use("BLOCK_V4", false);
+    assert_reason(&lab.run(&udp), XDP_PASS, Reason::NonTcp);
+    lab.harness.set_in_use("BLOCK_V4", true);
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
+    // The IPv6 trie's flag does not cover IPv4 sources.
+    lab.harness.set_in_use("BLOCK_V6", false);
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
+}
+
+#[test]
 fn martian_sources_are_dropped_only_for_syns_and_never_on_loopback() {
     // Test frames run on the namespace's loopback, where 127/8 is the host
     // itself: the martian check must not fire there.

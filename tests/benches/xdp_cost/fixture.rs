@@ -16,7 +16,7 @@ use synguard_tests::{
     netns::Netns,
     packets::{Flags, Rng, Segment},
 };
-use xdp_common::{Budget, Config, FloodMode, FloodState, maps};
+use xdp_common::{Budget, Config, FloodMode, FloodState, list_in_use, maps};
 use xdp_daemon::{
     counters::Counters,
     lists::DEFAULT_MARTIANS,
@@ -361,8 +361,21 @@ fn set_config(ebpf: &mut Ebpf, config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Adds `net` to a list trie, marking the trie in use first as synguard's
+/// lists code does.
 fn list_add(ebpf: &mut Ebpf, list: &str, net: &str) -> Result<()> {
     let net: ipnet::IpNet = net.parse().with_context(|| format!("CIDR {net}"))?;
+    let slot = match (list, net.addr().is_ipv4()) {
+        ("BLOCK", true) => list_in_use::BLOCK_V4,
+        ("BLOCK", false) => list_in_use::BLOCK_V6,
+        ("ALLOW", true) => list_in_use::ALLOW_V4,
+        ("ALLOW", false) => list_in_use::ALLOW_V6,
+        ("MARTIAN", true) => list_in_use::MARTIAN_V4,
+        ("MARTIAN", false) => list_in_use::MARTIAN_V6,
+        _ => bail!("no list named {list}"),
+    };
+    let map = ebpf.map_mut(maps::LIST_IN_USE).context("LIST_IN_USE map")?;
+    Array::<_, u32>::try_from(map)?.set(slot, 1, 0)?;
     match net.trunc() {
         ipnet::IpNet::V4(n) => {
             let map = ebpf.map_mut(&format!("{list}_V4")).context("list map")?;
