@@ -11,7 +11,7 @@
 //! flood. The helper also hands out a cookie only when the kernel would use
 //! one (listen queue full, or net.ipv4.tcp_syncookies=2); otherwise the SYN
 //! goes to the kernel, which answers it with full options and retransmits.
-use core::ffi::c_void;
+use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
     bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple, tcphdr},
@@ -152,9 +152,9 @@ impl Headers {
     /// Looks up the socket the segment is for, in the interface's namespace.
     #[inline(always)]
     fn lookup(&mut self, ctx: &XdpContext) -> Option<Socket> {
-        // SAFETY: a zeroed tuple is valid; the union member written matches
-        // the size passed.
-        let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+        // Not zeroed first: only the member the helper reads (`size` bytes)
+        // is written. Zeroing it cost a call to a byte-at-a-time memset.
+        let mut tuple = MaybeUninit::<bpf_sock_tuple>::uninit();
         let t = &self.s.tcp;
         let sport = u16::from_ne_bytes([t[0], t[1]]);
         let dport = u16::from_ne_bytes([t[2], t[3]]);
@@ -162,37 +162,41 @@ impl Headers {
         let size = match self.family {
             Family::V4 => {
                 let (client, server) = self.v4_addrs();
-                // SAFETY: writing the ipv4 member of the union.
+                // SAFETY: writing every field of the ipv4 member of the
+                // union through a raw pointer; no reference to uninit data.
                 unsafe {
-                    let v4 = &mut tuple.__bindgen_anon_1.ipv4;
-                    v4.saddr = u32::from_ne_bytes(client);
-                    v4.daddr = u32::from_ne_bytes(server);
-                    v4.sport = sport;
-                    v4.dport = dport;
+                    let v4 = &raw mut (*tuple.as_mut_ptr()).__bindgen_anon_1.ipv4;
+                    (*v4).saddr = u32::from_ne_bytes(client);
+                    (*v4).daddr = u32::from_ne_bytes(server);
+                    (*v4).sport = sport;
+                    (*v4).dport = dport;
                 }
                 12
             }
             Family::V6 => {
-                // SAFETY: writing the ipv6 member of the union.
+                // SAFETY: as above, the ipv6 member.
                 unsafe {
-                    let v6 = &mut tuple.__bindgen_anon_1.ipv6;
+                    let v6 = &raw mut (*tuple.as_mut_ptr()).__bindgen_anon_1.ipv6;
                     for i in 0..4 {
                         let s = 8 + i * 4;
                         let d = 24 + i * 4;
-                        v6.saddr[i] = u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
-                        v6.daddr[i] = u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
+                        (*v6).saddr[i] =
+                            u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
+                        (*v6).daddr[i] =
+                            u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
                     }
-                    v6.sport = sport;
-                    v6.dport = dport;
+                    (*v6).sport = sport;
+                    (*v6).dport = dport;
                 }
                 36
             }
         };
-        // SAFETY: the tuple lives on our stack for the call.
+        // SAFETY: the tuple lives on our stack for the call, its first
+        // `size` bytes written.
         let sk = unsafe {
             bpf_skc_lookup_tcp(
                 ctx.ctx as *mut c_void,
-                &mut tuple,
+                tuple.as_mut_ptr(),
                 size,
                 BPF_F_CURRENT_NETNS as u64,
                 0,
@@ -254,21 +258,45 @@ fn header_copy_len(tcp: &Tcp) -> u32 {
 
 /// What the client's SYN asked for, gathered option by option in a
 /// bpf_loop callback: the verifier checks one step once, where an open-coded
-/// loop makes it walk every combination of option lengths.
+/// loop makes it walk every combination of option lengths. The flags share
+/// one word: LLVM turns runs of zeroed fields into a call to memset, which
+/// in BPF is a loop a byte at a time.
 #[repr(C)]
 struct ClientOptions {
     /// Offset of the next option in the header copy.
     at: u64,
     /// The header length: options end here.
     len: u64,
-    /// Window scale shift, or `NO_WSCALE`.
-    wscale: u64,
-    sack: u64,
-    timestamps: u64,
+    /// The window scale shift (`NO_WSCALE` if absent) in the low byte, and
+    /// the `SACK_PERMITTED` and `TIMESTAMPS` bits.
+    found: u64,
     tsval: u64,
 }
 
+const WSCALE_MASK: u64 = 0xff;
 const NO_WSCALE: u64 = 0xff;
+const SACK_PERMITTED: u64 = 1 << 8;
+const TIMESTAMPS: u64 = 1 << 9;
+
+impl ClientOptions {
+    #[inline(always)]
+    fn wscale(&self) -> Option<u8> {
+        match self.found & WSCALE_MASK {
+            NO_WSCALE => None,
+            shift => Some(shift as u8),
+        }
+    }
+
+    #[inline(always)]
+    fn sack(&self) -> bool {
+        self.found & SACK_PERMITTED != 0
+    }
+
+    #[inline(always)]
+    fn timestamps(&self) -> bool {
+        self.found & TIMESTAMPS != 0
+    }
+}
 /// bpf_loop: go on, or stop.
 const LOOP_CONTINUE: i64 = 0;
 const LOOP_BREAK: i64 = 1;
@@ -292,9 +320,7 @@ fn client_options(len: u32) -> ClientOptions {
     let mut options = ClientOptions {
         at: 20,
         len: len as u64,
-        wscale: NO_WSCALE,
-        sack: 0,
-        timestamps: 0,
+        found: NO_WSCALE,
         tsval: 0,
     };
     // SAFETY: the callback is a static function of this program and the
@@ -336,11 +362,11 @@ extern "C" fn option_step(_index: u64, ctx: *mut c_void) -> i64 {
         return LOOP_BREAK;
     }
     if kind == OPT_WSCALE && size == 3 {
-        o.wscale = byte(th, i + 2).min(TCP_MAX_WSCALE) as u64;
+        o.found = (o.found & !WSCALE_MASK) | byte(th, i + 2).min(TCP_MAX_WSCALE) as u64;
     } else if kind == OPT_SACK_PERM && size == 2 {
-        o.sack = 1;
+        o.found |= SACK_PERMITTED;
     } else if kind == OPT_TIMESTAMP && size == 10 {
-        o.timestamps = 1;
+        o.found |= TIMESTAMPS;
         o.tsval = u32::from_be_bytes([
             byte(th, i + 2),
             byte(th, i + 3),
@@ -371,18 +397,24 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
 
     // Timestamps carry the options through the handshake (syncookies.c
     // `cookie_init_timestamp`); without them the cookie holds the MSS only.
-    let use_ts = config.ts_cookies != 0 && client.timestamps != 0;
-    let sack = use_ts && client.sack != 0 && config.tcp_sack != 0;
-    let wscale = use_ts && config.tcp_window_scaling != 0 && client.wscale != NO_WSCALE;
+    let use_ts = config.ts_cookies != 0 && client.timestamps();
+    let sack = use_ts && client.sack() && config.tcp_sack != 0;
+    let client_wscale = client.wscale();
+    let wscale = use_ts && config.tcp_window_scaling != 0 && client_wscale.is_some();
 
+    // Every byte of the answer up to its length is written below, none
+    // zeroed first: a zeroed buffer costs a call to memset, which in BPF
+    // loops a byte at a time.
     let out = &mut s.out_tcp;
-    *out = [0; 40];
     out[0..2].copy_from_slice(&th[2..4]);
     out[2..4].copy_from_slice(&th[0..2]);
     out[4..8].copy_from_slice(&cookie.to_be_bytes());
     out[8..12].copy_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
     out[13] = 0x12; // SYN | ACK
     out[14..16].copy_from_slice(&SYN_ACK_WINDOW.to_be_bytes());
+    // The checksum, 0 while it is computed, and the urgent pointer.
+    out[16..18].copy_from_slice(&0u16.to_be_bytes());
+    out[18..20].copy_from_slice(&0u16.to_be_bytes());
     let mss = match family {
         Family::V4 if config.mss_v4 != 0 => config.mss_v4,
         Family::V4 => DEFAULT_MSS_V4,
@@ -394,10 +426,9 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
     out[22..24].copy_from_slice(&mss.to_be_bytes());
     let mut tcp_len = 24usize;
     if use_ts {
-        let mut options = if wscale {
-            client.wscale as u32
-        } else {
-            TS_OPT_WSCALE_MASK
+        let mut options = match client_wscale {
+            Some(shift) if wscale => shift as u32,
+            _ => TS_OPT_WSCALE_MASK,
         };
         if sack {
             options |= TS_OPT_SACK;
@@ -425,14 +456,17 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
     out[12] = ((tcp_len / 4) as u8) << 4;
 
     let ip = &mut s.out_ip;
-    *ip = [0; 40];
     let pseudo = match family {
         Family::V4 => {
             ip[0] = 0x45;
+            ip[1] = 0; // DSCP, ECN
             ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-            ip[6] = 0x40; // don't fragment
+            ip[4..6].copy_from_slice(&0u16.to_be_bytes()); // identification
+            ip[6] = 0x40; // don't fragment, offset 0
+            ip[7] = 0;
             ip[8] = SYN_ACK_TTL;
             ip[9] = IPPROTO_TCP;
+            ip[10..12].copy_from_slice(&0u16.to_be_bytes()); // checksum, below
             ip[12..16].copy_from_slice(&server_addr);
             ip[16..20].copy_from_slice(&client_addr);
             let ip_sum = fold(sum_words(ip, 20, 0));
@@ -440,7 +474,8 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
             sum_words(&server_addr, 4, 0) + sum_words(&client_addr, 4, 0)
         }
         Family::V6 => {
-            ip[0] = 0x60;
+            // Version 6, traffic class and flow label 0.
+            ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
             ip[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
             ip[6] = IPPROTO_TCP;
             ip[7] = SYN_ACK_TTL;
@@ -482,13 +517,16 @@ fn emit(
         if delta != 0 && bpf_xdp_adjust_tail(ctx.ctx, delta) != 0 {
             return Reason::CookieFallback;
         }
-        let mut macs = [0u8; 12];
+        // Uninitialised, not zeroed (a memset call): the helper fills it.
+        let mut macs = MaybeUninit::<[u8; 12]>::uninit();
         if bpf_xdp_load_bytes(ctx.ctx, 0, macs.as_mut_ptr() as *mut c_void, 12) != 0 {
             return Reason::Internal;
         }
-        let mut swapped = [0u8; 12];
-        swapped[0..6].copy_from_slice(&macs[6..12]);
-        swapped[6..12].copy_from_slice(&macs[0..6]);
+        let macs = macs.assume_init();
+        let swapped = [
+            macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2],
+            macs[3], macs[4], macs[5],
+        ];
         if bpf_xdp_store_bytes(ctx.ctx, 0, swapped.as_ptr() as *mut c_void, 12) != 0
             || bpf_xdp_store_bytes(ctx.ctx, l3 as u32, ip.as_ptr() as *mut c_void, ip_len) != 0
             || bpf_xdp_store_bytes(
