@@ -25,7 +25,7 @@ use aya_ebpf::{
 };
 use xdp_common::{Config, Reason, limits::MAX_TCP_OPTIONS};
 
-use crate::parse::{Family, Packet, Tcp};
+use crate::parse::{Family, Packet, Tcp, ptr_at};
 
 /// include/net/tcp_states.h `TCP_LISTEN`.
 const TCP_LISTEN: u32 = 10;
@@ -62,10 +62,32 @@ pub struct Scratch {
     ip: [u8; 40],
     /// The TCP header of the segment, options included.
     tcp: [u8; HEADER_COPY],
-    /// The answer's IP header (IPv4 uses the first 20 bytes).
-    out_ip: [u8; 40],
+    /// The answer's IP header, ending where `out_tcp` begins (IPv4's in
+    /// bytes 20..40), so that both go back into the frame in one helper
+    /// call.
+    out_ip: [u8; IP_END],
     /// The answer's TCP header.
     out_tcp: [u8; 40],
+}
+
+/// Where the answer's IP header ends and its TCP header begins.
+const IP_END: usize = 40;
+
+impl Family {
+    /// The length of the fixed IP header.
+    #[inline(always)]
+    fn ip_len(self) -> usize {
+        match self {
+            Family::V4 => 20,
+            Family::V6 => 40,
+        }
+    }
+
+    /// Where the answer's IP header starts in `Scratch::out_ip`.
+    #[inline(always)]
+    fn ip_at(self) -> usize {
+        IP_END - self.ip_len()
+    }
 }
 
 #[map(name = "SCRATCH")]
@@ -110,17 +132,16 @@ impl Headers {
         // SAFETY: this CPU's scratch slot, used by one program run at a time.
         let s = unsafe { &mut *scratch };
         let tcp_len = if whole_tcp { header_copy_len(tcp) } else { 20 };
-        let ip_len = match packet.family {
-            Family::V4 => 20,
-            Family::V6 => 40,
-        };
+        // Two copies even when the headers are adjacent: one copy then
+        // (a branch on l4 == l3 + ip_len) made the verifier walk the rest
+        // of the cookie path twice over, past its 1M-instruction limit.
         // SAFETY: the buffers hold at least the lengths loaded.
         let failed = unsafe {
             bpf_xdp_load_bytes(
                 ctx.ctx,
                 packet.l3 as u32,
                 s.ip.as_mut_ptr() as *mut c_void,
-                ip_len,
+                packet.family.ip_len() as u32,
             ) != 0
                 || bpf_xdp_load_bytes(
                     ctx.ctx,
@@ -224,12 +245,9 @@ pub fn answer_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config)
         // kernel's business.
         return Reason::Syn;
     }
-    let ip_len = match h.family {
-        Family::V4 => 20,
-        Family::V6 => 40,
-    };
+    let ip_len = h.family.ip_len() as u32;
     // SAFETY: the helper reads ip_len bytes of `ip` and tcp_len of `tcp`,
-    // both within the stack buffers; th_len == doff * 4 as it requires.
+    // both within scratch; th_len == doff * 4 as it requires.
     let generated = unsafe {
         bpf_tcp_gen_syncookie(
             socket.0 as *mut c_void,
@@ -458,20 +476,21 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
     let ip = &mut s.out_ip;
     let pseudo = match family {
         Family::V4 => {
-            ip[0] = 0x45;
-            ip[1] = 0; // DSCP, ECN
-            ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-            ip[4..6].copy_from_slice(&0u16.to_be_bytes()); // identification
-            ip[6] = 0x40; // don't fragment, offset 0
-            ip[7] = 0;
-            ip[8] = SYN_ACK_TTL;
-            ip[9] = IPPROTO_TCP;
-            ip[10..12].copy_from_slice(&0u16.to_be_bytes()); // checksum, below
-            ip[12..16].copy_from_slice(&server_addr);
-            ip[16..20].copy_from_slice(&client_addr);
-            let ip_sum = fold(sum_words(ip, 20, 0));
-            ip[10..12].copy_from_slice(&(!ip_sum).to_be_bytes());
-            sum_words(&server_addr, 4, 0) + sum_words(&client_addr, 4, 0)
+            // At 20..40 (`Family::ip_at`), right before the TCP header.
+            ip[20] = 0x45;
+            ip[21] = 0; // DSCP, ECN
+            ip[22..24].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+            ip[24..26].copy_from_slice(&0u16.to_be_bytes()); // identification
+            ip[26] = 0x40; // don't fragment, offset 0
+            ip[27] = 0;
+            ip[28] = SYN_ACK_TTL;
+            ip[29] = IPPROTO_TCP;
+            ip[30..32].copy_from_slice(&0u16.to_be_bytes()); // checksum, below
+            ip[32..36].copy_from_slice(&server_addr);
+            ip[36..40].copy_from_slice(&client_addr);
+            let ip_sum = fold(sum_words(ip, 20, 40, 0));
+            ip[30..32].copy_from_slice(&(!ip_sum).to_be_bytes());
+            sum_words(&server_addr, 0, 4, 0) + sum_words(&client_addr, 0, 4, 0)
         }
         Family::V6 => {
             // Version 6, traffic class and flow label 0.
@@ -482,62 +501,54 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
             ip[8..24].copy_from_slice(&s.ip[24..40]);
             ip[24..40].copy_from_slice(&s.ip[8..24]);
             // RFC 8200 8.1: the pseudo-header holds both addresses.
-            sum_words(ip, 40, 0) - sum_words(ip, 8, 0)
+            sum_words(ip, 8, 40, 0)
         }
     };
     let pseudo = pseudo + IPPROTO_TCP as u32 + tcp_len as u32;
-    let tcp_sum = fold(sum_words(&s.out_tcp, tcp_len, pseudo));
+    let tcp_sum = fold(sum_words(&s.out_tcp, 0, tcp_len, pseudo));
     s.out_tcp[16..18].copy_from_slice(&(!tcp_sum).to_be_bytes());
-    let ip_len = match family {
-        Family::V4 => 20,
-        Family::V6 => 40,
-    };
-    emit(ctx, l3, &s.out_ip, ip_len, &s.out_tcp, tcp_len)
+    emit(ctx, l3, s, family, tcp_len)
 }
 
-/// Resizes the frame to L2 + IP + TCP and writes the answer into it. The
-/// resize comes first: if the driver cannot, nothing has been touched yet
-/// and the SYN goes to the kernel instead.
+/// Resizes the frame to L2 + IP + TCP and writes the answer into it: the
+/// MACs swapped in place (constant offsets, no helper), then both headers
+/// in one helper call. The resize comes first: if the driver cannot,
+/// nothing has been touched yet and the SYN goes to the kernel instead.
 #[inline(always)]
-fn emit(
-    ctx: &XdpContext,
-    l3: usize,
-    ip: &[u8; 40],
-    ip_len: usize,
-    tcp: &[u8; 40],
-    tcp_len: usize,
-) -> Reason {
+fn emit(ctx: &XdpContext, l3: usize, s: &Scratch, family: Family, tcp_len: usize) -> Reason {
+    let ip_len = family.ip_len();
     let old_len = ctx.data_end() - ctx.data();
     let new_len = l3 + ip_len + tcp_len;
     let delta = new_len as i32 - old_len as i32;
-    let ip_len = if ip_len == 20 { 20 } else { 40 };
-    let tcp_len = (tcp_len as u32).min(40);
-    // SAFETY: plain helper calls on our context and buffers.
+    let tcp_len = tcp_len.min(40);
+    // SAFETY: plain helper calls on our context and scratch memory.
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return Reason::CookieFallback;
+    }
+    // The resize moved the frame's end: `ptr_at` checks against the new one.
+    let Some(macs) = ptr_at::<[u8; 12]>(ctx, 0) else {
+        return Reason::Internal;
+    };
+    let macs = macs as *mut [u8; 12];
+    // SAFETY: `ptr_at` checked that the 12 bytes lie inside the frame.
     unsafe {
-        if delta != 0 && bpf_xdp_adjust_tail(ctx.ctx, delta) != 0 {
-            return Reason::CookieFallback;
-        }
-        // Uninitialised, not zeroed (a memset call): the helper fills it.
-        let mut macs = MaybeUninit::<[u8; 12]>::uninit();
-        if bpf_xdp_load_bytes(ctx.ctx, 0, macs.as_mut_ptr() as *mut c_void, 12) != 0 {
-            return Reason::Internal;
-        }
-        let macs = macs.assume_init();
-        let swapped = [
-            macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2],
-            macs[3], macs[4], macs[5],
+        let m = *macs;
+        *macs = [
+            m[6], m[7], m[8], m[9], m[10], m[11], m[0], m[1], m[2], m[3], m[4], m[5],
         ];
-        if bpf_xdp_store_bytes(ctx.ctx, 0, swapped.as_ptr() as *mut c_void, 12) != 0
-            || bpf_xdp_store_bytes(ctx.ctx, l3 as u32, ip.as_ptr() as *mut c_void, ip_len) != 0
-            || bpf_xdp_store_bytes(
-                ctx.ctx,
-                (l3 + ip_len as usize) as u32,
-                tcp.as_ptr() as *mut c_void,
-                tcp_len,
-            ) != 0
-        {
-            return Reason::Internal;
-        }
+    }
+    // SAFETY: `ip_at + ip_len` is the end of `out_ip`, where `out_tcp`
+    // begins (repr(C), no padding).
+    let stored = unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            l3 as u32,
+            s.out_ip.as_ptr().add(family.ip_at()) as *mut c_void,
+            (ip_len + tcp_len) as u32,
+        )
+    };
+    if stored != 0 {
+        return Reason::Internal;
     }
     Reason::SynAck
 }
@@ -556,10 +567,7 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp) -> Reason {
         // Established, TIME_WAIT, or a request socket the kernel made.
         return Reason::Tcp;
     }
-    let ip_len = match h.family {
-        Family::V4 => 20,
-        Family::V6 => 40,
-    };
+    let ip_len = h.family.ip_len() as u32;
     // SAFETY: the helper reads ip_len bytes of `ip` and 20 of `tcp`.
     let checked = unsafe {
         bpf_tcp_check_syncookie(
@@ -577,11 +585,11 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp) -> Reason {
     }
 }
 
-/// Adds the 16-bit big-endian words of `bytes[..len]` to `sum`.
+/// Adds the 16-bit big-endian words of `bytes[from..to]` to `sum`.
 #[inline(always)]
-fn sum_words<const N: usize>(bytes: &[u8; N], len: usize, mut sum: u32) -> u32 {
-    let mut i = 0;
-    while i + 1 < N && i + 1 < len {
+fn sum_words<const N: usize>(bytes: &[u8; N], from: usize, to: usize, mut sum: u32) -> u32 {
+    let mut i = from;
+    while i + 1 < N && i + 1 < to {
         sum += u16::from_be_bytes([bytes[i], bytes[i + 1]]) as u32;
         i += 2;
     }
