@@ -16,7 +16,7 @@ use core::{ffi::c_void, mem::MaybeUninit};
 use aya_ebpf::{
     bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple, tcphdr},
     helpers::{
-        bpf_ktime_get_ns, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie,
+        bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie,
         bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     macros::map,
@@ -233,7 +233,13 @@ impl Headers {
 
 /// During a flood: answer a SYN with a SYN-ACK carrying a kernel cookie.
 #[inline(always)]
-pub fn answer_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) -> Reason {
+pub fn answer_syn(
+    ctx: &XdpContext,
+    packet: &Packet,
+    tcp: &Tcp,
+    config: &Config,
+    now: u64,
+) -> Reason {
     let Some(mut h) = Headers::copy(ctx, packet, tcp, true) else {
         return Reason::Internal;
     };
@@ -263,7 +269,7 @@ pub fn answer_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config)
         // forced, so the kernel takes this SYN itself.
         return Reason::Syn;
     }
-    build_syn_ack(ctx, packet.l3, h, generated as u32, config)
+    build_syn_ack(ctx, packet.l3, h, generated as u32, config, now)
 }
 
 /// The copy length: doff * 4, in [20, 60], computed so that the verifier
@@ -402,7 +408,14 @@ extern "C" fn option_step(_index: u64, ctx: *mut c_void) -> i64 {
 /// kernel's own cookie SYN-ACK would carry. IP options, IPv6 extension
 /// headers and any SYN payload are not carried over.
 #[inline(always)]
-fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &Config) -> Reason {
+fn build_syn_ack(
+    ctx: &XdpContext,
+    l3: usize,
+    h: Headers,
+    cookie: u32,
+    config: &Config,
+    now: u64,
+) -> Reason {
     let (client_addr, server_addr) = h.v4_addrs();
     let Headers {
         family,
@@ -451,7 +464,8 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
         if sack {
             options |= TS_OPT_SACK;
         }
-        let now_ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
+        // The kernel's TCP clock is CLOCK_MONOTONIC too (tcp_clock_ns).
+        let now_ms = now / 1_000_000;
         let mut ts = ((now_ms >> TSBITS) << TSBITS) | options as u64;
         // Keep TSval <= the clock, as cookie_init_timestamp does.
         if ts > now_ms {

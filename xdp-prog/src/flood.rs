@@ -64,9 +64,17 @@ pub fn active(config: &Config) -> bool {
         && FLOOD.get(0).is_some_and(|state| state.active != 0)
 }
 
-/// Counts one SYN and says whether the interface is in flood mode.
+/// CLOCK_MONOTONIC in ns, as `FloodState` and the buckets keep time.
 #[inline(always)]
-pub fn on_syn(config: &Config) -> bool {
+pub fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Counts one SYN (at `now`) and says whether the interface is in flood
+/// mode.
+#[inline(always)]
+pub fn on_syn(config: &Config, now: u64) -> bool {
     if let Some(count) = SYN_COUNT.get_ptr_mut(0) {
         // SAFETY: this CPU's own slot; XDP runs with preemption disabled.
         unsafe { *count += 1 };
@@ -74,7 +82,6 @@ pub fn on_syn(config: &Config) -> bool {
     let Some(state) = FLOOD.get_ptr_mut(0) else {
         return false;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: `state` points into the map's value, valid for this run.
     unsafe {
         let elapsed = now.wrapping_sub((*state).window_start_ns);
@@ -136,10 +143,10 @@ fn total_syns() -> u64 {
     total
 }
 
-/// Spends one SYN from the source's host and network budgets; false when
-/// either is empty (and records the prefix that ran out).
+/// Spends one SYN (at `now`) from the source's host and network budgets;
+/// false when either is empty (and records the prefix that ran out).
 #[inline(always)]
-pub fn within_budget(packet: &Packet, config: &Config) -> bool {
+pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
     let (host, net, host_len, net_len) = match packet.family {
         Family::V4 => (config.budget_v4_host, config.budget_v4_net, 32, 24),
         Family::V6 => (config.budget_v6_host, config.budget_v6_net, 128, 64),
@@ -147,7 +154,6 @@ pub fn within_budget(packet: &Packet, config: &Config) -> bool {
     if host.rate == 0 && net.rate == 0 {
         return true;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
     for (budget, prefix_len) in [(host, host_len), (net, net_len)] {
         let key = source_key(packet, prefix_len);
         if !spend(&key, budget, now) {
