@@ -16,7 +16,11 @@
 //! SYN answered with a SYN-ACK is rewritten in place, so a repeated run
 //! would see its own answer: that class is timed as many single calls, a
 //! fresh frame each, and its floor is timed the same way (a single call
-//! carries the kernel's timer overhead, in both). Each round measures every
+//! carries the kernel's timer overhead, in both). Two single-call classes
+//! never reuse a frame, so every SYN comes from a source synguard has not
+//! seen (as in a spoofed flood): they show what creating per-source budget
+//! entries costs, where the other SYN classes cycle through a fixed set of
+//! sources whose entries exist after the first round. Each round measures every
 //! class and program once, interleaved; the figures are medians over the
 //! rounds, with the spread (min-max), and the ratio is taken per round.
 //! Every measured run is checked: verdict, and for synguard the counter it
@@ -96,7 +100,7 @@ fn main() -> Result<()> {
     require_root();
     let ns = Netns::create(&format!("{}-cost", unique_prefix()))?;
     let mut bench = Bench::new(&ns)?;
-    let mut classes = bench.classes()?;
+    let mut classes = bench.classes(&options)?;
     if !options.only.is_empty() {
         classes.retain(|c| options.only.iter().any(|o| c.name.contains(o.as_str())));
     }
