@@ -16,7 +16,7 @@ use synguard_tests::{
         pad_options, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
     },
 };
-use xdp_common::{Budget, Config, FloodMode, Reason};
+use xdp_common::{Budget, Config, FloodMode, Reason, SourceKey};
 
 const CLIENT_SEQ: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0102_0304;
@@ -473,6 +473,42 @@ fn blocklist_drops_every_protocol_and_allowlist_skips_every_check() {
     lab.harness.list_add("ALLOW", "198.18.0.1/32");
     assert_reason(&lab.run(&syn_v4().frame()), XDP_PASS, Reason::Allowlist);
     assert_reason(&lab.run(&udp), XDP_PASS, Reason::Allowlist);
+}
+
+#[test]
+fn a_network_over_budget_drops_without_spending_its_hosts_budgets() {
+    let mut lab = CookieLab::new(Config {
+        budget_v4_host: Budget { rate: 1, burst: 2 },
+        budget_v4_net: Budget { rate: 1, burst: 3 },
+        ..flood_config()
+    });
+    let host = |last: u8| IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, last));
+    let syn = |last: u8, seq: u32| {
+        Segment::syn(host(last), IpAddr::V4(TARGET_V4), 1, PORT)
+            .numbers(seq, 0)
+            .frame()
+    };
+    let key = |prefix_len: u32, last: u8| {
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&[198, 18, 0, last]);
+        SourceKey { prefix_len, addr }
+    };
+    // .1 spends its own burst of 2, .9 the /24's third SYN.
+    assert_reason(&lab.run(&syn(1, 1)), XDP_TX, Reason::SynAck);
+    assert_reason(&lab.run(&syn(1, 2)), XDP_TX, Reason::SynAck);
+    assert_reason(&lab.run(&syn(9, 3)), XDP_TX, Reason::SynAck);
+    // The /24 is out: .9 (a token left) and a new host .10 are dropped
+    // and the /24 recorded; .9 keeps its token, .10 gets no entry.
+    assert_reason(&lab.run(&syn(9, 4)), XDP_DROP, Reason::Rate);
+    assert_reason(&lab.run(&syn(10, 5)), XDP_DROP, Reason::Rate);
+    assert_eq!(lab.harness.over_budget(key(24, 0)), Some(2));
+    let left = lab.harness.budget(key(32, 9)).expect(".9 has a bucket");
+    assert!(left.milli_tokens >= 1000, "{left:?}");
+    assert_eq!(lab.harness.budget(key(32, 10)), None);
+    // A host over its own budget is recorded as itself, as before.
+    assert_reason(&lab.run(&syn(1, 6)), XDP_DROP, Reason::Rate);
+    assert_eq!(lab.harness.over_budget(key(32, 1)), Some(1));
+    assert_eq!(lab.harness.over_budget(key(24, 0)), Some(2));
 }
 
 #[test]

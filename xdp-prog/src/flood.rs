@@ -144,7 +144,14 @@ fn total_syns() -> u64 {
 }
 
 /// Spends one SYN (at `now`) from the source's host and network budgets;
-/// false when either is empty (and records the prefix that ran out).
+/// false when either is empty (and records the prefix that ran out: the
+/// host's if it is empty, else the network's).
+///
+/// Both buckets are looked at before either is written, so a SYN the
+/// network's budget drops spends nothing from the host's and, for a host
+/// seen for the first time, creates no entry: in a spoofed flood most SYNs
+/// come from new hosts of networks already over budget, and an entry each
+/// cost an LRU insert (and an eviction once the map is full).
 #[inline(always)]
 pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
     let (host, net, host_len, net_len) = match packet.family {
@@ -154,13 +161,30 @@ pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
     if host.rate == 0 && net.rate == 0 {
         return true;
     }
-    for (budget, prefix_len) in [(host, host_len), (net, net_len)] {
-        let key = source_key(packet, prefix_len);
-        if !spend(&key, budget, now) {
-            record_over_budget(&key);
-            return false;
-        }
+    // Writes through a looked-up entry come before any insert: an insert
+    // can evict the other entry and reuse its memory.
+    let host_key = source_key(packet, host_len);
+    let host_bucket = Found::look(&host_key, host, now);
+    if !host_bucket.has_token() {
+        host_bucket.write(now, 0);
+        host_bucket.create(&host_key, now, 0);
+        record_over_budget(&host_key);
+        return false;
     }
+    let net_key = source_key(packet, net_len);
+    let net_bucket = Found::look(&net_key, net, now);
+    if !net_bucket.has_token() {
+        // The host's bucket keeps its refill, but not this SYN.
+        host_bucket.write(now, 0);
+        net_bucket.write(now, 0);
+        net_bucket.create(&net_key, now, 0);
+        record_over_budget(&net_key);
+        return false;
+    }
+    host_bucket.write(now, MILLI);
+    net_bucket.write(now, MILLI);
+    host_bucket.create(&host_key, now, MILLI);
+    net_bucket.create(&net_key, now, MILLI);
     true
 }
 
@@ -179,37 +203,72 @@ fn source_key(packet: &Packet, prefix_len: u32) -> SourceKey {
     SourceKey { prefix_len, addr }
 }
 
-#[inline(always)]
-fn spend(key: &SourceKey, budget: Budget, now: u64) -> bool {
-    if budget.rate == 0 {
-        return true;
+/// A prefix's token bucket as looked up, its tokens refilled up to now:
+/// nothing is written until the SYN's fate is known.
+enum Found {
+    /// The budget is off (rate 0).
+    Off,
+    /// No entry yet: a new source starts with a full bucket.
+    Missing { capacity: u64 },
+    /// The entry, and its thousandths of a token refilled up to now.
+    Present { bucket: *mut Bucket, tokens: u64 },
+}
+
+impl Found {
+    #[inline(always)]
+    fn look(key: &SourceKey, budget: Budget, now: u64) -> Found {
+        if budget.rate == 0 {
+            return Found::Off;
+        }
+        let capacity = budget.burst as u64 * MILLI;
+        match BUDGETS.get_ptr_mut(key) {
+            None => Found::Missing { capacity },
+            // SAFETY: the pointer is valid for this run; races between
+            // CPUs only blur the estimate.
+            Some(bucket) => unsafe {
+                let elapsed = now.saturating_sub((*bucket).last_ns).min(MAX_REFILL_NS);
+                let refill = elapsed * budget.rate as u64 / (NS_PER_SEC / MILLI);
+                Found::Present {
+                    bucket,
+                    tokens: ((*bucket).milli_tokens + refill).min(capacity),
+                }
+            },
+        }
     }
-    let capacity = budget.burst as u64 * MILLI;
-    match BUDGETS.get_ptr_mut(key) {
-        None => {
-            // A new source starts with a full bucket, less this SYN.
+
+    /// Whether a SYN can be spent.
+    #[inline(always)]
+    fn has_token(&self) -> bool {
+        match *self {
+            Found::Off => true,
+            Found::Missing { capacity } => capacity >= MILLI,
+            Found::Present { tokens, .. } => tokens >= MILLI,
+        }
+    }
+
+    /// Stores an existing entry's refill, less `spent` thousandths.
+    #[inline(always)]
+    fn write(&self, now: u64, spent: u64) {
+        if let Found::Present { bucket, tokens } = *self {
+            // SAFETY: as in `look`.
+            unsafe {
+                (*bucket).milli_tokens = tokens.saturating_sub(spent);
+                (*bucket).last_ns = now;
+            }
+        }
+    }
+
+    /// Creates a missing entry, full less `spent` thousandths (only a burst
+    /// of 0 is empty from the start, and then gets an empty entry).
+    #[inline(always)]
+    fn create(&self, key: &SourceKey, now: u64, spent: u64) {
+        if let Found::Missing { capacity } = *self {
             let bucket = Bucket {
-                milli_tokens: capacity.saturating_sub(MILLI),
+                milli_tokens: capacity.saturating_sub(spent),
                 last_ns: now,
             };
             let _ = BUDGETS.insert(key, &bucket, 0);
-            capacity >= MILLI
         }
-        // SAFETY: the pointer is valid for this run; races between CPUs
-        // only blur the estimate.
-        Some(bucket) => unsafe {
-            let elapsed = now.saturating_sub((*bucket).last_ns).min(MAX_REFILL_NS);
-            let refill = elapsed * budget.rate as u64 / (NS_PER_SEC / MILLI);
-            let tokens = ((*bucket).milli_tokens + refill).min(capacity);
-            (*bucket).last_ns = now;
-            if tokens >= MILLI {
-                (*bucket).milli_tokens = tokens - MILLI;
-                true
-            } else {
-                (*bucket).milli_tokens = tokens;
-                false
-            }
-        },
     }
 }
 

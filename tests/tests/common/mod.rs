@@ -5,7 +5,7 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
     programs::{TestRun, TestRunOptions},
 };
 use ipnet::IpNet;
@@ -15,7 +15,7 @@ use synguard_tests::{
     netns::{Netns, unique_prefix},
     require_root,
 };
-use xdp_common::{Config, FloodMode, Reason, Verdict, list_in_use, maps};
+use xdp_common::{Bucket, Config, FloodMode, Reason, SourceKey, Verdict, list_in_use, maps};
 use xdp_daemon::{counters::Counters, program};
 
 pub struct Harness {
@@ -141,6 +141,20 @@ impl Harness {
 }
 
 impl Harness {
+    /// The token bucket of a source prefix in `BUDGETS`, if it has one.
+    pub fn budget(&self, key: SourceKey) -> Option<Bucket> {
+        let map = self.ebpf.map(maps::BUDGETS).expect("BUDGETS map");
+        let budgets: HashMap<_, SourceKey, Bucket> = HashMap::try_from(map).expect("a hash map");
+        budgets.get(&key, 0).ok()
+    }
+
+    /// SYNs dropped over budget for a source prefix, from `OVER_BUDGET`.
+    pub fn over_budget(&self, key: SourceKey) -> Option<u64> {
+        let map = self.ebpf.map(maps::OVER_BUDGET).expect("OVER_BUDGET map");
+        let over: HashMap<_, SourceKey, u64> = HashMap::try_from(map).expect("a hash map");
+        over.get(&key, 0).ok()
+    }
+
     /// Sets the `LIST_IN_USE` flag of one list trie (`BLOCK_V4`, ...):
     /// false makes the data path skip that trie whatever it holds.
     pub fn set_in_use(&mut self, trie: &str, in_use: bool) {
