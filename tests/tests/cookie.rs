@@ -314,6 +314,35 @@ fn syn_options_are_read_as_the_kernel_reads_them_up_to_a_bad_one() {
         ]
     );
     assert_eq!(tsval & 0x3f, 0xf | 0x10, "no window scale, SACK");
+
+    // Linux's own layout (MSS, SACK-permitted, timestamps, NOP, window
+    // scale), which the program reads without its option loop: a scale
+    // above 14 counts as 14, as in the kernel.
+    let linux = |scale_len: u8, scale: u8| {
+        let mut raw = vec![2, 4, 5, 0xb4, 4, 2, 8, 10];
+        raw.extend_from_slice(&ts);
+        raw.extend_from_slice(&[0, 0, 0, 0, 1, 3, scale_len, scale]);
+        raw
+    };
+    let options = answer(&mut lab, &linux(3, 15));
+    let (tsval, _) = timestamp(&options).expect("timestamp option");
+    assert_eq!(tsval & 0x3f, 14 | 0x10, "window scale 14, SACK");
+    assert!(
+        options.contains(&TcpOptionElement::WindowScale(10)),
+        "{options:?}"
+    );
+    // The same bytes with a window scale whose length runs past the header
+    // (or is silly) are read option by option: SACK and timestamps count,
+    // the scale not.
+    for scale_len in [4, 1] {
+        let options = answer(&mut lab, &linux(scale_len, 7));
+        let (tsval, _) = timestamp(&options).expect("timestamp option");
+        assert_eq!(
+            tsval & 0x3f,
+            0xf | 0x10,
+            "length {scale_len}: no window scale, SACK"
+        );
+    }
 }
 
 #[test]

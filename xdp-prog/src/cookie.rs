@@ -340,7 +340,10 @@ fn byte(th: &[u8; HEADER_COPY], i: u64) -> u8 {
 /// `tcp_parse_options` does: stop at EOL, at a length below 2, or at an
 /// option that runs past the header.
 #[inline(always)]
-fn client_options(len: u32) -> ClientOptions {
+fn client_options(th: &[u8; HEADER_COPY], len: u32) -> ClientOptions {
+    if let Some(linux) = linux_syn_options(th, len) {
+        return linux;
+    }
     let mut options = ClientOptions {
         at: 20,
         len: len as u64,
@@ -358,6 +361,36 @@ fn client_options(len: u32) -> ClientOptions {
         );
     }
     options
+}
+
+/// The options of a SYN laid out as Linux sends them with timestamps on
+/// (net/ipv4/tcp_output.c `tcp_options_write`): MSS, SACK permitted,
+/// timestamps, NOP, window scale, 20 bytes. Read in place, they give what
+/// the loop over them gives (the MSS is the helper's business, the echo
+/// is 0 in a SYN), without its callback per option; anything else is left
+/// to the loop.
+#[inline(always)]
+fn linux_syn_options(th: &[u8; HEADER_COPY], len: u32) -> Option<ClientOptions> {
+    let layout = [
+        (20, OPT_MSS),
+        (21, 4),
+        (24, OPT_SACK_PERM),
+        (25, 2),
+        (26, OPT_TIMESTAMP),
+        (27, 10),
+        (36, OPT_NOP),
+        (37, OPT_WSCALE),
+        (38, 3),
+    ];
+    if len != 40 || layout.iter().any(|&(at, byte)| th[at] != byte) {
+        return None;
+    }
+    Some(ClientOptions {
+        at: 40,
+        len: 40,
+        found: th[39].min(TCP_MAX_WSCALE) as u64 | SACK_PERMITTED | TIMESTAMPS,
+        tsval: u32::from_be_bytes([th[28], th[29], th[30], th[31]]) as u64,
+    })
 }
 
 /// One option of the SYN's header (in the per-CPU scratch copy).
@@ -423,7 +456,7 @@ fn build_syn_ack(
         s,
     } = h;
     let th = &s.tcp;
-    let client = client_options(th_len);
+    let client = client_options(th, th_len);
     let client_seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
 
     // Timestamps carry the options through the handshake (syncookies.c
