@@ -321,7 +321,8 @@ impl PortSet {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct FloodState {
-    /// Start of the current counting window (CLOCK_MONOTONIC ns).
+    /// Start of the current counting window (CLOCK_MONOTONIC_COARSE ns, as
+    /// every time here: the data path reads the clock as of the last tick).
     pub window_start_ns: u64,
     /// SYNs seen on all CPUs together when the window started.
     pub window_start_syns: u64,

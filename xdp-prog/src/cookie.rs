@@ -497,7 +497,8 @@ fn build_syn_ack(
         if sack {
             options |= TS_OPT_SACK;
         }
-        // The kernel's TCP clock is CLOCK_MONOTONIC too (tcp_clock_ns).
+        // The kernel's TCP clock is CLOCK_MONOTONIC (tcp_clock_ns); `now`
+        // is the same clock as of the last tick, so never ahead of it.
         let now_ms = now / 1_000_000;
         let mut ts = ((now_ms >> TSBITS) << TSBITS) | options as u64;
         // Keep TSval <= the clock, as cookie_init_timestamp does.
