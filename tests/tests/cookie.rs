@@ -16,7 +16,7 @@ use synguard_tests::{
         pad_options, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
     },
 };
-use xdp_common::{Budget, Config, FloodMode, Reason};
+use xdp_common::{Budget, Config, FloodMode, Reason, SourceKey};
 
 const CLIENT_SEQ: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0102_0304;
@@ -314,6 +314,35 @@ fn syn_options_are_read_as_the_kernel_reads_them_up_to_a_bad_one() {
         ]
     );
     assert_eq!(tsval & 0x3f, 0xf | 0x10, "no window scale, SACK");
+
+    // Linux's own layout (MSS, SACK-permitted, timestamps, NOP, window
+    // scale), which the program reads without its option loop: a scale
+    // above 14 counts as 14, as in the kernel.
+    let linux = |scale_len: u8, scale: u8| {
+        let mut raw = vec![2, 4, 5, 0xb4, 4, 2, 8, 10];
+        raw.extend_from_slice(&ts);
+        raw.extend_from_slice(&[0, 0, 0, 0, 1, 3, scale_len, scale]);
+        raw
+    };
+    let options = answer(&mut lab, &linux(3, 15));
+    let (tsval, _) = timestamp(&options).expect("timestamp option");
+    assert_eq!(tsval & 0x3f, 14 | 0x10, "window scale 14, SACK");
+    assert!(
+        options.contains(&TcpOptionElement::WindowScale(10)),
+        "{options:?}"
+    );
+    // The same bytes with a window scale whose length runs past the header
+    // (or is silly) are read option by option: SACK and timestamps count,
+    // the scale not.
+    for scale_len in [4, 1] {
+        let options = answer(&mut lab, &linux(scale_len, 7));
+        let (tsval, _) = timestamp(&options).expect("timestamp option");
+        assert_eq!(
+            tsval & 0x3f,
+            0xf | 0x10,
+            "length {scale_len}: no window scale, SACK"
+        );
+    }
 }
 
 #[test]
@@ -473,6 +502,60 @@ fn blocklist_drops_every_protocol_and_allowlist_skips_every_check() {
     lab.harness.list_add("ALLOW", "198.18.0.1/32");
     assert_reason(&lab.run(&syn_v4().frame()), XDP_PASS, Reason::Allowlist);
     assert_reason(&lab.run(&udp), XDP_PASS, Reason::Allowlist);
+}
+
+#[test]
+fn a_network_over_budget_drops_without_spending_its_hosts_budgets() {
+    let mut lab = CookieLab::new(Config {
+        budget_v4_host: Budget { rate: 1, burst: 2 },
+        budget_v4_net: Budget { rate: 1, burst: 3 },
+        ..flood_config()
+    });
+    let host = |last: u8| IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, last));
+    let syn = |last: u8, seq: u32| {
+        Segment::syn(host(last), IpAddr::V4(TARGET_V4), 1, PORT)
+            .numbers(seq, 0)
+            .frame()
+    };
+    let key = |prefix_len: u32, last: u8| {
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&[198, 18, 0, last]);
+        SourceKey { prefix_len, addr }
+    };
+    // .1 spends its own burst of 2, .9 the /24's third SYN.
+    assert_reason(&lab.run(&syn(1, 1)), XDP_TX, Reason::SynAck);
+    assert_reason(&lab.run(&syn(1, 2)), XDP_TX, Reason::SynAck);
+    assert_reason(&lab.run(&syn(9, 3)), XDP_TX, Reason::SynAck);
+    // The /24 is out: .9 (a token left) and a new host .10 are dropped
+    // and the /24 recorded; .9 keeps its token, .10 gets no entry.
+    assert_reason(&lab.run(&syn(9, 4)), XDP_DROP, Reason::Rate);
+    assert_reason(&lab.run(&syn(10, 5)), XDP_DROP, Reason::Rate);
+    assert_eq!(lab.harness.over_budget(key(24, 0)), Some(2));
+    let left = lab.harness.budget(key(32, 9)).expect(".9 has a bucket");
+    assert!(left.milli_tokens >= 1000, "{left:?}");
+    assert_eq!(lab.harness.budget(key(32, 10)), None);
+    // A host over its own budget is recorded as itself, as before.
+    assert_reason(&lab.run(&syn(1, 6)), XDP_DROP, Reason::Rate);
+    assert_eq!(lab.harness.over_budget(key(32, 1)), Some(1));
+    assert_eq!(lab.harness.over_budget(key(24, 0)), Some(2));
+}
+
+#[test]
+fn a_list_trie_is_skipped_only_while_its_flag_says_it_is_empty() {
+    // The flag is what lets every packet skip an empty trie; this is why
+    // userspace sets it before inserting and never clears it early.
+    let mut lab = CookieLab::new(flood_config());
+    lab.harness.list_add("BLOCK", "198.18.0.0/24");
+    let udp =
+        synguard_tests::packets::udp(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 1, 2, b"x");
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
+    lab.harness.set_in_use("BLOCK_V4", false);
+    assert_reason(&lab.run(&udp), XDP_PASS, Reason::NonTcp);
+    lab.harness.set_in_use("BLOCK_V4", true);
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
+    // The IPv6 trie's flag does not cover IPv4 sources.
+    lab.harness.set_in_use("BLOCK_V6", false);
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Faults, end to end in the namespace lab: another XDP program on the
 //! interface, the protected interface deleted and created again under a
-//! running daemon, a full blocklist, and pins of another layout version.
+//! running daemon, a full blocklist, pins of another layout version, and
+//! list flags left over-stated by a crash.
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     time::{Duration, Instant},
@@ -220,6 +221,81 @@ fn an_interface_renamed_or_deleted_and_created_again_is_attached_again() {
             .is_some_and(|s| s.success())
     );
     let _ = std::fs::remove_file(&config);
+}
+
+/// Every list trie's LIST_IN_USE flag is set whenever the trie holds an
+/// entry (false would let the data path skip it: a bypass).
+fn assert_flags_cover_entries(layout: &PinLayout, when: &str) {
+    for list in [List::Allow, List::Block, List::Martian] {
+        let entries = lists::entries(layout, list).unwrap();
+        let (v4, v6) = lists::in_use(layout, list).unwrap();
+        let has_v4 = entries.iter().any(|(n, _)| n.addr().is_ipv4());
+        let has_v6 = entries.iter().any(|(n, _)| n.addr().is_ipv6());
+        assert!(
+            (v4 || !has_v4) && (v6 || !has_v6),
+            "{when}: the {} holds {entries:?} but its flags say in use v4 {v4}, v6 {v6}",
+            list.name()
+        );
+    }
+}
+
+#[test]
+fn list_flags_never_say_empty_while_a_trie_holds_entries() {
+    require_root();
+    let synguard = Synguard::new(&format!("{}-flags", unique_prefix()));
+    let layout = PinLayout::new(synguard.pin_root());
+    let net = |s: &str| -> IpNet { s.parse().unwrap() };
+
+    // A fresh layout: everything empty, so every trie is skipped.
+    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (false, false));
+    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (false, false));
+
+    assert!(lists::add(&layout, List::Allow, net("192.0.2.10/32"), 0).unwrap());
+    assert_flags_cover_entries(&layout, "allow added");
+    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (true, false));
+    assert!(lists::add(&layout, List::Allow, net("192.0.2.0/24"), 0).unwrap());
+    assert!(lists::remove(&layout, List::Allow, net("192.0.2.10/32")).unwrap());
+    assert_flags_cover_entries(&layout, "one of two removed");
+    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (true, false));
+    assert!(lists::remove(&layout, List::Allow, net("192.0.2.0/24")).unwrap());
+    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (false, false));
+
+    // sync adds and removes config entries; sweeps remove expired ones.
+    let desired = [net("198.51.100.0/24"), net("2001:db8::/32")];
+    lists::sync(&layout, List::Block, &desired, &[]).unwrap();
+    assert_flags_cover_entries(&layout, "synced");
+    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (true, true));
+    lists::sync(&layout, List::Block, &desired[..1], &desired).unwrap();
+    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (true, false));
+    lists::add(&layout, List::Block, net("2001:db8:1::/48"), 100).unwrap();
+    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (true, true));
+    let gone = lists::sweep_expired(&layout, List::Block, 101).unwrap();
+    assert_eq!(gone, vec![net("2001:db8:1::/48")]);
+    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (true, false));
+    lists::seed_martians(&layout).unwrap();
+    assert_flags_cover_entries(&layout, "martians seeded");
+    assert_eq!(lists::in_use(&layout, List::Martian).unwrap(), (true, true));
+
+    // A crash between a change's two steps (flag set, then insert; delete,
+    // then flag cleared) leaves a flag set over an empty trie: a lookup for
+    // nothing, which the next change repairs.
+    lists::add(&layout, List::Allow, net("2001:db8::1/128"), 0).unwrap();
+    remove_entry_behind_synguards_back(&layout, "2001:db8::1");
+    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (false, true));
+    lists::sweep_expired(&layout, List::Allow, 1).unwrap();
+    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (false, false));
+    lists::settle_all(&layout).unwrap();
+    assert_flags_cover_entries(&layout, "settled");
+}
+
+/// Removes a /128 from the allowlist's IPv6 trie directly, leaving its
+/// flag as a crash after the delete would.
+fn remove_entry_behind_synguards_back(layout: &PinLayout, addr: &str) {
+    use aya::maps::{LpmTrie, Map, MapData, lpm_trie::Key};
+    let map = MapData::from_pin(layout.shared_map(xdp_common::maps::ALLOW_V6)).unwrap();
+    let mut trie: LpmTrie<_, [u8; 16], u64> = LpmTrie::try_from(Map::LpmTrie(map)).unwrap();
+    let addr: std::net::Ipv6Addr = addr.parse().unwrap();
+    trie.remove(&Key::new(128, addr.octets())).unwrap();
 }
 
 #[test]

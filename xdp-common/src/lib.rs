@@ -165,7 +165,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
@@ -194,12 +194,36 @@ pub mod maps {
     /// sources that cannot be real.
     pub const MARTIAN_V4: &str = "MARTIAN_V4";
     pub const MARTIAN_V6: &str = "MARTIAN_V6";
+    /// Shared: `Array<u32>` indexed by [`super::list_in_use`]: 0 when that
+    /// list trie is known to be empty, so the data path skips its lookup.
+    /// Written only by userspace, under the state lock: set before an
+    /// insert, cleared only after a delete left the trie empty, so it may
+    /// over-state (a lookup for nothing) but never under-state (a bypass).
+    pub const LIST_IN_USE: &str = "LIST_IN_USE";
     /// Maps shared by every interface's program instance.
-    pub const SHARED: [&str; 6] = [
-        BLOCK_V4, BLOCK_V6, ALLOW_V4, ALLOW_V6, MARTIAN_V4, MARTIAN_V6,
+    pub const SHARED: [&str; 7] = [
+        BLOCK_V4,
+        BLOCK_V6,
+        ALLOW_V4,
+        ALLOW_V6,
+        MARTIAN_V4,
+        MARTIAN_V6,
+        LIST_IN_USE,
     ];
     /// Maps each interface's instance has for itself.
     pub const PER_INTERFACE: [&str; 6] = [COUNTERS, CONFIG, FLOOD, SYN_COUNT, BUDGETS, OVER_BUDGET];
+}
+
+/// Indexes of [`maps::LIST_IN_USE`], one per list trie.
+pub mod list_in_use {
+    pub const ALLOW_V4: u32 = 0;
+    pub const ALLOW_V6: u32 = 1;
+    pub const BLOCK_V4: u32 = 2;
+    pub const BLOCK_V6: u32 = 3;
+    pub const MARTIAN_V4: u32 = 4;
+    pub const MARTIAN_V6: u32 = 5;
+    /// The length of the array.
+    pub const COUNT: u32 = 6;
 }
 
 /// Map sizes (entries).
@@ -297,7 +321,8 @@ impl PortSet {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct FloodState {
-    /// Start of the current counting window (CLOCK_MONOTONIC ns).
+    /// Start of the current counting window (CLOCK_MONOTONIC_COARSE ns, as
+    /// every time here: the data path reads the clock as of the last tick).
     pub window_start_ns: u64,
     /// SYNs seen on all CPUs together when the window started.
     pub window_start_syns: u64,

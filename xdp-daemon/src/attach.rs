@@ -201,6 +201,7 @@ fn attach_and_pin(
             source,
         }
     })?;
+    lists::settle_all(layout)?;
     lists::seed_martians(layout)?;
     let xdp = program::xdp(&mut ebpf);
     let attempts: &[(AttachMode, XdpMode)] = match mode {

@@ -1,11 +1,21 @@
 //! The allow, block and martian lists: LPM tries shared by every interface,
 //! pinned at the layout's versioned root, changed here and read by the data
 //! path at once.
+//!
+//! Beside the tries, `LIST_IN_USE` holds a flag per trie that lets the data
+//! path skip a trie known to be empty. It must never say empty while the
+//! trie holds an entry (that would be a bypass), so every change goes
+//! through [`insert`] (flag set before the entry goes in) and [`delete`]
+//! (flag cleared only once the trie is seen empty), and every change first
+//! repairs the flags from the tries ([`settle`]), undoing what a crash
+//! between the two steps left over-stated. The functions that change a
+//! list expect the caller to hold the state lock, as every caller does:
+//! a flag is only exact while no one else writes.
 use std::{io, net::IpAddr};
 
-use aya::maps::{LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use aya::maps::{Array, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
 use ipnet::IpNet;
-use xdp_common::{maps, sizes};
+use xdp_common::{list_in_use, maps, sizes};
 
 use crate::{
     pins::PinLayout,
@@ -36,6 +46,15 @@ impl List {
             List::Block => (maps::BLOCK_V4, maps::BLOCK_V6),
             List::Allow => (maps::ALLOW_V4, maps::ALLOW_V6),
             List::Martian => (maps::MARTIAN_V4, maps::MARTIAN_V6),
+        }
+    }
+
+    /// The `LIST_IN_USE` slots of the IPv4 and IPv6 tries.
+    fn slots(self) -> (u32, u32) {
+        match self {
+            List::Block => (list_in_use::BLOCK_V4, list_in_use::BLOCK_V6),
+            List::Allow => (list_in_use::ALLOW_V4, list_in_use::ALLOW_V6),
+            List::Martian => (list_in_use::MARTIAN_V4, list_in_use::MARTIAN_V6),
         }
     }
 
@@ -103,6 +122,7 @@ fn key<const N: usize>(prefix_len: u8, octets: [u8; N]) -> Key<[u8; N]> {
 /// already there.
 pub fn add(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<bool, ListError> {
     ensure(layout)?;
+    settle(layout, list)?;
     let net = net.trunc();
     let existed = contains(layout, list, net)?;
     insert(layout, list, net, expires)?;
@@ -112,6 +132,7 @@ pub fn add(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<b
 /// Removes `net` from `list`. Returns false if it was not there.
 pub fn remove(layout: &PinLayout, list: List, net: IpNet) -> Result<bool, ListError> {
     ensure(layout)?;
+    settle(layout, list)?;
     let net = net.trunc();
     if !contains(layout, list, net)? {
         return Ok(false);
@@ -149,6 +170,17 @@ where
     Ok(out)
 }
 
+/// Makes every list's `LIST_IN_USE` flags match its tries, repairing what
+/// a crash mid-change left over-stated; attach calls it before a new
+/// program instance starts reading them. The caller holds the state lock.
+pub fn settle_all(layout: &PinLayout) -> Result<(), ListError> {
+    ensure(layout)?;
+    for list in [List::Allow, List::Block, List::Martian] {
+        settle(layout, list)?;
+    }
+    Ok(())
+}
+
 /// Fills the martian list with `DEFAULT_MARTIANS` if it is empty.
 pub fn seed_martians(layout: &PinLayout) -> Result<(), ListError> {
     if !entries(layout, List::Martian)?.is_empty() {
@@ -176,6 +208,7 @@ pub fn sync(
     previous: &[IpNet],
 ) -> Result<SyncOutcome, ListError> {
     ensure(layout)?;
+    settle(layout, list)?;
     let present: std::collections::BTreeSet<IpNet> =
         entries(layout, list)?.into_iter().map(|(n, _)| n).collect();
     let mut outcome = SyncOutcome::default();
@@ -207,6 +240,7 @@ pub struct SyncOutcome {
 /// `now`, and returns them.
 pub fn sweep_expired(layout: &PinLayout, list: List, now: u64) -> Result<Vec<IpNet>, ListError> {
     ensure(layout)?;
+    settle(layout, list)?;
     let mut gone = Vec::new();
     for (net, expires) in entries(layout, list)? {
         if expires != 0 && expires <= now {
@@ -217,10 +251,54 @@ pub fn sweep_expired(layout: &PinLayout, list: List, now: u64) -> Result<Vec<IpN
     Ok(gone)
 }
 
-/// Inserts or updates one entry, with no existence check. A full trie is
-/// E2BIG for hash-like maps and ENOSPC for LPM tries on 6.x kernels.
+/// The `LIST_IN_USE` flags.
+fn in_use_flags(layout: &PinLayout) -> Result<Array<MapData, u32>, ListError> {
+    let map = Map::Array(MapData::from_pin(layout.shared_map(maps::LIST_IN_USE))?);
+    Ok(Array::try_from(map)?)
+}
+
+/// Sets the `LIST_IN_USE` flag of one trie.
+fn set_in_use(layout: &PinLayout, slot: u32, in_use: bool) -> Result<(), ListError> {
+    Ok(in_use_flags(layout)?.set(slot, u32::from(in_use), 0)?)
+}
+
+/// The `LIST_IN_USE` flags of `list`'s IPv4 and IPv6 tries: false means
+/// the data path skips that trie.
+pub fn in_use(layout: &PinLayout, list: List) -> Result<(bool, bool), ListError> {
+    ensure(layout)?;
+    let flags = in_use_flags(layout)?;
+    let (v4_slot, v6_slot) = list.slots();
+    Ok((flags.get(&v4_slot, 0)? != 0, flags.get(&v6_slot, 0)? != 0))
+}
+
+/// Makes the flags of `list`'s tries say whether each holds an entry.
+/// Exact only while no one else changes the list: the caller holds the
+/// state lock.
+fn settle(layout: &PinLayout, list: List) -> Result<(), ListError> {
+    let (v4, v6) = list.maps();
+    let (v4_slot, v6_slot) = list.slots();
+    let v4_used = trie::<4>(layout, v4)?.keys().next().transpose()?.is_some();
+    set_in_use(layout, v4_slot, v4_used)?;
+    let v6_used = trie::<16>(layout, v6)?.keys().next().transpose()?.is_some();
+    set_in_use(layout, v6_slot, v6_used)
+}
+
+/// Inserts or updates one entry, with no existence check. The trie's
+/// `LIST_IN_USE` flag is set first, so the data path never skips a trie
+/// with this entry in it. A full trie is E2BIG for hash-like maps and
+/// ENOSPC for LPM tries on 6.x kernels.
 fn insert(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<(), ListError> {
     let (v4, v6) = list.maps();
+    let (v4_slot, v6_slot) = list.slots();
+    set_in_use(
+        layout,
+        if net.addr().is_ipv4() {
+            v4_slot
+        } else {
+            v6_slot
+        },
+        true,
+    )?;
     let result = match net {
         IpNet::V4(n) => {
             trie(layout, v4)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
@@ -243,11 +321,26 @@ fn insert(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<()
     }
 }
 
+/// Removes one entry; the trie's `LIST_IN_USE` flag is cleared afterwards
+/// if that left the trie empty.
 fn delete(layout: &PinLayout, list: List, net: IpNet) -> Result<(), ListError> {
     let (v4, v6) = list.maps();
+    let (v4_slot, v6_slot) = list.slots();
     match net {
-        IpNet::V4(n) => trie(layout, v4)?.remove(&key(n.prefix_len(), n.addr().octets()))?,
-        IpNet::V6(n) => trie(layout, v6)?.remove(&key(n.prefix_len(), n.addr().octets()))?,
+        IpNet::V4(n) => {
+            let mut trie = trie::<4>(layout, v4)?;
+            trie.remove(&key(n.prefix_len(), n.addr().octets()))?;
+            if trie.keys().next().is_none() {
+                set_in_use(layout, v4_slot, false)?;
+            }
+        }
+        IpNet::V6(n) => {
+            let mut trie = trie::<16>(layout, v6)?;
+            trie.remove(&key(n.prefix_len(), n.addr().octets()))?;
+            if trie.keys().next().is_none() {
+                set_in_use(layout, v6_slot, false)?;
+            }
+        }
     }
     Ok(())
 }

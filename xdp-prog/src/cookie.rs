@@ -11,12 +11,12 @@
 //! flood. The helper also hands out a cookie only when the kernel would use
 //! one (listen queue full, or net.ipv4.tcp_syncookies=2); otherwise the SYN
 //! goes to the kernel, which answers it with full options and retransmits.
-use core::ffi::c_void;
+use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
     bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple, tcphdr},
     helpers::{
-        bpf_ktime_get_ns, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie,
+        bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie,
         bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     macros::map,
@@ -25,7 +25,7 @@ use aya_ebpf::{
 };
 use xdp_common::{Config, Reason, limits::MAX_TCP_OPTIONS};
 
-use crate::parse::{Family, Packet, Tcp};
+use crate::parse::{Family, Packet, Tcp, ptr_at};
 
 /// include/net/tcp_states.h `TCP_LISTEN`.
 const TCP_LISTEN: u32 = 10;
@@ -62,10 +62,32 @@ pub struct Scratch {
     ip: [u8; 40],
     /// The TCP header of the segment, options included.
     tcp: [u8; HEADER_COPY],
-    /// The answer's IP header (IPv4 uses the first 20 bytes).
-    out_ip: [u8; 40],
+    /// The answer's IP header, ending where `out_tcp` begins (IPv4's in
+    /// bytes 20..40), so that both go back into the frame in one helper
+    /// call.
+    out_ip: [u8; IP_END],
     /// The answer's TCP header.
     out_tcp: [u8; 40],
+}
+
+/// Where the answer's IP header ends and its TCP header begins.
+const IP_END: usize = 40;
+
+impl Family {
+    /// The length of the fixed IP header.
+    #[inline(always)]
+    fn ip_len(self) -> usize {
+        match self {
+            Family::V4 => 20,
+            Family::V6 => 40,
+        }
+    }
+
+    /// Where the answer's IP header starts in `Scratch::out_ip`.
+    #[inline(always)]
+    fn ip_at(self) -> usize {
+        IP_END - self.ip_len()
+    }
 }
 
 #[map(name = "SCRATCH")]
@@ -110,17 +132,16 @@ impl Headers {
         // SAFETY: this CPU's scratch slot, used by one program run at a time.
         let s = unsafe { &mut *scratch };
         let tcp_len = if whole_tcp { header_copy_len(tcp) } else { 20 };
-        let ip_len = match packet.family {
-            Family::V4 => 20,
-            Family::V6 => 40,
-        };
+        // Two copies even when the headers are adjacent: one copy then
+        // (a branch on l4 == l3 + ip_len) made the verifier walk the rest
+        // of the cookie path twice over, past its 1M-instruction limit.
         // SAFETY: the buffers hold at least the lengths loaded.
         let failed = unsafe {
             bpf_xdp_load_bytes(
                 ctx.ctx,
                 packet.l3 as u32,
                 s.ip.as_mut_ptr() as *mut c_void,
-                ip_len,
+                packet.family.ip_len() as u32,
             ) != 0
                 || bpf_xdp_load_bytes(
                     ctx.ctx,
@@ -152,9 +173,9 @@ impl Headers {
     /// Looks up the socket the segment is for, in the interface's namespace.
     #[inline(always)]
     fn lookup(&mut self, ctx: &XdpContext) -> Option<Socket> {
-        // SAFETY: a zeroed tuple is valid; the union member written matches
-        // the size passed.
-        let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+        // Not zeroed first: only the member the helper reads (`size` bytes)
+        // is written. Zeroing it cost a call to a byte-at-a-time memset.
+        let mut tuple = MaybeUninit::<bpf_sock_tuple>::uninit();
         let t = &self.s.tcp;
         let sport = u16::from_ne_bytes([t[0], t[1]]);
         let dport = u16::from_ne_bytes([t[2], t[3]]);
@@ -162,37 +183,41 @@ impl Headers {
         let size = match self.family {
             Family::V4 => {
                 let (client, server) = self.v4_addrs();
-                // SAFETY: writing the ipv4 member of the union.
+                // SAFETY: writing every field of the ipv4 member of the
+                // union through a raw pointer; no reference to uninit data.
                 unsafe {
-                    let v4 = &mut tuple.__bindgen_anon_1.ipv4;
-                    v4.saddr = u32::from_ne_bytes(client);
-                    v4.daddr = u32::from_ne_bytes(server);
-                    v4.sport = sport;
-                    v4.dport = dport;
+                    let v4 = &raw mut (*tuple.as_mut_ptr()).__bindgen_anon_1.ipv4;
+                    (*v4).saddr = u32::from_ne_bytes(client);
+                    (*v4).daddr = u32::from_ne_bytes(server);
+                    (*v4).sport = sport;
+                    (*v4).dport = dport;
                 }
                 12
             }
             Family::V6 => {
-                // SAFETY: writing the ipv6 member of the union.
+                // SAFETY: as above, the ipv6 member.
                 unsafe {
-                    let v6 = &mut tuple.__bindgen_anon_1.ipv6;
+                    let v6 = &raw mut (*tuple.as_mut_ptr()).__bindgen_anon_1.ipv6;
                     for i in 0..4 {
                         let s = 8 + i * 4;
                         let d = 24 + i * 4;
-                        v6.saddr[i] = u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
-                        v6.daddr[i] = u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
+                        (*v6).saddr[i] =
+                            u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
+                        (*v6).daddr[i] =
+                            u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
                     }
-                    v6.sport = sport;
-                    v6.dport = dport;
+                    (*v6).sport = sport;
+                    (*v6).dport = dport;
                 }
                 36
             }
         };
-        // SAFETY: the tuple lives on our stack for the call.
+        // SAFETY: the tuple lives on our stack for the call, its first
+        // `size` bytes written.
         let sk = unsafe {
             bpf_skc_lookup_tcp(
                 ctx.ctx as *mut c_void,
-                &mut tuple,
+                tuple.as_mut_ptr(),
                 size,
                 BPF_F_CURRENT_NETNS as u64,
                 0,
@@ -208,7 +233,13 @@ impl Headers {
 
 /// During a flood: answer a SYN with a SYN-ACK carrying a kernel cookie.
 #[inline(always)]
-pub fn answer_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) -> Reason {
+pub fn answer_syn(
+    ctx: &XdpContext,
+    packet: &Packet,
+    tcp: &Tcp,
+    config: &Config,
+    now: u64,
+) -> Reason {
     let Some(mut h) = Headers::copy(ctx, packet, tcp, true) else {
         return Reason::Internal;
     };
@@ -220,12 +251,9 @@ pub fn answer_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config)
         // kernel's business.
         return Reason::Syn;
     }
-    let ip_len = match h.family {
-        Family::V4 => 20,
-        Family::V6 => 40,
-    };
+    let ip_len = h.family.ip_len() as u32;
     // SAFETY: the helper reads ip_len bytes of `ip` and tcp_len of `tcp`,
-    // both within the stack buffers; th_len == doff * 4 as it requires.
+    // both within scratch; th_len == doff * 4 as it requires.
     let generated = unsafe {
         bpf_tcp_gen_syncookie(
             socket.0 as *mut c_void,
@@ -241,7 +269,7 @@ pub fn answer_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config)
         // forced, so the kernel takes this SYN itself.
         return Reason::Syn;
     }
-    build_syn_ack(ctx, packet.l3, h, generated as u32, config)
+    build_syn_ack(ctx, packet.l3, h, generated as u32, config, now)
 }
 
 /// The copy length: doff * 4, in [20, 60], computed so that the verifier
@@ -254,21 +282,45 @@ fn header_copy_len(tcp: &Tcp) -> u32 {
 
 /// What the client's SYN asked for, gathered option by option in a
 /// bpf_loop callback: the verifier checks one step once, where an open-coded
-/// loop makes it walk every combination of option lengths.
+/// loop makes it walk every combination of option lengths. The flags share
+/// one word: LLVM turns runs of zeroed fields into a call to memset, which
+/// in BPF is a loop a byte at a time.
 #[repr(C)]
 struct ClientOptions {
     /// Offset of the next option in the header copy.
     at: u64,
     /// The header length: options end here.
     len: u64,
-    /// Window scale shift, or `NO_WSCALE`.
-    wscale: u64,
-    sack: u64,
-    timestamps: u64,
+    /// The window scale shift (`NO_WSCALE` if absent) in the low byte, and
+    /// the `SACK_PERMITTED` and `TIMESTAMPS` bits.
+    found: u64,
     tsval: u64,
 }
 
+const WSCALE_MASK: u64 = 0xff;
 const NO_WSCALE: u64 = 0xff;
+const SACK_PERMITTED: u64 = 1 << 8;
+const TIMESTAMPS: u64 = 1 << 9;
+
+impl ClientOptions {
+    #[inline(always)]
+    fn wscale(&self) -> Option<u8> {
+        match self.found & WSCALE_MASK {
+            NO_WSCALE => None,
+            shift => Some(shift as u8),
+        }
+    }
+
+    #[inline(always)]
+    fn sack(&self) -> bool {
+        self.found & SACK_PERMITTED != 0
+    }
+
+    #[inline(always)]
+    fn timestamps(&self) -> bool {
+        self.found & TIMESTAMPS != 0
+    }
+}
 /// bpf_loop: go on, or stop.
 const LOOP_CONTINUE: i64 = 0;
 const LOOP_BREAK: i64 = 1;
@@ -288,13 +340,14 @@ fn byte(th: &[u8; HEADER_COPY], i: u64) -> u8 {
 /// `tcp_parse_options` does: stop at EOL, at a length below 2, or at an
 /// option that runs past the header.
 #[inline(always)]
-fn client_options(len: u32) -> ClientOptions {
+fn client_options(th: &[u8; HEADER_COPY], len: u32) -> ClientOptions {
+    if let Some(linux) = linux_syn_options(th, len) {
+        return linux;
+    }
     let mut options = ClientOptions {
         at: 20,
         len: len as u64,
-        wscale: NO_WSCALE,
-        sack: 0,
-        timestamps: 0,
+        found: NO_WSCALE,
         tsval: 0,
     };
     // SAFETY: the callback is a static function of this program and the
@@ -308,6 +361,36 @@ fn client_options(len: u32) -> ClientOptions {
         );
     }
     options
+}
+
+/// The options of a SYN laid out as Linux sends them with timestamps on
+/// (net/ipv4/tcp_output.c `tcp_options_write`): MSS, SACK permitted,
+/// timestamps, NOP, window scale, 20 bytes. Read in place, they give what
+/// the loop over them gives (the MSS is the helper's business, the echo
+/// is 0 in a SYN), without its callback per option; anything else is left
+/// to the loop.
+#[inline(always)]
+fn linux_syn_options(th: &[u8; HEADER_COPY], len: u32) -> Option<ClientOptions> {
+    let layout = [
+        (20, OPT_MSS),
+        (21, 4),
+        (24, OPT_SACK_PERM),
+        (25, 2),
+        (26, OPT_TIMESTAMP),
+        (27, 10),
+        (36, OPT_NOP),
+        (37, OPT_WSCALE),
+        (38, 3),
+    ];
+    if len != 40 || layout.iter().any(|&(at, byte)| th[at] != byte) {
+        return None;
+    }
+    Some(ClientOptions {
+        at: 40,
+        len: 40,
+        found: th[39].min(TCP_MAX_WSCALE) as u64 | SACK_PERMITTED | TIMESTAMPS,
+        tsval: u32::from_be_bytes([th[28], th[29], th[30], th[31]]) as u64,
+    })
 }
 
 /// One option of the SYN's header (in the per-CPU scratch copy).
@@ -336,11 +419,11 @@ extern "C" fn option_step(_index: u64, ctx: *mut c_void) -> i64 {
         return LOOP_BREAK;
     }
     if kind == OPT_WSCALE && size == 3 {
-        o.wscale = byte(th, i + 2).min(TCP_MAX_WSCALE) as u64;
+        o.found = (o.found & !WSCALE_MASK) | byte(th, i + 2).min(TCP_MAX_WSCALE) as u64;
     } else if kind == OPT_SACK_PERM && size == 2 {
-        o.sack = 1;
+        o.found |= SACK_PERMITTED;
     } else if kind == OPT_TIMESTAMP && size == 10 {
-        o.timestamps = 1;
+        o.found |= TIMESTAMPS;
         o.tsval = u32::from_be_bytes([
             byte(th, i + 2),
             byte(th, i + 3),
@@ -358,7 +441,14 @@ extern "C" fn option_step(_index: u64, ctx: *mut c_void) -> i64 {
 /// kernel's own cookie SYN-ACK would carry. IP options, IPv6 extension
 /// headers and any SYN payload are not carried over.
 #[inline(always)]
-fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &Config) -> Reason {
+fn build_syn_ack(
+    ctx: &XdpContext,
+    l3: usize,
+    h: Headers,
+    cookie: u32,
+    config: &Config,
+    now: u64,
+) -> Reason {
     let (client_addr, server_addr) = h.v4_addrs();
     let Headers {
         family,
@@ -366,23 +456,29 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
         s,
     } = h;
     let th = &s.tcp;
-    let client = client_options(th_len);
+    let client = client_options(th, th_len);
     let client_seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
 
     // Timestamps carry the options through the handshake (syncookies.c
     // `cookie_init_timestamp`); without them the cookie holds the MSS only.
-    let use_ts = config.ts_cookies != 0 && client.timestamps != 0;
-    let sack = use_ts && client.sack != 0 && config.tcp_sack != 0;
-    let wscale = use_ts && config.tcp_window_scaling != 0 && client.wscale != NO_WSCALE;
+    let use_ts = config.ts_cookies != 0 && client.timestamps();
+    let sack = use_ts && client.sack() && config.tcp_sack != 0;
+    let client_wscale = client.wscale();
+    let wscale = use_ts && config.tcp_window_scaling != 0 && client_wscale.is_some();
 
+    // Every byte of the answer up to its length is written below, none
+    // zeroed first: a zeroed buffer costs a call to memset, which in BPF
+    // loops a byte at a time.
     let out = &mut s.out_tcp;
-    *out = [0; 40];
     out[0..2].copy_from_slice(&th[2..4]);
     out[2..4].copy_from_slice(&th[0..2]);
     out[4..8].copy_from_slice(&cookie.to_be_bytes());
     out[8..12].copy_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
     out[13] = 0x12; // SYN | ACK
     out[14..16].copy_from_slice(&SYN_ACK_WINDOW.to_be_bytes());
+    // The checksum, 0 while it is computed, and the urgent pointer.
+    out[16..18].copy_from_slice(&0u16.to_be_bytes());
+    out[18..20].copy_from_slice(&0u16.to_be_bytes());
     let mss = match family {
         Family::V4 if config.mss_v4 != 0 => config.mss_v4,
         Family::V4 => DEFAULT_MSS_V4,
@@ -394,15 +490,16 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
     out[22..24].copy_from_slice(&mss.to_be_bytes());
     let mut tcp_len = 24usize;
     if use_ts {
-        let mut options = if wscale {
-            client.wscale as u32
-        } else {
-            TS_OPT_WSCALE_MASK
+        let mut options = match client_wscale {
+            Some(shift) if wscale => shift as u32,
+            _ => TS_OPT_WSCALE_MASK,
         };
         if sack {
             options |= TS_OPT_SACK;
         }
-        let now_ms = unsafe { bpf_ktime_get_ns() } / 1_000_000;
+        // The kernel's TCP clock is CLOCK_MONOTONIC (tcp_clock_ns); `now`
+        // is the same clock as of the last tick, so never ahead of it.
+        let now_ms = now / 1_000_000;
         let mut ts = ((now_ms >> TSBITS) << TSBITS) | options as u64;
         // Keep TSval <= the clock, as cookie_init_timestamp does.
         if ts > now_ms {
@@ -425,81 +522,81 @@ fn build_syn_ack(ctx: &XdpContext, l3: usize, h: Headers, cookie: u32, config: &
     out[12] = ((tcp_len / 4) as u8) << 4;
 
     let ip = &mut s.out_ip;
-    *ip = [0; 40];
     let pseudo = match family {
         Family::V4 => {
-            ip[0] = 0x45;
-            ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-            ip[6] = 0x40; // don't fragment
-            ip[8] = SYN_ACK_TTL;
-            ip[9] = IPPROTO_TCP;
-            ip[12..16].copy_from_slice(&server_addr);
-            ip[16..20].copy_from_slice(&client_addr);
-            let ip_sum = fold(sum_words(ip, 20, 0));
-            ip[10..12].copy_from_slice(&(!ip_sum).to_be_bytes());
-            sum_words(&server_addr, 4, 0) + sum_words(&client_addr, 4, 0)
+            // At 20..40 (`Family::ip_at`), right before the TCP header.
+            ip[20] = 0x45;
+            ip[21] = 0; // DSCP, ECN
+            ip[22..24].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+            ip[24..26].copy_from_slice(&0u16.to_be_bytes()); // identification
+            ip[26] = 0x40; // don't fragment, offset 0
+            ip[27] = 0;
+            ip[28] = SYN_ACK_TTL;
+            ip[29] = IPPROTO_TCP;
+            ip[30..32].copy_from_slice(&0u16.to_be_bytes()); // checksum, below
+            ip[32..36].copy_from_slice(&server_addr);
+            ip[36..40].copy_from_slice(&client_addr);
+            let ip_sum = fold(sum_words(ip, 20, 40, 0));
+            ip[30..32].copy_from_slice(&(!ip_sum).to_be_bytes());
+            sum_words(&server_addr, 0, 4, 0) + sum_words(&client_addr, 0, 4, 0)
         }
         Family::V6 => {
-            ip[0] = 0x60;
+            // Version 6, traffic class and flow label 0.
+            ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
             ip[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
             ip[6] = IPPROTO_TCP;
             ip[7] = SYN_ACK_TTL;
             ip[8..24].copy_from_slice(&s.ip[24..40]);
             ip[24..40].copy_from_slice(&s.ip[8..24]);
             // RFC 8200 8.1: the pseudo-header holds both addresses.
-            sum_words(ip, 40, 0) - sum_words(ip, 8, 0)
+            sum_words(ip, 8, 40, 0)
         }
     };
     let pseudo = pseudo + IPPROTO_TCP as u32 + tcp_len as u32;
-    let tcp_sum = fold(sum_words(&s.out_tcp, tcp_len, pseudo));
+    let tcp_sum = fold(sum_words(&s.out_tcp, 0, tcp_len, pseudo));
     s.out_tcp[16..18].copy_from_slice(&(!tcp_sum).to_be_bytes());
-    let ip_len = match family {
-        Family::V4 => 20,
-        Family::V6 => 40,
-    };
-    emit(ctx, l3, &s.out_ip, ip_len, &s.out_tcp, tcp_len)
+    emit(ctx, l3, s, family, tcp_len)
 }
 
-/// Resizes the frame to L2 + IP + TCP and writes the answer into it. The
-/// resize comes first: if the driver cannot, nothing has been touched yet
-/// and the SYN goes to the kernel instead.
+/// Resizes the frame to L2 + IP + TCP and writes the answer into it: the
+/// MACs swapped in place (constant offsets, no helper), then both headers
+/// in one helper call. The resize comes first: if the driver cannot,
+/// nothing has been touched yet and the SYN goes to the kernel instead.
 #[inline(always)]
-fn emit(
-    ctx: &XdpContext,
-    l3: usize,
-    ip: &[u8; 40],
-    ip_len: usize,
-    tcp: &[u8; 40],
-    tcp_len: usize,
-) -> Reason {
+fn emit(ctx: &XdpContext, l3: usize, s: &Scratch, family: Family, tcp_len: usize) -> Reason {
+    let ip_len = family.ip_len();
     let old_len = ctx.data_end() - ctx.data();
     let new_len = l3 + ip_len + tcp_len;
     let delta = new_len as i32 - old_len as i32;
-    let ip_len = if ip_len == 20 { 20 } else { 40 };
-    let tcp_len = (tcp_len as u32).min(40);
-    // SAFETY: plain helper calls on our context and buffers.
+    let tcp_len = tcp_len.min(40);
+    // SAFETY: plain helper calls on our context and scratch memory.
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return Reason::CookieFallback;
+    }
+    // The resize moved the frame's end: `ptr_at` checks against the new one.
+    let Some(macs) = ptr_at::<[u8; 12]>(ctx, 0) else {
+        return Reason::Internal;
+    };
+    let macs = macs as *mut [u8; 12];
+    // SAFETY: `ptr_at` checked that the 12 bytes lie inside the frame.
     unsafe {
-        if delta != 0 && bpf_xdp_adjust_tail(ctx.ctx, delta) != 0 {
-            return Reason::CookieFallback;
-        }
-        let mut macs = [0u8; 12];
-        if bpf_xdp_load_bytes(ctx.ctx, 0, macs.as_mut_ptr() as *mut c_void, 12) != 0 {
-            return Reason::Internal;
-        }
-        let mut swapped = [0u8; 12];
-        swapped[0..6].copy_from_slice(&macs[6..12]);
-        swapped[6..12].copy_from_slice(&macs[0..6]);
-        if bpf_xdp_store_bytes(ctx.ctx, 0, swapped.as_ptr() as *mut c_void, 12) != 0
-            || bpf_xdp_store_bytes(ctx.ctx, l3 as u32, ip.as_ptr() as *mut c_void, ip_len) != 0
-            || bpf_xdp_store_bytes(
-                ctx.ctx,
-                (l3 + ip_len as usize) as u32,
-                tcp.as_ptr() as *mut c_void,
-                tcp_len,
-            ) != 0
-        {
-            return Reason::Internal;
-        }
+        let m = *macs;
+        *macs = [
+            m[6], m[7], m[8], m[9], m[10], m[11], m[0], m[1], m[2], m[3], m[4], m[5],
+        ];
+    }
+    // SAFETY: `ip_at + ip_len` is the end of `out_ip`, where `out_tcp`
+    // begins (repr(C), no padding).
+    let stored = unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            l3 as u32,
+            s.out_ip.as_ptr().add(family.ip_at()) as *mut c_void,
+            (ip_len + tcp_len) as u32,
+        )
+    };
+    if stored != 0 {
+        return Reason::Internal;
     }
     Reason::SynAck
 }
@@ -518,10 +615,7 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp) -> Reason {
         // Established, TIME_WAIT, or a request socket the kernel made.
         return Reason::Tcp;
     }
-    let ip_len = match h.family {
-        Family::V4 => 20,
-        Family::V6 => 40,
-    };
+    let ip_len = h.family.ip_len() as u32;
     // SAFETY: the helper reads ip_len bytes of `ip` and 20 of `tcp`.
     let checked = unsafe {
         bpf_tcp_check_syncookie(
@@ -539,11 +633,11 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp) -> Reason {
     }
 }
 
-/// Adds the 16-bit big-endian words of `bytes[..len]` to `sum`.
+/// Adds the 16-bit big-endian words of `bytes[from..to]` to `sum`.
 #[inline(always)]
-fn sum_words<const N: usize>(bytes: &[u8; N], len: usize, mut sum: u32) -> u32 {
-    let mut i = 0;
-    while i + 1 < N && i + 1 < len {
+fn sum_words<const N: usize>(bytes: &[u8; N], from: usize, to: usize, mut sum: u32) -> u32 {
+    let mut i = from;
+    while i + 1 < N && i + 1 < to {
         sum += u16::from_be_bytes([bytes[i], bytes[i + 1]]) as u32;
         i += 2;
     }

@@ -10,7 +10,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_map_lookup_percpu_elem},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_map_lookup_percpu_elem},
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
@@ -64,9 +64,23 @@ pub fn active(config: &Config) -> bool {
         && FLOOD.get(0).is_some_and(|state| state.active != 0)
 }
 
-/// Counts one SYN and says whether the interface is in flood mode.
+/// CLOCK_MONOTONIC_COARSE in ns, as `FloodState` and the buckets keep
+/// time: the clock as of the last tick (4 ms at HZ=250). Reading the exact
+/// clock (bpf_ktime_get_ns: a serialising TSC read) cost about a fifth of a
+/// SYN's time in normal mode. A tick is small beside what the clock
+/// measures: 100 ms windows, a 10 s hold, token refills (a tick's worth
+/// arrives at the next tick), and the answer's timestamp, whose low 6 bits
+/// of milliseconds are the cookie's options anyway.
 #[inline(always)]
-pub fn on_syn(config: &Config) -> bool {
+pub fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// Counts one SYN (at `now`) and says whether the interface is in flood
+/// mode.
+#[inline(always)]
+pub fn on_syn(config: &Config, now: u64) -> bool {
     if let Some(count) = SYN_COUNT.get_ptr_mut(0) {
         // SAFETY: this CPU's own slot; XDP runs with preemption disabled.
         unsafe { *count += 1 };
@@ -74,7 +88,6 @@ pub fn on_syn(config: &Config) -> bool {
     let Some(state) = FLOOD.get_ptr_mut(0) else {
         return false;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: `state` points into the map's value, valid for this run.
     unsafe {
         let elapsed = now.wrapping_sub((*state).window_start_ns);
@@ -136,10 +149,17 @@ fn total_syns() -> u64 {
     total
 }
 
-/// Spends one SYN from the source's host and network budgets; false when
-/// either is empty (and records the prefix that ran out).
+/// Spends one SYN (at `now`) from the source's host and network budgets;
+/// false when either is empty (and records the prefix that ran out: the
+/// host's if it is empty, else the network's).
+///
+/// Both buckets are looked at before either is written, so a SYN the
+/// network's budget drops spends nothing from the host's and, for a host
+/// seen for the first time, creates no entry: in a spoofed flood most SYNs
+/// come from new hosts of networks already over budget, and an entry each
+/// cost an LRU insert (and an eviction once the map is full).
 #[inline(always)]
-pub fn within_budget(packet: &Packet, config: &Config) -> bool {
+pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
     let (host, net, host_len, net_len) = match packet.family {
         Family::V4 => (config.budget_v4_host, config.budget_v4_net, 32, 24),
         Family::V6 => (config.budget_v6_host, config.budget_v6_net, 128, 64),
@@ -147,14 +167,30 @@ pub fn within_budget(packet: &Packet, config: &Config) -> bool {
     if host.rate == 0 && net.rate == 0 {
         return true;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
-    for (budget, prefix_len) in [(host, host_len), (net, net_len)] {
-        let key = source_key(packet, prefix_len);
-        if !spend(&key, budget, now) {
-            record_over_budget(&key);
-            return false;
-        }
+    // Writes through a looked-up entry come before any insert: an insert
+    // can evict the other entry and reuse its memory.
+    let host_key = source_key(packet, host_len);
+    let host_bucket = Found::look(&host_key, host, now);
+    if !host_bucket.has_token() {
+        host_bucket.write(now, 0);
+        host_bucket.create(&host_key, now, 0);
+        record_over_budget(&host_key);
+        return false;
     }
+    let net_key = source_key(packet, net_len);
+    let net_bucket = Found::look(&net_key, net, now);
+    if !net_bucket.has_token() {
+        // The host's bucket keeps its refill, but not this SYN.
+        host_bucket.write(now, 0);
+        net_bucket.write(now, 0);
+        net_bucket.create(&net_key, now, 0);
+        record_over_budget(&net_key);
+        return false;
+    }
+    host_bucket.write(now, MILLI);
+    net_bucket.write(now, MILLI);
+    host_bucket.create(&host_key, now, MILLI);
+    net_bucket.create(&net_key, now, MILLI);
     true
 }
 
@@ -173,37 +209,72 @@ fn source_key(packet: &Packet, prefix_len: u32) -> SourceKey {
     SourceKey { prefix_len, addr }
 }
 
-#[inline(always)]
-fn spend(key: &SourceKey, budget: Budget, now: u64) -> bool {
-    if budget.rate == 0 {
-        return true;
+/// A prefix's token bucket as looked up, its tokens refilled up to now:
+/// nothing is written until the SYN's fate is known.
+enum Found {
+    /// The budget is off (rate 0).
+    Off,
+    /// No entry yet: a new source starts with a full bucket.
+    Missing { capacity: u64 },
+    /// The entry, and its thousandths of a token refilled up to now.
+    Present { bucket: *mut Bucket, tokens: u64 },
+}
+
+impl Found {
+    #[inline(always)]
+    fn look(key: &SourceKey, budget: Budget, now: u64) -> Found {
+        if budget.rate == 0 {
+            return Found::Off;
+        }
+        let capacity = budget.burst as u64 * MILLI;
+        match BUDGETS.get_ptr_mut(key) {
+            None => Found::Missing { capacity },
+            // SAFETY: the pointer is valid for this run; races between
+            // CPUs only blur the estimate.
+            Some(bucket) => unsafe {
+                let elapsed = now.saturating_sub((*bucket).last_ns).min(MAX_REFILL_NS);
+                let refill = elapsed * budget.rate as u64 / (NS_PER_SEC / MILLI);
+                Found::Present {
+                    bucket,
+                    tokens: ((*bucket).milli_tokens + refill).min(capacity),
+                }
+            },
+        }
     }
-    let capacity = budget.burst as u64 * MILLI;
-    match BUDGETS.get_ptr_mut(key) {
-        None => {
-            // A new source starts with a full bucket, less this SYN.
+
+    /// Whether a SYN can be spent.
+    #[inline(always)]
+    fn has_token(&self) -> bool {
+        match *self {
+            Found::Off => true,
+            Found::Missing { capacity } => capacity >= MILLI,
+            Found::Present { tokens, .. } => tokens >= MILLI,
+        }
+    }
+
+    /// Stores an existing entry's refill, less `spent` thousandths.
+    #[inline(always)]
+    fn write(&self, now: u64, spent: u64) {
+        if let Found::Present { bucket, tokens } = *self {
+            // SAFETY: as in `look`.
+            unsafe {
+                (*bucket).milli_tokens = tokens.saturating_sub(spent);
+                (*bucket).last_ns = now;
+            }
+        }
+    }
+
+    /// Creates a missing entry, full less `spent` thousandths (only a burst
+    /// of 0 is empty from the start, and then gets an empty entry).
+    #[inline(always)]
+    fn create(&self, key: &SourceKey, now: u64, spent: u64) {
+        if let Found::Missing { capacity } = *self {
             let bucket = Bucket {
-                milli_tokens: capacity.saturating_sub(MILLI),
+                milli_tokens: capacity.saturating_sub(spent),
                 last_ns: now,
             };
             let _ = BUDGETS.insert(key, &bucket, 0);
-            capacity >= MILLI
         }
-        // SAFETY: the pointer is valid for this run; races between CPUs
-        // only blur the estimate.
-        Some(bucket) => unsafe {
-            let elapsed = now.saturating_sub((*bucket).last_ns).min(MAX_REFILL_NS);
-            let refill = elapsed * budget.rate as u64 / (NS_PER_SEC / MILLI);
-            let tokens = ((*bucket).milli_tokens + refill).min(capacity);
-            (*bucket).last_ns = now;
-            if tokens >= MILLI {
-                (*bucket).milli_tokens = tokens - MILLI;
-                true
-            } else {
-                (*bucket).milli_tokens = tokens;
-                false
-            }
-        },
     }
 }
 

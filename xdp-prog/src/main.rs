@@ -71,10 +71,13 @@ fn syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &xdp_common::Config
     if ctx.ingress_ifindex() != LOOPBACK_IFINDEX && lists::martian(packet) {
         return Reason::Martian;
     }
-    if !flood::on_syn(config) || config.unguarded_ports.contains(tcp.dport) {
+    // One clock read for the whole SYN: detection, budgets, the answer's
+    // timestamp (each read is a helper call and a TSC read).
+    let now = flood::now();
+    if !flood::on_syn(config, now) || config.unguarded_ports.contains(tcp.dport) {
         return Reason::Syn;
     }
-    if !flood::within_budget(packet, config) {
+    if !flood::within_budget(packet, config, now) {
         return Reason::Rate;
     }
     // RFC 1122 4.2.3.10: a SYN to a broadcast or multicast address is
@@ -85,7 +88,7 @@ fn syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &xdp_common::Config
     if !packet.unicast {
         return Reason::Syn;
     }
-    cookie::answer_syn(ctx, packet, tcp, config)
+    cookie::answer_syn(ctx, packet, tcp, config, now)
 }
 
 #[cfg(not(test))]

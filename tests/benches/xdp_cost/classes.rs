@@ -1,7 +1,7 @@
 //! The traffic classes: the frames of each, which of synguard's settings
 //! it runs under, how it is timed, and what synguard and xdp-filter must
 //! do with it.
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 use synguard_tests::{
@@ -11,7 +11,7 @@ use synguard_tests::{
 };
 use xdp_common::Reason;
 
-use crate::{BLOCKED, PORT, fixture::Bench};
+use crate::{BLOCKED, Options, PORT, fixture::Bench};
 
 /// How a class is timed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -51,11 +51,54 @@ pub struct Class {
     /// Run on synguard with its lists (else on an instance whose lists are
     /// all empty).
     pub lists: bool,
+    /// Every single call gets a frame no earlier call had (`frames` holds
+    /// one per call of every round), as in a spoofed flood whose sources
+    /// keep changing; else the frames are reused round after round.
+    pub fresh: bool,
+}
+
+/// `count` SYNs to the listener from as many sources in 10.0.0.0/8 (a
+/// bijection of the index, so no two share one), spread over its /24s.
+fn fresh_syns_v4(count: usize, target: IpAddr) -> Vec<Vec<u8>> {
+    (0..count as u32)
+        .map(|i| {
+            // An odd multiplier permutes 0..2^24.
+            let x = i.wrapping_mul(0x005b_d1e9) & 0x00ff_ffff;
+            let [_, a, b, c] = x.to_be_bytes();
+            Segment::syn(
+                IpAddr::V4(Ipv4Addr::new(10, a, b, c)),
+                target,
+                1024 + (i % 60000) as u16,
+                PORT,
+            )
+            .numbers(x.wrapping_mul(0x9e37_79b1), 0)
+            .frame()
+        })
+        .collect()
+}
+
+/// `count` SYNs from as many hosts of one IPv6 /64, 2001:2:0:ff00::/64.
+fn fresh_syns_v6_one_net(count: usize) -> Vec<Vec<u8>> {
+    let target = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2));
+    (0..count as u64)
+        .map(|i| {
+            let host = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let [a, b, c, d] = [host >> 48, host >> 32, host >> 16, host].map(|w| w as u16);
+            Segment::syn(
+                IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0xff00, a, b, c, d)),
+                target,
+                1024 + (i % 60000) as u16,
+                PORT,
+            )
+            .frame()
+        })
+        .collect()
 }
 
 impl Bench<'_> {
     /// The traffic classes, with frames built here and checked below.
-    pub fn classes(&mut self) -> Result<Vec<Class>> {
+    pub fn classes(&mut self, options: &Options) -> Result<Vec<Class>> {
+        let fresh_frames = options.rounds() * options.calls();
         let outside = IpAddr::V4(OUTSIDE_V4);
         let target = IpAddr::V4(TARGET_V4);
         let syn = Segment::syn(outside, target, 40000, PORT);
@@ -89,6 +132,7 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
             },
             Class {
                 name: "non-TCP (UDP) pass, every list empty",
@@ -99,6 +143,7 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: false,
+                fresh: false,
             },
             Class {
                 name: "blocklisted source: drop",
@@ -109,6 +154,7 @@ impl Bench<'_> {
                 peer_action: bpf::XDP_DROP,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
             },
             Class {
                 name: "SYN, normal mode: pass",
@@ -119,6 +165,7 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
             },
             Class {
                 name: "SYN, flood mode: SYN-ACK (XDP_TX)",
@@ -129,6 +176,7 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
             },
             Class {
                 name: "SYN, flood mode, budgets off: SYN-ACK (XDP_TX)",
@@ -139,6 +187,18 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
+            },
+            Class {
+                name: "SYN, flood mode, a new source each time: SYN-ACK (XDP_TX)",
+                mode: Mode::Flood,
+                timing: Timing::Single,
+                frames: fresh_syns_v4(fresh_frames, target),
+                reason: Reason::SynAck,
+                peer_action: pass,
+                spend_budget: false,
+                lists: true,
+                fresh: true,
             },
             Class {
                 name: "SYN, flood mode, source over budget: drop",
@@ -151,6 +211,18 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: true,
                 lists: true,
+                fresh: false,
+            },
+            Class {
+                name: "SYN, flood mode, new hosts of an IPv6 /64 over budget: drop",
+                mode: Mode::FloodSpent,
+                timing: Timing::Single,
+                frames: fresh_syns_v6_one_net(fresh_frames),
+                reason: Reason::Rate,
+                peer_action: pass,
+                spend_budget: true,
+                lists: true,
+                fresh: true,
             },
             Class {
                 name: "valid cookie ACK: pass",
@@ -161,6 +233,7 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
             },
             Class {
                 name: "forged cookie ACK: drop",
@@ -171,6 +244,7 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
             },
             Class {
                 name: "established-flow data, normal mode: pass",
@@ -181,6 +255,7 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
             },
             Class {
                 name: "established-flow data, flood mode: pass",
@@ -191,6 +266,7 @@ impl Bench<'_> {
                 peer_action: pass,
                 spend_budget: false,
                 lists: true,
+                fresh: false,
             },
         ])
     }

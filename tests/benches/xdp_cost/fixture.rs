@@ -16,7 +16,7 @@ use synguard_tests::{
     netns::Netns,
     packets::{Flags, Rng, Segment},
 };
-use xdp_common::{Budget, Config, FloodMode, FloodState, maps};
+use xdp_common::{Budget, Config, FloodMode, FloodState, list_in_use, maps};
 use xdp_daemon::{
     counters::Counters,
     lists::DEFAULT_MARTIANS,
@@ -241,13 +241,24 @@ impl<'a> Bench<'a> {
             for (class, result) in classes.iter().zip(&mut results) {
                 self.policy(class.mode)?;
                 self.use_bare = !class.lists;
+                // Fresh frames: each round takes the next `calls` of them.
+                let start = if class.fresh {
+                    round * options.calls()
+                } else {
+                    0
+                };
                 if class.spend_budget {
-                    self.spend_budget(&class.frames[0])?;
+                    // With the round's first source: one spent in an earlier
+                    // round may still be over its own budget, so its SYNs
+                    // would be dropped without spending its network's
+                    // budget, which other classes' entries may have evicted
+                    // from the LRU meanwhile.
+                    self.spend_budget(&class.frames[start])?;
                 }
                 let floor = self.floor.as_fd();
                 result
                     .floor
-                    .push(self.time(floor, class, options, bpf::XDP_PASS)?);
+                    .push(self.time(floor, class, options, start, bpf::XDP_PASS)?);
                 let before = self.counters()?;
                 let expected = match class.reason.verdict() {
                     xdp_common::Verdict::Pass => bpf::XDP_PASS,
@@ -255,7 +266,7 @@ impl<'a> Bench<'a> {
                     xdp_common::Verdict::Tx => bpf::XDP_TX,
                     xdp_common::Verdict::Aborted => bpf::XDP_ABORTED,
                 };
-                let ns = self.time(self.synguard_fd(), class, options, expected)?;
+                let ns = self.time(self.synguard_fd(), class, options, start, expected)?;
                 let delta = self.counters()?.since(&before);
                 let runs = match class.timing {
                     Timing::Repeated => u64::from(options.repeat()),
@@ -273,7 +284,7 @@ impl<'a> Bench<'a> {
                     let fd = peer.prog.as_fd();
                     result
                         .peer
-                        .push(self.time(fd, class, options, class.peer_action)?);
+                        .push(self.time(fd, class, options, start, class.peer_action)?);
                 }
             }
         }
@@ -299,13 +310,14 @@ impl<'a> Bench<'a> {
         bail!("10000 SYNs from one source and still within its budget")
     }
 
-    /// ns per packet of `prog` on the class's frames; every run must end
-    /// in `action`.
+    /// ns per packet of `prog` on the class's frames (single calls from
+    /// frame `start` on); every run must end in `action`.
     fn time(
         &self,
         prog: BorrowedFd<'_>,
         class: &Class,
         options: &Options,
+        start: usize,
         action: u32,
     ) -> Result<f64> {
         let ifindex = Some(self.ifindex);
@@ -325,7 +337,7 @@ impl<'a> Bench<'a> {
                 let mut out = vec![0u8; 256];
                 let mut total = 0u64;
                 for i in 0..options.calls() {
-                    let frame = &class.frames[i % class.frames.len()];
+                    let frame = &class.frames[(start + i) % class.frames.len()];
                     let run = bpf::test_run_on(prog, frame, Some(&mut out), 1, ifindex)?;
                     ensure!(
                         run.action == action,
@@ -361,8 +373,21 @@ fn set_config(ebpf: &mut Ebpf, config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Adds `net` to a list trie, marking the trie in use first as synguard's
+/// lists code does.
 fn list_add(ebpf: &mut Ebpf, list: &str, net: &str) -> Result<()> {
     let net: ipnet::IpNet = net.parse().with_context(|| format!("CIDR {net}"))?;
+    let slot = match (list, net.addr().is_ipv4()) {
+        ("BLOCK", true) => list_in_use::BLOCK_V4,
+        ("BLOCK", false) => list_in_use::BLOCK_V6,
+        ("ALLOW", true) => list_in_use::ALLOW_V4,
+        ("ALLOW", false) => list_in_use::ALLOW_V6,
+        ("MARTIAN", true) => list_in_use::MARTIAN_V4,
+        ("MARTIAN", false) => list_in_use::MARTIAN_V6,
+        _ => bail!("no list named {list}"),
+    };
+    let map = ebpf.map_mut(maps::LIST_IN_USE).context("LIST_IN_USE map")?;
+    Array::<_, u32>::try_from(map)?.set(slot, 1, 0)?;
     match net.trunc() {
         ipnet::IpNet::V4(n) => {
             let map = ebpf.map_mut(&format!("{list}_V4")).context("list map")?;

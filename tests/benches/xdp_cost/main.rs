@@ -5,7 +5,7 @@
 //! `cargo xtask bench` runs it; alone:
 //!
 //! ```sh
-//! cargo bench -p synguard-tests --bench xdp_cost -- [--quick] [--json FILE]
+//! cargo bench -p synguard-tests --bench xdp_cost -- [--quick] [--json FILE] [--only TEXT]...
 //! ```
 //!
 //! Method. Every frame is run as if received on a veth of a namespace that
@@ -16,7 +16,11 @@
 //! SYN answered with a SYN-ACK is rewritten in place, so a repeated run
 //! would see its own answer: that class is timed as many single calls, a
 //! fresh frame each, and its floor is timed the same way (a single call
-//! carries the kernel's timer overhead, in both). Each round measures every
+//! carries the kernel's timer overhead, in both). Two single-call classes
+//! never reuse a frame, so every SYN comes from a source synguard has not
+//! seen (as in a spoofed flood): they show what creating per-source budget
+//! entries costs, where the other SYN classes cycle through a fixed set of
+//! sources whose entries exist after the first round. Each round measures every
 //! class and program once, interleaved; the figures are medians over the
 //! rounds, with the spread (min-max), and the ratio is taken per round.
 //! Every measured run is checked: verdict, and for synguard the counter it
@@ -51,6 +55,8 @@ const CPU: usize = 1;
 struct Options {
     quick: bool,
     json: Option<PathBuf>,
+    /// Only the classes whose name contains one of these.
+    only: Vec<String>,
 }
 
 impl Options {
@@ -58,15 +64,17 @@ impl Options {
         let mut options = Options {
             quick: false,
             json: None,
+            only: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => options.quick = true,
                 "--json" => options.json = Some(args.next().context("--json FILE")?.into()),
+                "--only" => options.only.push(args.next().context("--only TEXT")?),
                 // cargo bench passes --bench to harness = false targets.
                 "--bench" => {}
-                other => bail!("unknown argument {other:?} (--quick, --json FILE)"),
+                other => bail!("unknown argument {other:?} (--quick, --json FILE, --only TEXT)"),
             }
         }
         Ok(options)
@@ -92,7 +100,10 @@ fn main() -> Result<()> {
     require_root();
     let ns = Netns::create(&format!("{}-cost", unique_prefix()))?;
     let mut bench = Bench::new(&ns)?;
-    let classes = bench.classes()?;
+    let mut classes = bench.classes(&options)?;
+    if !options.only.is_empty() {
+        classes.retain(|c| options.only.iter().any(|o| c.name.contains(o.as_str())));
+    }
     let results = ns.run(|| -> Result<Vec<Measured>> {
         cpu::pin_current(CPU).context("pinning the measuring thread")?;
         bench.measure(&classes, &options)

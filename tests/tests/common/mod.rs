@@ -5,7 +5,7 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
     programs::{TestRun, TestRunOptions},
 };
 use ipnet::IpNet;
@@ -15,7 +15,7 @@ use synguard_tests::{
     netns::{Netns, unique_prefix},
     require_root,
 };
-use xdp_common::{Config, FloodMode, Reason, Verdict, maps};
+use xdp_common::{Bucket, Config, FloodMode, Reason, SourceKey, Verdict, list_in_use, maps};
 use xdp_daemon::{counters::Counters, program};
 
 pub struct Harness {
@@ -117,9 +117,12 @@ impl Harness {
         array.set(0, config, 0).expect("write CONFIG");
     }
 
-    /// Adds `net` to one of the program's list maps (BLOCK, ALLOW, MARTIAN).
+    /// Adds `net` to one of the program's list maps (BLOCK, ALLOW, MARTIAN),
+    /// and marks its trie in use first, as synguard's own lists code does.
     pub fn list_add(&mut self, list: &str, net: &str) {
         let net: IpNet = net.parse().expect("CIDR");
+        let trie = format!("{list}_{}", if net.addr().is_ipv4() { "V4" } else { "V6" });
+        self.set_in_use(&trie, true);
         match net {
             IpNet::V4(n) => {
                 let map = self.ebpf.map_mut(&format!("{list}_V4")).expect("list map");
@@ -134,6 +137,44 @@ impl Harness {
                     .expect("insert");
             }
         }
+    }
+}
+
+impl Harness {
+    /// The token bucket of a source prefix in `BUDGETS`, if it has one.
+    pub fn budget(&self, key: SourceKey) -> Option<Bucket> {
+        let map = self.ebpf.map(maps::BUDGETS).expect("BUDGETS map");
+        let budgets: HashMap<_, SourceKey, Bucket> = HashMap::try_from(map).expect("a hash map");
+        budgets.get(&key, 0).ok()
+    }
+
+    /// SYNs dropped over budget for a source prefix, from `OVER_BUDGET`.
+    pub fn over_budget(&self, key: SourceKey) -> Option<u64> {
+        let map = self.ebpf.map(maps::OVER_BUDGET).expect("OVER_BUDGET map");
+        let over: HashMap<_, SourceKey, u64> = HashMap::try_from(map).expect("a hash map");
+        over.get(&key, 0).ok()
+    }
+
+    /// Sets the `LIST_IN_USE` flag of one list trie (`BLOCK_V4`, ...):
+    /// false makes the data path skip that trie whatever it holds.
+    pub fn set_in_use(&mut self, trie: &str, in_use: bool) {
+        let slot = match trie {
+            "ALLOW_V4" => list_in_use::ALLOW_V4,
+            "ALLOW_V6" => list_in_use::ALLOW_V6,
+            "BLOCK_V4" => list_in_use::BLOCK_V4,
+            "BLOCK_V6" => list_in_use::BLOCK_V6,
+            "MARTIAN_V4" => list_in_use::MARTIAN_V4,
+            "MARTIAN_V6" => list_in_use::MARTIAN_V6,
+            other => panic!("no list trie named {other}"),
+        };
+        let map = self
+            .ebpf
+            .map_mut(maps::LIST_IN_USE)
+            .expect("LIST_IN_USE map");
+        let mut flags: Array<_, u32> = Array::try_from(map).expect("LIST_IN_USE is an array");
+        flags
+            .set(slot, u32::from(in_use), 0)
+            .expect("write LIST_IN_USE");
     }
 }
 
