@@ -128,6 +128,32 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Whether `ip link` shows an XDP program on the target interface.
+    pub fn target_has_xdp(&self) -> bool {
+        let link = self
+            .target
+            .command("ip")
+            .args(["link", "show", &self.target_if])
+            .output()
+            .expect("ip link show");
+        String::from_utf8_lossy(&link.stdout).contains("xdp")
+    }
+
+    /// Sends `count` UDP datagrams from the outside to the target, from the
+    /// (spoofed) IPv4 `source`, and lets them cross the veth before
+    /// returning, so counters read next include them.
+    pub fn send_udp_from(&self, source: Ipv4Addr, count: usize) {
+        let sender = crate::traffic::RawSender::open(&self.outside, &self.outside_if)
+            .expect("open a raw socket outside");
+        let frame = crate::packets::udp(source.into(), TARGET_V4.into(), 4000, 9, b"x");
+        for _ in 0..count {
+            sender.send(&frame).expect("send a frame");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// The index of `name` in the calling thread's namespace (0 if none).
 pub fn if_index(name: &str) -> u32 {
     let c = std::ffi::CString::new(name).unwrap();

@@ -2,6 +2,7 @@
 //! lab's own so labs never see each other's state.
 use std::{
     fs::File,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -217,6 +218,30 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         false
+    }
+
+    /// Waits up to `timeout` for `/healthz` at `metrics` in `ns` to answer
+    /// 200; fails with the daemon's log if it exits or never gets there.
+    pub fn wait_healthy(
+        &mut self,
+        ns: &Netns,
+        metrics: SocketAddr,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = crate::http::get(ns, metrics, "/healthz") {
+                return Ok(());
+            }
+            if let Some(status) = self.exited() {
+                bail!("synguard run exited ({status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "synguard run was not healthy after {timeout:?}:\n{}",
+            self.log()
+        )
     }
 
     /// The exit status, if it has exited.

@@ -275,11 +275,19 @@ impl RawSender {
 }
 
 fn open_packet_socket(iface: &str) -> io::Result<RawSender> {
-    use std::os::fd::{AsRawFd, FromRawFd};
     let ifindex = crate::lab::if_index(iface);
     if ifindex == 0 {
         return Err(io::Error::other(format!("no interface {iface}")));
     }
+    Ok(RawSender {
+        fd: packet_socket(ifindex)?,
+    })
+}
+
+/// A raw AF_PACKET socket bound to `ifindex` (in the calling thread's
+/// namespace), for sending whole Ethernet frames.
+pub fn packet_socket(ifindex: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
     // SAFETY: plain socket(2) call.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     if fd < 0 {
@@ -302,7 +310,7 @@ fn open_packet_socket(iface: &str) -> io::Result<RawSender> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(RawSender { fd })
+    Ok(fd)
 }
 
 /// Sends `frames` round-robin until `duration` has passed or `max_packets`

@@ -6,7 +6,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use synguard_tests::{
@@ -69,17 +69,9 @@ fn metrics_addr() -> SocketAddr {
 
 /// Waits for `/healthz` in `ns` to answer 200.
 fn wait_healthy(ns: &Netns, daemon: &mut Daemon) {
-    let deadline = Instant::now() + STARTUP;
-    while Instant::now() < deadline {
-        if let Ok((200, _)) = http::get(ns, metrics_addr(), "/healthz") {
-            return;
-        }
-        if let Some(status) = daemon.exited() {
-            panic!("synguard run exited ({status}):\n{}", daemon.log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("synguard run did not become healthy:\n{}", daemon.log());
+    daemon
+        .wait_healthy(ns, metrics_addr(), STARTUP)
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 fn scrape(ns: &Netns) -> String {
@@ -95,17 +87,6 @@ fn blocklist_drops(body: &str, iface: &str) -> u64 {
         &format!(r#"interface="{iface}",verdict="drop",reason="blocklist""#),
     )
     .unwrap_or_else(|e| panic!("{e}:\n{body}")) as u64
-}
-
-/// Sends `count` UDP datagrams to the target from the spoofed `source`.
-fn send_from(lab: &Lab, source: Ipv4Addr, count: usize) {
-    let sender = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
-    let frame = packets::udp(IpAddr::V4(source), IpAddr::V4(TARGET_V4), 4000, 9, b"x");
-    for _ in 0..count {
-        sender.send(&frame).unwrap();
-    }
-    // Let the frames cross the veth before anyone counts.
-    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// Every metric the shipped Grafana dashboard queries is one the daemon
@@ -129,16 +110,6 @@ fn dashboard_uses_only_exported_metrics(body: &str) {
         );
         rest = &rest[at + name.len()..];
     }
-}
-
-fn xdp_on_link(lab: &Lab) -> bool {
-    let out = lab
-        .target
-        .command("ip")
-        .args(["link", "show", &lab.target_if])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("xdp")
 }
 
 fn listed(synguard: &Synguard, ns: &Netns) -> String {
@@ -171,7 +142,7 @@ block_files = ["more.txt"]"#,
     );
     let mut daemon = synguard.daemon(t, &path).unwrap();
     wait_healthy(t, &mut daemon);
-    assert!(xdp_on_link(&lab), "the service attaches the program");
+    assert!(lab.target_has_xdp(), "the service attaches the program");
 
     // Sysctls applied, as read back from /proc/sys in the namespace.
     assert_eq!(t.sysctl("net.ipv4.tcp_timestamps").unwrap(), "2");
@@ -182,8 +153,8 @@ block_files = ["more.txt"]"#,
     // A real scrape counts exactly the packets this test sent.
     let iface = &lab.target_if;
     let before = blocklist_drops(&scrape(t), iface);
-    send_from(&lab, Ipv4Addr::new(198, 18, 5, 9), 37);
-    send_from(&lab, Ipv4Addr::new(198, 18, 6, 7), 23);
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 9), 37);
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 6, 7), 23);
     let body = scrape(t);
     assert_eq!(blocklist_drops(&body, iface) - before, 60, "{body}");
     for (name, labels, value) in [
@@ -271,7 +242,7 @@ block_files = ["more.txt"]"#,
         "a bad reload must not stop the daemon"
     );
     let before = blocklist_drops(&scrape(t), iface);
-    send_from(&lab, Ipv4Addr::new(198, 18, 5, 9), 5);
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 9), 5);
     assert_eq!(
         blocklist_drops(&scrape(t), iface) - before,
         5,
@@ -298,8 +269,8 @@ block_files = ["more.txt"]"#,
         "{list}"
     );
     let before = blocklist_drops(&scrape(t), iface);
-    send_from(&lab, Ipv4Addr::new(198, 18, 5, 9), 4);
-    send_from(&lab, Ipv4Addr::new(198, 18, 7, 1), 6);
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 9), 4);
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 7, 1), 6);
     assert_eq!(blocklist_drops(&scrape(t), iface) - before, 6);
 
     // A clean stop detaches and restores what it changed.
@@ -308,7 +279,7 @@ block_files = ["more.txt"]"#,
         .wait(Duration::from_secs(30))
         .expect("stops on SIGTERM");
     assert!(status.success(), "{status}:\n{}", daemon.log());
-    assert!(!xdp_on_link(&lab), "a clean stop detaches");
+    assert!(!lab.target_has_xdp(), "a clean stop detaches");
     assert_eq!(t.sysctl("net.ipv4.tcp_timestamps").unwrap(), "1");
     assert_eq!(t.sysctl("net.core.somaxconn").unwrap(), "1024");
     assert_eq!(t.sysctl("net.ipv4.tcp_max_syn_backlog").unwrap(), "512");
@@ -331,7 +302,7 @@ fn kill_9_leaves_protection_in_place_and_a_new_daemon_adopts_it() {
     let iface = lab.target_if.clone();
     let mut first = synguard.daemon(t, &path).unwrap();
     wait_healthy(t, &mut first);
-    send_from(&lab, Ipv4Addr::new(198, 18, 5, 1), 10);
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 1), 10);
 
     // Killed in the middle of a spoofed SYN flood: the data path goes on
     // answering and dropping, and real clients still connect.
@@ -370,8 +341,8 @@ fn kill_9_leaves_protection_in_place_and_a_new_daemon_adopts_it() {
         "clients during the flood: {:?}",
         report.errors
     );
-    assert!(xdp_on_link(&lab), "the pinned link outlives the daemon");
-    send_from(&lab, Ipv4Addr::new(198, 18, 5, 1), 10);
+    assert!(lab.target_has_xdp(), "the pinned link outlives the daemon");
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 1), 10);
     assert_eq!(
         synguard.count(t, &iface, "drop", "blocklist").unwrap(),
         20,
@@ -388,7 +359,7 @@ fn kill_9_leaves_protection_in_place_and_a_new_daemon_adopts_it() {
     let mut second = synguard.daemon(t, &path).unwrap();
     wait_healthy(t, &mut second);
     assert!(second.log().contains("adopted"), "{}", second.log());
-    send_from(&lab, Ipv4Addr::new(198, 18, 5, 1), 10);
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 1), 10);
     // The counters were adopted with the program: nothing reset, nothing lost.
     assert_eq!(blocklist_drops(&scrape(t), &iface), 30);
     assert!(listed(&synguard, t).contains("198.18.5.0/24"));
@@ -399,7 +370,7 @@ fn kill_9_leaves_protection_in_place_and_a_new_daemon_adopts_it() {
             .wait(Duration::from_secs(30))
             .is_some_and(|s| s.success())
     );
-    assert!(!xdp_on_link(&lab));
+    assert!(!lab.target_has_xdp());
 }
 
 /// Runs synguard in a fresh namespace and returns (exit code, stderr).

@@ -10,11 +10,10 @@ use std::{
 use ipnet::IpNet;
 use synguard_tests::{
     http,
-    lab::{Lab, TARGET_V4, if_index, mac},
+    lab::{Lab, if_index, mac},
     netns::unique_prefix,
-    packets, peer_xdp, require_root,
+    peer_xdp, require_root,
     synguard::Synguard,
-    traffic::RawSender,
 };
 use xdp_daemon::{
     lists::{self, List},
@@ -196,18 +195,7 @@ fn an_interface_renamed_or_deleted_and_created_again_is_attached_again() {
     assert!(health(200), "{}", daemon.log());
 
     // And it protects the new interface.
-    let sender = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
-    let frame = packets::udp(
-        IpAddr::V4(Ipv4Addr::new(198, 18, 5, 3)),
-        IpAddr::V4(TARGET_V4),
-        4000,
-        9,
-        b"x",
-    );
-    for _ in 0..10 {
-        sender.send(&frame).unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 3), 10);
     assert_eq!(
         synguard
             .count(t, &lab.target_if, "drop", "blocklist")
@@ -339,18 +327,7 @@ fn a_full_blocklist_says_so_and_loses_nothing() {
     synguard
         .run(t, &["attach", &lab.target_if, "--mode", "native"])
         .unwrap();
-    let sender = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
-    let frame = packets::udp(
-        IpAddr::V4(Ipv4Addr::new(198, 18, 5, 3)),
-        IpAddr::V4(TARGET_V4),
-        4000,
-        9,
-        b"x",
-    );
-    for _ in 0..5 {
-        sender.send(&frame).unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 3), 5);
     assert_eq!(
         synguard
             .count(t, &lab.target_if, "drop", "blocklist")

@@ -33,18 +33,6 @@ impl Protected {
         Protected { synguard, lab }
     }
 
-    /// Whether `ip link` shows an XDP program on the target interface.
-    fn xdp_on_link(&self) -> bool {
-        let link = self
-            .lab
-            .target
-            .command("ip")
-            .args(["link", "show", &self.lab.target_if])
-            .output()
-            .expect("ip link show");
-        String::from_utf8_lossy(&link.stdout).contains("xdp")
-    }
-
     fn count(&self, verdict: &str, reason: &str) -> u64 {
         self.synguard
             .count(&self.lab.target, &self.lab.target_if, verdict, reason)
@@ -150,14 +138,14 @@ fn attach_and_detach_are_idempotent_and_leave_nothing_behind() {
         .run(&p.lab.target, &["attach", &p.lab.target_if])
         .unwrap();
     assert!(again.contains("already attached"), "{again}");
-    assert!(p.xdp_on_link(), "program attached");
+    assert!(p.lab.target_has_xdp(), "program attached");
 
     let out = p
         .synguard
         .run(&p.lab.target, &["detach", &p.lab.target_if])
         .unwrap();
     assert!(out.contains("detached from"), "{out}");
-    assert!(!p.xdp_on_link(), "program detached");
+    assert!(!p.lab.target_has_xdp(), "program detached");
     // The interface's own pins are gone; only the lists every interface
     // shares stay, so an operator's blocklist survives a detach.
     let mut left: Vec<String> = walk(p.synguard.pin_root())

@@ -311,7 +311,8 @@ fn remove_foreign(iface: &str) {
     }
 }
 
-fn if_index(iface: &str) -> u32 {
+/// The interface's index in the calling thread's namespace (0: none).
+pub fn if_index(iface: &str) -> u32 {
     let Ok(name) = std::ffi::CString::new(iface) else {
         return 0;
     };

@@ -13,7 +13,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -29,7 +29,7 @@ use crate::{
     lists::{self, List},
     metrics::{self, Known},
     pins::PinLayout,
-    state::{DaemonStatus, EntryMeta, Origin, StateDir},
+    state::{DaemonStatus, EntryMeta, Origin, StateDir, unix_now},
     sysctl,
 };
 
@@ -75,12 +75,6 @@ struct Daemon {
     last_reload_error: Option<String>,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn notify(states: &[NotifyState]) {
     // Outside systemd (no NOTIFY_SOCKET) this does nothing.
     if let Err(e) = sd_notify::notify(states) {
@@ -96,7 +90,7 @@ impl Daemon {
             known: Arc::default(),
             wanted: Arc::default(),
             ifindex: BTreeMap::new(),
-            started: now(),
+            started: unix_now(),
             last_reload_error: None,
         }
     }
@@ -252,7 +246,7 @@ impl Daemon {
     /// is not an error: it is attached when it appears.
     fn attach_one(&mut self, iface: &Interface) -> anyhow::Result<()> {
         let layout = &self.options.layout;
-        let index = if_index(&iface.name);
+        let index = attach::if_index(&iface.name);
         if index == 0 {
             warn!(
                 "{} does not exist (yet); it is attached when it appears",
@@ -381,7 +375,7 @@ impl Daemon {
             warn!("cannot take the state lock; housekeeping skipped");
             return;
         };
-        let now = now();
+        let now = unix_now();
         let mut expired_any = false;
         for list in [List::Block, List::Allow] {
             match lists::sweep_expired(&layout, list, now) {
@@ -403,7 +397,7 @@ impl Daemon {
         }
 
         for iface in self.config.interfaces.clone() {
-            let index = if_index(&iface.name);
+            let index = attach::if_index(&iface.name);
             let before = self.ifindex.get(&iface.name).copied().unwrap_or(0);
             if index == before {
                 continue;
@@ -539,7 +533,7 @@ impl Daemon {
             pid: std::process::id(),
             config: self.options.config_path.clone(),
             started: self.started,
-            loaded: now(),
+            loaded: unix_now(),
             interfaces: self
                 .config
                 .interfaces
@@ -591,13 +585,4 @@ fn if_name(index: u32) -> Option<String> {
     // SAFETY: on success the buffer holds a NUL-terminated name.
     let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
     Some(name.to_string_lossy().into_owned())
-}
-
-/// The interface's index in the calling thread's namespace (0: none).
-pub fn if_index(iface: &str) -> u32 {
-    let Ok(name) = std::ffi::CString::new(iface) else {
-        return 0;
-    };
-    // SAFETY: `name` is a valid NUL-terminated string.
-    unsafe { libc::if_nametoindex(name.as_ptr()) }
 }

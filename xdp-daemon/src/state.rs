@@ -16,6 +16,13 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_STATE_DIR: &str = "/run/synguard";
 
+/// Now, in Unix seconds: the clock of list expiries and the status file.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[derive(Clone, Debug)]
 pub struct StateDir {
     dir: PathBuf,

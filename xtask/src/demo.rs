@@ -17,7 +17,7 @@ use synguard_tests::{
     http,
     lab::{Lab, OUTSIDE_V4, TARGET_V4},
     packets::{self, L3, Segment},
-    synguard::{Daemon, Synguard},
+    synguard::Synguard,
     traffic::{self, ClientReport, EchoServer, RawSender},
 };
 
@@ -69,7 +69,7 @@ pub fn run() -> Result<()> {
         config.display()
     );
     let mut daemon = synguard.daemon(&lab.target, &config)?;
-    wait_healthy(&lab, &mut daemon)?;
+    daemon.wait_healthy(&lab.target, METRICS.parse()?, Duration::from_secs(60))?;
     for line in daemon.log().lines() {
         println!("   {}", strip_timestamp(line));
     }
@@ -175,20 +175,6 @@ pub fn run() -> Result<()> {
 
 /// Where the demo's service serves /metrics, in the target namespace.
 const METRICS: &str = "127.0.0.1:9720";
-
-fn wait_healthy(lab: &Lab, daemon: &mut Daemon) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok((200, _)) = http::get(&lab.target, METRICS.parse()?, "/healthz") {
-            return Ok(());
-        }
-        if let Some(status) = daemon.exited() {
-            bail!("synguard run exited ({status}):\n{}", daemon.log());
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    bail!("synguard run did not become healthy:\n{}", daemon.log())
-}
 
 /// A log line without its timestamp, for a readable demo.
 fn strip_timestamp(line: &str) -> &str {

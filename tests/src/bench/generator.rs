@@ -13,7 +13,7 @@
 use std::{
     io,
     net::{IpAddr, Ipv4Addr},
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, OwnedFd},
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     thread,
     time::{Duration, Instant},
@@ -368,30 +368,9 @@ pub fn randomise_and_tx(template: &[u8]) -> Vec<Insn> {
 /// the driver, with a send buffer large enough for whole batches
 /// (SO_SNDBUFFORCE: no global sysctl to raise and restore).
 fn bypass_socket(ifindex: u32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel gave us this descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = crate::traffic::packet_socket(ifindex)?;
     setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
     setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 16 << 20)?;
-    // SAFETY: zeroed sockaddr_ll is valid; we fill what bind needs.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: sll is a properly sized sockaddr_ll.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
     Ok(fd)
 }
 

@@ -3,7 +3,7 @@
 //! live in the state directory; expiries in the maps themselves.
 use std::{
     process::ExitCode,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, UNIX_EPOCH},
 };
 
 use anyhow::Context;
@@ -12,7 +12,7 @@ use serde::Serialize;
 use xdp_daemon::{
     config::{parse_cidr, parse_duration},
     lists::{self, List},
-    state::{EntryMeta, Origin},
+    state::{EntryMeta, Origin, unix_now},
 };
 
 use super::Env;
@@ -52,12 +52,6 @@ pub enum Which {
     Blocked,
     Allowed,
     Martians,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 pub fn block(cx: &Env, args: BlockArgs) -> anyhow::Result<ExitCode> {

@@ -74,7 +74,7 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         let state = flood::state(&cx.layout, &name).ok();
         interfaces.push(IfaceStatus {
             mode: daemon.as_ref().and_then(|d| d.modes.get(&name).cloned()),
-            present: xdp_daemon::daemon::if_index(&name) != 0,
+            present: xdp_daemon::attach::if_index(&name) != 0,
             flood_active: state.map(|s| s.active != 0),
             syn_rate: state.map(|s| s.last_rate),
             over_budget_sources: flood::over_budget(&cx.layout, &name).ok().map(|v| v.len()),

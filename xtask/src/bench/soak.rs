@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use synguard_tests::{
     bench::{
         cpu,
@@ -32,7 +32,6 @@ use synguard_tests::{
     },
     http,
     lab::{Lab, TARGET_V4},
-    netns::Netns,
     synguard::{Daemon, Synguard},
 };
 
@@ -152,7 +151,7 @@ pub fn run(plan: &Plan, generator: Generator, bin: &Path, out_dir: &Path) -> Res
         .with_context(|| format!("writing {}", config_path.display()))?;
     let synguard = Synguard::with_binary(bin.to_path_buf(), lab.target.name());
     let mut daemon = synguard.daemon(&lab.target, &config_path)?;
-    wait_healthy(&lab.target, metrics, &mut daemon)?;
+    daemon.wait_healthy(&lab.target, metrics, STARTUP)?;
     let pid = daemon.pid();
 
     let flood = Flood::new(
@@ -229,23 +228,6 @@ pub fn run(plan: &Plan, generator: Generator, bin: &Path, out_dir: &Path) -> Res
 }
 
 /// Waits for `/healthz` to answer 200: every configured interface attached.
-fn wait_healthy(ns: &Netns, metrics: SocketAddr, daemon: &mut Daemon) -> Result<()> {
-    let deadline = Instant::now() + STARTUP;
-    while Instant::now() < deadline {
-        if let Ok((200, _)) = http::get(ns, metrics, "/healthz") {
-            return Ok(());
-        }
-        if let Some(status) = daemon.exited() {
-            bail!("synguard run exited ({status}):\n{}", daemon.log());
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    bail!(
-        "synguard run was not healthy after {STARTUP:?}:\n{}",
-        daemon.log()
-    )
-}
-
 /// Every `plan.scrape_every` until `done`: a real scrape of /metrics (so
 /// scraping is exercised under the flood) and the daemon's memory.
 fn sample(
