@@ -543,18 +543,29 @@ fn a_network_over_budget_drops_without_spending_its_hosts_budgets() {
 #[test]
 fn a_list_trie_is_skipped_only_while_its_flag_says_it_is_empty() {
     // The flag is what lets every packet skip an empty trie; this is why
-    // userspace sets it before inserting and never clears it early.
+    // userspace sets it before inserting and never clears it early. IPv4
+    // sources go to the tries only while no index is live (a list change
+    // under way), or where the index says so.
     let mut lab = CookieLab::new(flood_config());
     lab.harness.list_add("BLOCK", "198.18.0.0/24");
     let udp =
         synguard_tests::packets::udp(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 1, 2, b"x");
     assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
-    lab.harness.set_in_use("BLOCK_V4", false);
+    let live = lab.harness.list_slot(xdp_common::list_in_use::INDEX_V4);
+    assert_ne!(live, 0, "a list change leaves an index live");
+    lab.harness.set_list_slot("INDEX_V4", 0);
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
+    lab.harness.set_list_slot("BLOCK_V4", 0);
     assert_reason(&lab.run(&udp), XDP_PASS, Reason::NonTcp);
-    lab.harness.set_in_use("BLOCK_V4", true);
+    lab.harness.set_list_slot("BLOCK_V4", 1);
     assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
     // The IPv6 trie's flag does not cover IPv4 sources.
-    lab.harness.set_in_use("BLOCK_V6", false);
+    lab.harness.set_list_slot("BLOCK_V6", 0);
+    assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
+    // With the index live again, the trie's flag no longer matters for
+    // IPv4: the index has the entry.
+    lab.harness.set_list_slot("BLOCK_V4", 0);
+    lab.harness.set_list_slot("INDEX_V4", live);
     assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
 }
 

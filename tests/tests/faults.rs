@@ -16,7 +16,7 @@ use synguard_tests::{
     synguard::Synguard,
 };
 use xdp_daemon::{
-    lists::{self, List},
+    lists::{List, ListMaps},
     pins::PinLayout,
 };
 
@@ -214,9 +214,10 @@ fn an_interface_renamed_or_deleted_and_created_again_is_attached_again() {
 /// Every list trie's LIST_IN_USE flag is set whenever the trie holds an
 /// entry (false would let the data path skip it: a bypass).
 fn assert_flags_cover_entries(layout: &PinLayout, when: &str) {
+    let maps = ListMaps::open(layout).unwrap();
     for list in [List::Allow, List::Block, List::Martian] {
-        let entries = lists::entries(layout, list).unwrap();
-        let (v4, v6) = lists::in_use(layout, list).unwrap();
+        let entries = maps.entries(list).unwrap();
+        let (v4, v6) = maps.in_use(list).unwrap();
         let has_v4 = entries.iter().any(|(n, _)| n.addr().is_ipv4());
         let has_v6 = entries.iter().any(|(n, _)| n.addr().is_ipv6());
         assert!(
@@ -235,45 +236,89 @@ fn list_flags_never_say_empty_while_a_trie_holds_entries() {
     let net = |s: &str| -> IpNet { s.parse().unwrap() };
 
     // A fresh layout: everything empty, so every trie is skipped.
-    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (false, false));
-    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (false, false));
+    assert_eq!(lists(&layout).in_use(List::Allow).unwrap(), (false, false));
+    assert_eq!(lists(&layout).in_use(List::Block).unwrap(), (false, false));
 
-    assert!(lists::add(&layout, List::Allow, net("192.0.2.10/32"), 0).unwrap());
+    assert!(
+        lists(&layout)
+            .add(List::Allow, net("192.0.2.10/32"), 0)
+            .unwrap()
+    );
     assert_flags_cover_entries(&layout, "allow added");
-    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (true, false));
-    assert!(lists::add(&layout, List::Allow, net("192.0.2.0/24"), 0).unwrap());
-    assert!(lists::remove(&layout, List::Allow, net("192.0.2.10/32")).unwrap());
+    assert_eq!(lists(&layout).in_use(List::Allow).unwrap(), (true, false));
+    assert!(
+        lists(&layout)
+            .add(List::Allow, net("192.0.2.0/24"), 0)
+            .unwrap()
+    );
+    assert!(
+        lists(&layout)
+            .remove(List::Allow, net("192.0.2.10/32"))
+            .unwrap()
+    );
     assert_flags_cover_entries(&layout, "one of two removed");
-    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (true, false));
-    assert!(lists::remove(&layout, List::Allow, net("192.0.2.0/24")).unwrap());
-    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (false, false));
+    assert_eq!(lists(&layout).in_use(List::Allow).unwrap(), (true, false));
+    assert!(
+        lists(&layout)
+            .remove(List::Allow, net("192.0.2.0/24"))
+            .unwrap()
+    );
+    assert_eq!(lists(&layout).in_use(List::Allow).unwrap(), (false, false));
 
     // sync adds and removes config entries; sweeps remove expired ones.
     let desired = [net("198.51.100.0/24"), net("2001:db8::/32")];
-    lists::sync(&layout, List::Block, &desired, &[]).unwrap();
+    lists(&layout).sync(List::Block, &desired, &[]).unwrap();
     assert_flags_cover_entries(&layout, "synced");
-    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (true, true));
-    lists::sync(&layout, List::Block, &desired[..1], &desired).unwrap();
-    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (true, false));
-    lists::add(&layout, List::Block, net("2001:db8:1::/48"), 100).unwrap();
-    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (true, true));
-    let gone = lists::sweep_expired(&layout, List::Block, 101).unwrap();
+    assert_eq!(lists(&layout).in_use(List::Block).unwrap(), (true, true));
+    lists(&layout)
+        .sync(List::Block, &desired[..1], &desired)
+        .unwrap();
+    assert_eq!(lists(&layout).in_use(List::Block).unwrap(), (true, false));
+    lists(&layout)
+        .add(List::Block, net("2001:db8:1::/48"), 100)
+        .unwrap();
+    assert_eq!(lists(&layout).in_use(List::Block).unwrap(), (true, true));
+    let gone = lists(&layout).sweep_expired(List::Block, 101).unwrap();
     assert_eq!(gone, vec![net("2001:db8:1::/48")]);
-    assert_eq!(lists::in_use(&layout, List::Block).unwrap(), (true, false));
-    lists::seed_martians(&layout).unwrap();
+    assert_eq!(lists(&layout).in_use(List::Block).unwrap(), (true, false));
+    lists(&layout).seed_martians().unwrap();
     assert_flags_cover_entries(&layout, "martians seeded");
-    assert_eq!(lists::in_use(&layout, List::Martian).unwrap(), (true, true));
+    assert_eq!(lists(&layout).in_use(List::Martian).unwrap(), (true, true));
 
     // A crash between a change's two steps (flag set, then insert; delete,
     // then flag cleared) leaves a flag set over an empty trie: a lookup for
     // nothing, which the next change repairs.
-    lists::add(&layout, List::Allow, net("2001:db8::1/128"), 0).unwrap();
+    lists(&layout)
+        .add(List::Allow, net("2001:db8::1/128"), 0)
+        .unwrap();
     remove_entry_behind_synguards_back(&layout, "2001:db8::1");
-    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (false, true));
-    lists::sweep_expired(&layout, List::Allow, 1).unwrap();
-    assert_eq!(lists::in_use(&layout, List::Allow).unwrap(), (false, false));
-    lists::settle_all(&layout).unwrap();
+    assert_eq!(lists(&layout).in_use(List::Allow).unwrap(), (false, true));
+    lists(&layout).sweep_expired(List::Allow, 1).unwrap();
+    assert_eq!(lists(&layout).in_use(List::Allow).unwrap(), (false, false));
+    lists(&layout).settle_all().unwrap();
     assert_flags_cover_entries(&layout, "settled");
+
+    // Every change leaves an IPv4 index live; a crash in the middle of
+    // one leaves none (the data path then asks the tries), and the next
+    // change, or attach, builds it again.
+    assert!(lists(&layout).index_stats().is_ok());
+    set_list_slot(&layout, xdp_common::list_in_use::INDEX_V4, 0);
+    assert!(lists(&layout).index_stats().is_err());
+    lists(&layout).settle_all().unwrap();
+    assert!(lists(&layout).index_stats().is_ok());
+}
+
+/// Writes one slot of the pinned `LIST_IN_USE` array, as a crash part way
+/// through a change would leave it.
+fn set_list_slot(layout: &PinLayout, slot: u32, value: u32) {
+    use aya::maps::{Array, Map, MapData};
+    let map = MapData::from_pin(layout.shared_map(xdp_common::maps::LIST_IN_USE)).unwrap();
+    let mut array: Array<_, u32> = Array::try_from(Map::Array(map)).unwrap();
+    array.set(slot, value, 0).unwrap();
+}
+
+fn lists(layout: &PinLayout) -> ListMaps {
+    ListMaps::open(layout).unwrap()
 }
 
 /// Removes a /128 from the allowlist's IPv6 trie directly, leaving its
@@ -299,7 +344,7 @@ fn a_full_blocklist_says_so_and_loses_nothing() {
     let fill: Vec<IpNet> = (0..capacity as u32 - 1)
         .map(|i| IpNet::from(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))))
         .collect();
-    lists::sync(&layout, List::Block, &fill, &[]).unwrap();
+    lists(&layout).sync(List::Block, &fill, &[]).unwrap();
 
     let out = synguard.output(t, &["block", "198.18.6.0/24"]).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -310,7 +355,7 @@ fn a_full_blocklist_says_so_and_loses_nothing() {
         )),
         "{err}"
     );
-    let entries = lists::entries(&layout, List::Block).unwrap();
+    let entries = lists(&layout).entries(List::Block).unwrap();
     assert_eq!(entries.len(), capacity);
     assert!(
         entries

@@ -165,7 +165,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
@@ -200,8 +200,14 @@ pub mod maps {
     /// insert, cleared only after a delete left the trie empty, so it may
     /// over-state (a lookup for nothing) but never under-state (a bypass).
     pub const LIST_IN_USE: &str = "LIST_IN_USE";
+    /// Shared: the IPv4 list index (see [`super::index`]), compiled from
+    /// the IPv4 tries by userspace: `Array<IndexChunk>` by first octet,
+    /// `Array<IndexChunk>` of /16 groups, `Array<HostGroup>` of /24 groups.
+    pub const INDEX_V4: &str = "INDEX_V4";
+    pub const INDEX_V4_NETS: &str = "INDEX_V4_NETS";
+    pub const INDEX_V4_HOSTS: &str = "INDEX_V4_HOSTS";
     /// Maps shared by every interface's program instance.
-    pub const SHARED: [&str; 7] = [
+    pub const SHARED: [&str; 10] = [
         BLOCK_V4,
         BLOCK_V6,
         ALLOW_V4,
@@ -209,6 +215,9 @@ pub mod maps {
         MARTIAN_V4,
         MARTIAN_V6,
         LIST_IN_USE,
+        INDEX_V4,
+        INDEX_V4_NETS,
+        INDEX_V4_HOSTS,
     ];
     /// Maps each interface's instance has for itself.
     pub const PER_INTERFACE: [&str; 6] = [COUNTERS, CONFIG, FLOOD, SYN_COUNT, BUDGETS, OVER_BUDGET];
@@ -222,9 +231,62 @@ pub mod list_in_use {
     pub const BLOCK_V6: u32 = 3;
     pub const MARTIAN_V4: u32 = 4;
     pub const MARTIAN_V6: u32 = 5;
+    /// Not a trie's flag: which copy of the IPv4 list index is live, plus
+    /// one; 0 while there is none (a change to the lists is under way, or
+    /// none was ever made), and the data path asks the IPv4 tries.
+    pub const INDEX_V4: u32 = 6;
     /// The length of the array.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
+
+/// The IPv4 list index: the allowlist, blocklist and martian list of IPv4
+/// compiled by userspace into direct-indexed tables, so the data path
+/// finds a source's lists in at most three array loads (inlined by the
+/// verifier: no helper call, no trie walk) where each LPM trie lookup is
+/// a helper call that walks the trie. DIR-16-8-8: a first-level entry per
+/// /16, holding the flags of the whole /16 or the number of a group with
+/// an entry per /24 of it; a /24 entry likewise holds flags or the number
+/// of a group with the flags of each host.
+///
+/// The tries stay the lists' truth (entries, expiry, what `list` shows);
+/// the index is rebuilt from them after every change. Groups are finite:
+/// a range the index has no group left for is marked [`TRIES`](index::TRIES)
+/// and the data path asks the tries there, so the index can be slow but
+/// never wrong. There are two copies: userspace switches the data path to
+/// the tries, changes them, writes the copy not last in use, then switches
+/// to it ([`list_in_use::INDEX_V4`]), so a reader never sees a half-written
+/// copy and a crash mid-change leaves the tries in charge.
+pub mod index {
+    /// Entry bits: the source is on the allowlist, blocklist, martian list.
+    pub const ALLOW: u16 = 1;
+    pub const BLOCK: u16 = 2;
+    pub const MARTIAN: u16 = 4;
+    /// The index holds nothing for this range: ask the tries.
+    pub const TRIES: u16 = 8;
+    /// The entry is not flags but a group number (the low 15 bits) in the
+    /// next level's map.
+    pub const GROUP: u16 = 0x8000;
+    /// Copies of the index, each with its own chunks and groups.
+    pub const COPIES: u32 = 2;
+    /// First-level chunks per copy: one per first octet.
+    pub const CHUNKS: u32 = 256;
+    /// /16 groups and /24 groups per copy.
+    pub const NET_GROUPS: u32 = 2048;
+    pub const HOST_GROUPS: u32 = 8192;
+}
+
+/// 256 entries of the IPv4 list index: a first-level chunk (by the second
+/// octet) or a /16 group (by the third). Each is flags, or `GROUP` and a
+/// group number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct IndexChunk(pub [u16; 256]);
+
+/// The flags of each host of a /24 (by the fourth octet), in the IPv4
+/// list index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct HostGroup(pub [u8; 256]);
 
 /// Map sizes (entries).
 pub mod sizes {
@@ -382,6 +444,8 @@ mod user {
     unsafe impl aya::Pod for super::FloodState {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::Bucket {}
+    unsafe impl aya::Pod for super::IndexChunk {}
+    unsafe impl aya::Pod for super::HostGroup {}
 }
 
 #[cfg(test)]

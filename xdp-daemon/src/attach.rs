@@ -16,7 +16,7 @@ use aya::{
 use xdp_common::maps;
 
 use crate::{
-    lists::{self, ListError},
+    lists::{ListError, ListMaps},
     pins::PinLayout,
     program::{self, LoadError},
     settings::{self, FloodPolicy, KernelFacts},
@@ -201,8 +201,9 @@ fn attach_and_pin(
             source,
         }
     })?;
-    lists::settle_all(layout)?;
-    lists::seed_martians(layout)?;
+    let mut lists = ListMaps::open(layout)?;
+    lists.settle_all()?;
+    lists.seed_martians()?;
     let xdp = program::xdp(&mut ebpf);
     let attempts: &[(AttachMode, XdpMode)] = match mode {
         AttachMode::Native => &[(AttachMode::Native, XdpMode::Driver)],

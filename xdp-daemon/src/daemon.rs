@@ -26,7 +26,7 @@ use crate::{
     attach::{self, Attached, Detached},
     config::{Config, Interface},
     flood,
-    lists::{self, List},
+    lists::{List, ListMaps},
     metrics::{self, Known},
     pins::PinLayout,
     state::{DaemonStatus, EntryMeta, Origin, StateDir, unix_now},
@@ -309,7 +309,8 @@ impl Daemon {
                 .filter(|(_, m)| m.origin == Origin::Config)
                 .map(|(n, _)| *n)
                 .collect();
-            let outcome = lists::sync(layout, list, desired, &previous)
+            let outcome = ListMaps::open(layout)
+                .and_then(|mut maps| maps.sync(list, desired, &previous))
                 .with_context(|| format!("loading the {} from the config", list.name()))?;
             if outcome.added + outcome.removed > 0 {
                 info!(
@@ -378,7 +379,7 @@ impl Daemon {
         let now = unix_now();
         let mut expired_any = false;
         for list in [List::Block, List::Allow] {
-            match lists::sweep_expired(&layout, list, now) {
+            match ListMaps::open(&layout).and_then(|mut maps| maps.sweep_expired(list, now)) {
                 Ok(gone) => {
                     for net in &gone {
                         info!("{net} expired from the {}", list.name());
@@ -456,15 +457,26 @@ impl Daemon {
             };
             let nets: Vec<IpNet> = over.iter().map(|(n, _)| *n).collect();
             let mut meta = state.list_meta().unwrap_or_default();
-            for (net, dropped) in &over {
-                if meta
-                    .block
-                    .get(net)
-                    .is_some_and(|m| m.origin != Origin::OverBudget)
-                {
-                    continue; // an operator's entry: leave its expiry alone
+            // An operator's entry keeps its expiry.
+            let to_block: Vec<&(IpNet, u64)> = over
+                .iter()
+                .filter(|(net, _)| {
+                    meta.block
+                        .get(net)
+                        .is_none_or(|m| m.origin == Origin::OverBudget)
+                })
+                .collect();
+            let entries: Vec<(IpNet, u64)> =
+                to_block.iter().map(|(net, _)| (*net, expires)).collect();
+            let results = match ListMaps::open(layout) {
+                Ok(mut maps) => maps.add_many(List::Block, &entries),
+                Err(e) => {
+                    warn!("opening the lists: {e}");
+                    continue;
                 }
-                match lists::add(layout, List::Block, *net, expires) {
+            };
+            for ((net, dropped), result) in to_block.into_iter().zip(results) {
+                match result {
                     Ok(_) => {
                         info!(
                             "{net} blocked for {} ({dropped} SYNs over budget on {iface})",
@@ -557,11 +569,14 @@ impl Daemon {
 /// Drops comments of entries no longer in the maps.
 fn prune_meta(state: &StateDir, layout: &PinLayout) -> anyhow::Result<()> {
     let mut meta = state.list_meta()?;
-    let block: BTreeSet<IpNet> = lists::entries(layout, List::Block)?
+    let maps = ListMaps::open(layout)?;
+    let block: BTreeSet<IpNet> = maps
+        .entries(List::Block)?
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    let allow: BTreeSet<IpNet> = lists::entries(layout, List::Allow)?
+    let allow: BTreeSet<IpNet> = maps
+        .entries(List::Allow)?
         .into_iter()
         .map(|(n, _)| n)
         .collect();

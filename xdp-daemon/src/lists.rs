@@ -5,17 +5,32 @@
 //! Beside the tries, `LIST_IN_USE` holds a flag per trie that lets the data
 //! path skip a trie known to be empty. It must never say empty while the
 //! trie holds an entry (that would be a bypass), so every change goes
-//! through [`insert`] (flag set before the entry goes in) and [`delete`]
+//! through `insert` (flag set before the entry goes in) and `delete`
 //! (flag cleared only once the trie is seen empty), and every change first
-//! repairs the flags from the tries ([`settle`]), undoing what a crash
-//! between the two steps left over-stated. The functions that change a
-//! list expect the caller to hold the state lock, as every caller does:
-//! a flag is only exact while no one else writes.
-use std::{io, net::IpAddr};
+//! repairs the flags from the tries (`settle`), undoing what a crash
+//! between the two steps left over-stated.
+//!
+//! IPv4 sources are looked up in the IPv4 list index ([`index`]), which
+//! every change rebuilds from the tries: the data path is switched to the
+//! tries first, and to the new index once it is written, so it never reads
+//! an index older than the tries. The methods that change a list expect
+//! the caller to hold the state lock, as every caller does: a flag is only
+//! exact while no one else writes.
+pub mod index;
 
-use aya::maps::{Array, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use std::{io, net::IpAddr, os::fd::AsFd};
+
+use aya::{
+    Ebpf,
+    maps::{Array, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
+};
 use ipnet::IpNet;
-use xdp_common::{list_in_use, maps, sizes};
+use tracing::warn;
+use xdp_common::{
+    HostGroup, IndexChunk,
+    index::{CHUNKS, COPIES},
+    list_in_use, maps, sizes,
+};
 
 use crate::{
     pins::PinLayout,
@@ -41,11 +56,31 @@ impl List {
         }
     }
 
+    const ALL: [List; 3] = [List::Allow, List::Block, List::Martian];
+
     fn maps(self) -> (&'static str, &'static str) {
         match self {
             List::Block => (maps::BLOCK_V4, maps::BLOCK_V6),
             List::Allow => (maps::ALLOW_V4, maps::ALLOW_V6),
             List::Martian => (maps::MARTIAN_V4, maps::MARTIAN_V6),
+        }
+    }
+
+    /// Its flag in the IPv4 index.
+    fn index_flag(self) -> u8 {
+        (match self {
+            List::Block => xdp_common::index::BLOCK,
+            List::Allow => xdp_common::index::ALLOW,
+            List::Martian => xdp_common::index::MARTIAN,
+        }) as u8
+    }
+
+    /// Where its tries sit in [`ListMaps`].
+    fn at(self) -> usize {
+        match self {
+            List::Allow => 0,
+            List::Block => 1,
+            List::Martian => 2,
         }
     }
 
@@ -94,74 +129,383 @@ pub enum ListError {
     Io(#[from] io::Error),
 }
 
-/// Makes sure the shared maps exist (they do once any interface was
-/// attached; otherwise loading the program creates and pins them).
-fn ensure(layout: &PinLayout) -> Result<(), ListError> {
-    if !layout.shared_map(maps::BLOCK_V4).exists() {
-        layout.prepare()?;
-        drop(program::load(Some(layout), None)?);
-    }
-    Ok(())
-}
-
-/// One of a list's two tries: `[u8; 4]` keys for IPv4, `[u8; 16]` for IPv6.
-fn trie<const N: usize>(
-    layout: &PinLayout,
-    name: &str,
-) -> Result<LpmTrie<MapData, [u8; N], u64>, ListError> {
-    let map = Map::LpmTrie(MapData::from_pin(layout.shared_map(name))?);
-    Ok(LpmTrie::try_from(map)?)
-}
-
 /// The trie key of a network: its prefix length and address bytes.
 fn key<const N: usize>(prefix_len: u8, octets: [u8; N]) -> Key<[u8; N]> {
     Key::new(prefix_len.into(), octets)
 }
 
-/// Adds `net` to `list` (or updates its expiry). Returns false if it was
-/// already there.
-pub fn add(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<bool, ListError> {
-    ensure(layout)?;
-    settle(layout, list)?;
-    let net = net.trunc();
-    let existed = contains(layout, list, net)?;
-    insert(layout, list, net, expires)?;
-    Ok(!existed)
+/// The shared list maps: the tries, their flags and the IPv4 index,
+/// opened from their pins or from a loaded program.
+pub struct ListMaps {
+    /// By [`List::at`].
+    v4: [LpmTrie<MapData, [u8; 4], u64>; 3],
+    v6: [LpmTrie<MapData, [u8; 16], u64>; 3],
+    in_use: Array<MapData, u32>,
+    index: Array<MapData, IndexChunk>,
+    index_nets: Array<MapData, IndexChunk>,
+    index_hosts: Array<MapData, HostGroup>,
 }
 
-/// Removes `net` from `list`. Returns false if it was not there.
-pub fn remove(layout: &PinLayout, list: List, net: IpNet) -> Result<bool, ListError> {
-    ensure(layout)?;
-    settle(layout, list)?;
-    let net = net.trunc();
-    if !contains(layout, list, net)? {
-        return Ok(false);
+/// What the last index rebuild made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// The live copy (0 or 1).
+    pub copy: u32,
+    /// Groups used: /16s and /24s that hold finer entries.
+    pub nets: usize,
+    pub hosts: usize,
+    /// /16s and /24s left to the tries for want of groups.
+    pub fallbacks: usize,
+}
+
+impl ListMaps {
+    /// The pinned maps of `layout`, created (by loading the program once)
+    /// if no interface was ever attached there.
+    pub fn open(layout: &PinLayout) -> Result<ListMaps, ListError> {
+        if !layout.shared_map(maps::INDEX_V4).exists() {
+            layout.prepare()?;
+            drop(program::load(Some(layout), None)?);
+        }
+        ListMaps::with(|name| Ok(MapData::from_pin(layout.shared_map(name))?))
     }
-    delete(layout, list, net)?;
-    Ok(true)
-}
 
-fn contains(layout: &PinLayout, list: List, net: IpNet) -> Result<bool, ListError> {
-    Ok(entries(layout, list)?.iter().any(|(n, _)| *n == net))
-}
+    /// The maps of a program loaded without pins (packet tests, the bench).
+    pub fn of(ebpf: &Ebpf) -> Result<ListMaps, ListError> {
+        ListMaps::with(|name| {
+            let map = ebpf
+                .map(name)
+                .ok_or_else(|| io::Error::other(format!("the program has no map {name}")))?;
+            let data = match map {
+                Map::Array(data) | Map::LpmTrie(data) => data,
+                _ => return Err(io::Error::other(format!("{name} is not a list map")).into()),
+            };
+            let fd = data.fd().as_fd().try_clone_to_owned()?;
+            Ok(MapData::from_fd(fd)?)
+        })
+    }
 
-/// Every entry of `list` with its expiry (Unix seconds, 0: never).
-pub fn entries(layout: &PinLayout, list: List) -> Result<Vec<(IpNet, u64)>, ListError> {
-    ensure(layout)?;
-    let (v4, v6) = list.maps();
-    let mut out = read::<4>(layout, v4)?;
-    out.extend(read::<16>(layout, v6)?);
-    out.sort();
-    Ok(out)
+    fn with(open: impl Fn(&str) -> Result<MapData, ListError>) -> Result<ListMaps, ListError> {
+        let trie = |name: &str| -> Result<Map, ListError> { Ok(Map::LpmTrie(open(name)?)) };
+        let array = |name: &str| -> Result<Map, ListError> { Ok(Map::Array(open(name)?)) };
+        let v4 =
+            |list: List| -> Result<_, ListError> { Ok(LpmTrie::try_from(trie(list.maps().0)?)?) };
+        let v6 =
+            |list: List| -> Result<_, ListError> { Ok(LpmTrie::try_from(trie(list.maps().1)?)?) };
+        Ok(ListMaps {
+            v4: [v4(List::Allow)?, v4(List::Block)?, v4(List::Martian)?],
+            v6: [v6(List::Allow)?, v6(List::Block)?, v6(List::Martian)?],
+            in_use: Array::try_from(array(maps::LIST_IN_USE)?)?,
+            index: Array::try_from(array(maps::INDEX_V4)?)?,
+            index_nets: Array::try_from(array(maps::INDEX_V4_NETS)?)?,
+            index_hosts: Array::try_from(array(maps::INDEX_V4_HOSTS)?)?,
+        })
+    }
+
+    /// Adds `net` to `list` (or updates its expiry). Returns false if it
+    /// was already there.
+    pub fn add(&mut self, list: List, net: IpNet, expires: u64) -> Result<bool, ListError> {
+        self.add_many(list, &[(net, expires)])
+            .pop()
+            .expect("one result per entry")
+    }
+
+    /// [`add`](Self::add) for several entries, with one index rebuild: a
+    /// result per entry, in order.
+    pub fn add_many(&mut self, list: List, nets: &[(IpNet, u64)]) -> Vec<Result<bool, ListError>> {
+        let mut results = Vec::new();
+        let outcome = self.change(|maps| {
+            let present = maps.present(list)?;
+            for &(net, expires) in nets {
+                let net = net.trunc();
+                results.push(
+                    maps.insert(list, net, expires)
+                        .map(|()| !present.contains(&net)),
+                );
+            }
+            Ok(())
+        });
+        if let Err(e) = outcome {
+            // Nothing was changed: the same error for every entry.
+            let message = e.to_string();
+            results = nets
+                .iter()
+                .map(|_| Err(io::Error::other(message.clone()).into()))
+                .collect();
+        }
+        results
+    }
+
+    /// Removes `net` from `list`. Returns false if it was not there.
+    pub fn remove(&mut self, list: List, net: IpNet) -> Result<bool, ListError> {
+        let net = net.trunc();
+        self.change(|maps| {
+            if !maps.present(list)?.contains(&net) {
+                return Ok(false);
+            }
+            maps.delete(list, net)?;
+            Ok(true)
+        })
+    }
+
+    /// The networks on `list`.
+    fn present(&self, list: List) -> Result<std::collections::BTreeSet<IpNet>, ListError> {
+        Ok(self.entries(list)?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// Every entry of `list` with its expiry (Unix seconds, 0: never).
+    pub fn entries(&self, list: List) -> Result<Vec<(IpNet, u64)>, ListError> {
+        let mut out = read(&self.v4[list.at()])?;
+        out.extend(read(&self.v6[list.at()])?);
+        out.sort();
+        Ok(out)
+    }
+
+    /// Makes every list's `LIST_IN_USE` flags match its tries and rebuilds
+    /// the IPv4 index, repairing what a crash mid-change left behind;
+    /// attach calls it before a new program instance starts reading them.
+    pub fn settle_all(&mut self) -> Result<(), ListError> {
+        self.change(|_| Ok(()))
+    }
+
+    /// Fills the martian list with `DEFAULT_MARTIANS` if it is empty.
+    pub fn seed_martians(&mut self) -> Result<(), ListError> {
+        if !self.entries(List::Martian)?.is_empty() {
+            return Ok(());
+        }
+        let defaults: Vec<(IpNet, u64)> = DEFAULT_MARTIANS
+            .iter()
+            .map(|net| (net.parse().expect("valid default"), 0))
+            .collect();
+        for result in self.add_many(List::Martian, &defaults) {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Makes the entries of `list` that came from the config equal
+    /// `desired`: adds the missing ones (never expiring) and removes those
+    /// in `previous` (what the config held before) that left it. Entries
+    /// added by other means are left alone. One read of the list, whatever
+    /// its size.
+    pub fn sync(
+        &mut self,
+        list: List,
+        desired: &[IpNet],
+        previous: &[IpNet],
+    ) -> Result<SyncOutcome, ListError> {
+        self.change(|maps| {
+            let present = maps.present(list)?;
+            let mut outcome = SyncOutcome::default();
+            for &net in desired {
+                let net = net.trunc();
+                if !present.contains(&net) {
+                    maps.insert(list, net, 0)?;
+                    outcome.added += 1;
+                }
+            }
+            for &net in previous {
+                let net = net.trunc();
+                if present.contains(&net) && !desired.iter().any(|d| d.trunc() == net) {
+                    maps.delete(list, net)?;
+                    outcome.removed += 1;
+                }
+            }
+            Ok(outcome)
+        })
+    }
+
+    /// Removes entries of `list` whose expiry (Unix seconds) is at or
+    /// before `now`, and returns them. If none has expired, it only
+    /// repairs the trie flags (as every change does first; the daemon
+    /// sweeps once a second) and leaves the index as it is.
+    pub fn sweep_expired(&mut self, list: List, now: u64) -> Result<Vec<IpNet>, ListError> {
+        for list in List::ALL {
+            self.settle(list)?;
+        }
+        let expired: Vec<IpNet> = self
+            .entries(list)?
+            .into_iter()
+            .filter(|&(_, expires)| expires != 0 && expires <= now)
+            .map(|(net, _)| net)
+            .collect();
+        if expired.is_empty() {
+            return Ok(expired);
+        }
+        self.change(|maps| {
+            for &net in &expired {
+                maps.delete(list, net)?;
+            }
+            Ok(())
+        })?;
+        Ok(expired)
+    }
+
+    /// The `LIST_IN_USE` flags of `list`'s IPv4 and IPv6 tries: false
+    /// means the data path skips that trie.
+    pub fn in_use(&self, list: List) -> Result<(bool, bool), ListError> {
+        let (v4_slot, v6_slot) = list.slots();
+        Ok((
+            self.in_use.get(&v4_slot, 0)? != 0,
+            self.in_use.get(&v6_slot, 0)? != 0,
+        ))
+    }
+
+    /// Which copy of the IPv4 index is live, and how full it is.
+    pub fn index_stats(&self) -> Result<IndexStats, ListError> {
+        let live = self.in_use.get(&list_in_use::INDEX_V4, 0)?;
+        if live == 0 {
+            return Err(io::Error::other("no IPv4 list index is live").into());
+        }
+        let copy = live - 1;
+        let built = self.build(copy)?;
+        Ok(IndexStats {
+            copy,
+            nets: built.nets.len(),
+            hosts: built.hosts.len(),
+            fallbacks: built.fallbacks,
+        })
+    }
+
+    /// Runs a change to the tries with the data path on the tries, the
+    /// flags repaired before, and the IPv4 index rebuilt after (also after
+    /// a change that failed part way: the tries hold what they hold).
+    fn change<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ListError>,
+    ) -> Result<T, ListError> {
+        let live = self.in_use.get(&list_in_use::INDEX_V4, 0)?;
+        self.in_use.set(list_in_use::INDEX_V4, 0, 0)?;
+        for list in List::ALL {
+            self.settle(list)?;
+        }
+        let result = f(self);
+        // The copy not live before: a reader still in it (a packet being
+        // processed as the switch happened) finds it unchanged.
+        let copy = if live == 1 { 1 } else { 0 };
+        self.reindex(copy)?;
+        result
+    }
+
+    /// The IPv4 index of the tries as they are, built for `copy`.
+    fn build(&self, copy: u32) -> Result<index::Built, ListError> {
+        let mut entries = Vec::new();
+        for list in List::ALL {
+            for (net, _) in read(&self.v4[list.at()])? {
+                if let IpNet::V4(net) = net {
+                    entries.push((net, list.index_flag()));
+                }
+            }
+        }
+        Ok(index::build(
+            &entries,
+            index::Capacity::default(),
+            index::Bases::of_copy(copy),
+        ))
+    }
+
+    /// Writes the index of the tries into `copy` and makes it live.
+    fn reindex(&mut self, copy: u32) -> Result<(), ListError> {
+        debug_assert!(copy < COPIES);
+        let built = self.build(copy)?;
+        for (i, chunk) in built.chunks.iter().enumerate() {
+            self.index.set(copy * CHUNKS + i as u32, chunk, 0)?;
+        }
+        let bases = index::Bases::of_copy(copy);
+        for (i, group) in built.nets.iter().enumerate() {
+            self.index_nets
+                .set(u32::from(bases.net) + i as u32, group, 0)?;
+        }
+        for (i, group) in built.hosts.iter().enumerate() {
+            self.index_hosts
+                .set(u32::from(bases.host) + i as u32, group, 0)?;
+        }
+        self.in_use.set(list_in_use::INDEX_V4, copy + 1, 0)?;
+        if built.fallbacks > 0 {
+            warn!(
+                "the IPv4 list index is full: {} ranges are looked up in the tries (slower, as exact)",
+                built.fallbacks
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes the flags of `list`'s tries say whether each holds an entry.
+    fn settle(&mut self, list: List) -> Result<(), ListError> {
+        let (v4_slot, v6_slot) = list.slots();
+        let v4_used = self.v4[list.at()].keys().next().transpose()?.is_some();
+        self.in_use.set(v4_slot, u32::from(v4_used), 0)?;
+        let v6_used = self.v6[list.at()].keys().next().transpose()?.is_some();
+        self.in_use.set(v6_slot, u32::from(v6_used), 0)?;
+        Ok(())
+    }
+
+    /// Inserts or updates one entry, with no existence check. The trie's
+    /// `LIST_IN_USE` flag is set first, so the data path never skips a
+    /// trie with this entry in it. A full trie is E2BIG for hash-like maps
+    /// and ENOSPC for LPM tries on 6.x kernels.
+    fn insert(&mut self, list: List, net: IpNet, expires: u64) -> Result<(), ListError> {
+        let (v4_slot, v6_slot) = list.slots();
+        let slot = if net.addr().is_ipv4() {
+            v4_slot
+        } else {
+            v6_slot
+        };
+        self.in_use.set(slot, 1, 0)?;
+        let result = match net {
+            IpNet::V4(n) => {
+                self.v4[list.at()].insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
+            }
+            IpNet::V6(n) => {
+                self.v6[list.at()].insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(MapError::SyscallError(e))
+                if matches!(e.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC)) =>
+            {
+                Err(ListError::Full {
+                    list: list.name(),
+                    capacity: list.capacity(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes one entry; the trie's `LIST_IN_USE` flag is cleared
+    /// afterwards if that left the trie empty.
+    fn delete(&mut self, list: List, net: IpNet) -> Result<(), ListError> {
+        let (v4_slot, v6_slot) = list.slots();
+        match net {
+            IpNet::V4(n) => {
+                let trie = &mut self.v4[list.at()];
+                trie.remove(&key(n.prefix_len(), n.addr().octets()))?;
+                if trie.keys().next().is_none() {
+                    self.in_use.set(v4_slot, 0, 0)?;
+                }
+            }
+            IpNet::V6(n) => {
+                let trie = &mut self.v6[list.at()];
+                trie.remove(&key(n.prefix_len(), n.addr().octets()))?;
+                if trie.keys().next().is_none() {
+                    self.in_use.set(v6_slot, 0, 0)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The entries of one trie.
-fn read<const N: usize>(layout: &PinLayout, name: &str) -> Result<Vec<(IpNet, u64)>, ListError>
+fn read<const N: usize>(
+    trie: &LpmTrie<MapData, [u8; N], u64>,
+) -> Result<Vec<(IpNet, u64)>, ListError>
 where
     IpAddr: From<[u8; N]>,
 {
     let mut out = Vec::new();
-    for item in trie::<N>(layout, name)?.iter() {
+    for item in trie.iter() {
         let (key, expires) = item?;
         let net = IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8)
             .map_err(io::Error::other)?;
@@ -170,179 +514,11 @@ where
     Ok(out)
 }
 
-/// Makes every list's `LIST_IN_USE` flags match its tries, repairing what
-/// a crash mid-change left over-stated; attach calls it before a new
-/// program instance starts reading them. The caller holds the state lock.
-pub fn settle_all(layout: &PinLayout) -> Result<(), ListError> {
-    ensure(layout)?;
-    for list in [List::Allow, List::Block, List::Martian] {
-        settle(layout, list)?;
-    }
-    Ok(())
-}
-
-/// Fills the martian list with `DEFAULT_MARTIANS` if it is empty.
-pub fn seed_martians(layout: &PinLayout) -> Result<(), ListError> {
-    if !entries(layout, List::Martian)?.is_empty() {
-        return Ok(());
-    }
-    for net in DEFAULT_MARTIANS {
-        add(
-            layout,
-            List::Martian,
-            net.parse().expect("valid default"),
-            0,
-        )?;
-    }
-    Ok(())
-}
-
-/// Makes the entries of `list` that came from the config equal `desired`:
-/// adds the missing ones (never expiring) and removes those in `previous`
-/// (what the config held before) that left it. Entries added by other means
-/// are left alone. One read of the list, whatever its size.
-pub fn sync(
-    layout: &PinLayout,
-    list: List,
-    desired: &[IpNet],
-    previous: &[IpNet],
-) -> Result<SyncOutcome, ListError> {
-    ensure(layout)?;
-    settle(layout, list)?;
-    let present: std::collections::BTreeSet<IpNet> =
-        entries(layout, list)?.into_iter().map(|(n, _)| n).collect();
-    let mut outcome = SyncOutcome::default();
-    for &net in desired {
-        let net = net.trunc();
-        if !present.contains(&net) {
-            insert(layout, list, net, 0)?;
-            outcome.added += 1;
-        }
-    }
-    for &net in previous {
-        let net = net.trunc();
-        if present.contains(&net) && !desired.iter().any(|d| d.trunc() == net) {
-            delete(layout, list, net)?;
-            outcome.removed += 1;
-        }
-    }
-    Ok(outcome)
-}
-
 /// What `sync` did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncOutcome {
     pub added: usize,
     pub removed: usize,
-}
-
-/// Removes entries of `list` whose expiry (Unix seconds) is at or before
-/// `now`, and returns them.
-pub fn sweep_expired(layout: &PinLayout, list: List, now: u64) -> Result<Vec<IpNet>, ListError> {
-    ensure(layout)?;
-    settle(layout, list)?;
-    let mut gone = Vec::new();
-    for (net, expires) in entries(layout, list)? {
-        if expires != 0 && expires <= now {
-            delete(layout, list, net)?;
-            gone.push(net);
-        }
-    }
-    Ok(gone)
-}
-
-/// The `LIST_IN_USE` flags.
-fn in_use_flags(layout: &PinLayout) -> Result<Array<MapData, u32>, ListError> {
-    let map = Map::Array(MapData::from_pin(layout.shared_map(maps::LIST_IN_USE))?);
-    Ok(Array::try_from(map)?)
-}
-
-/// Sets the `LIST_IN_USE` flag of one trie.
-fn set_in_use(layout: &PinLayout, slot: u32, in_use: bool) -> Result<(), ListError> {
-    Ok(in_use_flags(layout)?.set(slot, u32::from(in_use), 0)?)
-}
-
-/// The `LIST_IN_USE` flags of `list`'s IPv4 and IPv6 tries: false means
-/// the data path skips that trie.
-pub fn in_use(layout: &PinLayout, list: List) -> Result<(bool, bool), ListError> {
-    ensure(layout)?;
-    let flags = in_use_flags(layout)?;
-    let (v4_slot, v6_slot) = list.slots();
-    Ok((flags.get(&v4_slot, 0)? != 0, flags.get(&v6_slot, 0)? != 0))
-}
-
-/// Makes the flags of `list`'s tries say whether each holds an entry.
-/// Exact only while no one else changes the list: the caller holds the
-/// state lock.
-fn settle(layout: &PinLayout, list: List) -> Result<(), ListError> {
-    let (v4, v6) = list.maps();
-    let (v4_slot, v6_slot) = list.slots();
-    let v4_used = trie::<4>(layout, v4)?.keys().next().transpose()?.is_some();
-    set_in_use(layout, v4_slot, v4_used)?;
-    let v6_used = trie::<16>(layout, v6)?.keys().next().transpose()?.is_some();
-    set_in_use(layout, v6_slot, v6_used)
-}
-
-/// Inserts or updates one entry, with no existence check. The trie's
-/// `LIST_IN_USE` flag is set first, so the data path never skips a trie
-/// with this entry in it. A full trie is E2BIG for hash-like maps and
-/// ENOSPC for LPM tries on 6.x kernels.
-fn insert(layout: &PinLayout, list: List, net: IpNet, expires: u64) -> Result<(), ListError> {
-    let (v4, v6) = list.maps();
-    let (v4_slot, v6_slot) = list.slots();
-    set_in_use(
-        layout,
-        if net.addr().is_ipv4() {
-            v4_slot
-        } else {
-            v6_slot
-        },
-        true,
-    )?;
-    let result = match net {
-        IpNet::V4(n) => {
-            trie(layout, v4)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
-        }
-        IpNet::V6(n) => {
-            trie(layout, v6)?.insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
-        }
-    };
-    match result {
-        Ok(()) => Ok(()),
-        Err(MapError::SyscallError(e))
-            if matches!(e.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC)) =>
-        {
-            Err(ListError::Full {
-                list: list.name(),
-                capacity: list.capacity(),
-            })
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Removes one entry; the trie's `LIST_IN_USE` flag is cleared afterwards
-/// if that left the trie empty.
-fn delete(layout: &PinLayout, list: List, net: IpNet) -> Result<(), ListError> {
-    let (v4, v6) = list.maps();
-    let (v4_slot, v6_slot) = list.slots();
-    match net {
-        IpNet::V4(n) => {
-            let mut trie = trie::<4>(layout, v4)?;
-            trie.remove(&key(n.prefix_len(), n.addr().octets()))?;
-            if trie.keys().next().is_none() {
-                set_in_use(layout, v4_slot, false)?;
-            }
-        }
-        IpNet::V6(n) => {
-            let mut trie = trie::<16>(layout, v6)?;
-            trie.remove(&key(n.prefix_len(), n.addr().octets()))?;
-            if trie.keys().next().is_none() {
-                set_in_use(layout, v6_slot, false)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

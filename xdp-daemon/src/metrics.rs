@@ -28,7 +28,7 @@ use xdp_common::Reason;
 use crate::{
     counters::Counters,
     flood, kernel,
-    lists::{self, List},
+    lists::{List, ListMaps},
     pins::PinLayout,
     sysctl,
 };
@@ -195,15 +195,22 @@ impl Collector for SynguardCollector {
         )?;
 
         let mut list_rows = Vec::new();
-        for (label, list) in [
-            ("block", List::Block),
-            ("allow", List::Allow),
-            ("martian", List::Martian),
-        ] {
-            match lists::entries(&self.layout, list) {
-                Ok(e) => list_rows.push((vec![("list", label.to_string())], e.len() as i64)),
-                Err(e) => tracing::warn!("metrics: {}: {e}", list.name()),
+        match ListMaps::open(&self.layout) {
+            Ok(maps) => {
+                for (label, list) in [
+                    ("block", List::Block),
+                    ("allow", List::Allow),
+                    ("martian", List::Martian),
+                ] {
+                    match maps.entries(list) {
+                        Ok(e) => {
+                            list_rows.push((vec![("list", label.to_string())], e.len() as i64));
+                        }
+                        Err(e) => tracing::warn!("metrics: {}: {e}", list.name()),
+                    }
+                }
             }
+            Err(e) => tracing::warn!("metrics: the lists: {e}"),
         }
         gauge(
             &mut enc,

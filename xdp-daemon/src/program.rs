@@ -31,6 +31,16 @@ pub enum LoadError {
 /// interfaces, and (given an interface) that interface's own. Without, they
 /// live as long as the returned handle (packet tests).
 pub fn load(layout: Option<&PinLayout>, iface: Option<&str>) -> Result<Ebpf, LoadError> {
+    load_object(OBJECT, layout, iface)
+}
+
+/// [`load`] with another build of the program (the cost bench measures
+/// one beside the embedded object; it must have the same map layout).
+pub fn load_object(
+    object: &[u8],
+    layout: Option<&PinLayout>,
+    iface: Option<&str>,
+) -> Result<Ebpf, LoadError> {
     let mut paths: Vec<(&str, PathBuf)> = Vec::new();
     if let Some(layout) = layout {
         for name in maps::SHARED {
@@ -46,7 +56,7 @@ pub fn load(layout: Option<&PinLayout>, iface: Option<&str>) -> Result<Ebpf, Loa
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
-    let mut ebpf = loader.load(OBJECT)?;
+    let mut ebpf = loader.load(object)?;
     let program: &mut Xdp = ebpf
         .program_mut(PROGRAM)
         .ok_or(LoadError::MissingProgram)?

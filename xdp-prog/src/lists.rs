@@ -1,11 +1,20 @@
 //! CIDR lists, shared by every interface's instance: the allowlist and
 //! blocklist (checked first, for every protocol) and the martian list
-//! (sources no real SYN comes from). LPM tries, longest prefix wins.
+//! (sources no real SYN comes from).
+//!
+//! Each list is a pair of LPM tries (longest prefix wins). An IPv4 source
+//! is looked up in the IPv4 list index instead ([`xdp_common::index`]):
+//! all three lists at once, in at most three array loads. The tries are
+//! asked where the index says so, and while it is being rebuilt.
 use aya_ebpf::{
     macros::map,
     maps::{Array, LpmTrie, lpm_trie::Key},
 };
-use xdp_common::{list_in_use, sizes};
+use xdp_common::{
+    HostGroup, IndexChunk,
+    index::{self, ALLOW, BLOCK, GROUP, MARTIAN, TRIES},
+    list_in_use, sizes,
+};
 
 use crate::parse::{Family, Packet};
 
@@ -30,9 +39,89 @@ static MARTIAN_V6: LpmTrie<[u8; 16], u64> = LpmTrie::with_max_entries(sizes::MAR
 /// Per trie, 0 when userspace knows it is empty: a lookup in an empty trie
 /// still costs a helper call, paid by every packet for the usually empty
 /// allowlist. Userspace sets a flag before inserting and clears it only
-/// after a delete left the trie empty, so it never under-states.
+/// after a delete left the trie empty, so it never under-states. Slot
+/// `INDEX_V4` says which copy of the IPv4 index is live.
 #[map(name = "LIST_IN_USE")]
 static LIST_IN_USE: Array<u32> = Array::with_max_entries(list_in_use::COUNT, 0);
+
+/// The IPv4 list index: first-level chunks, /16 groups, /24 groups, each
+/// map holding both copies.
+#[map(name = "INDEX_V4")]
+static INDEX_V4: Array<IndexChunk> = Array::with_max_entries(index::COPIES * index::CHUNKS, 0);
+#[map(name = "INDEX_V4_NETS")]
+static INDEX_V4_NETS: Array<IndexChunk> =
+    Array::with_max_entries(index::COPIES * index::NET_GROUPS, 0);
+#[map(name = "INDEX_V4_HOSTS")]
+static INDEX_V4_HOSTS: Array<HostGroup> =
+    Array::with_max_entries(index::COPIES * index::HOST_GROUPS, 0);
+
+/// Not looked up yet: the martian list is only asked for SYNs.
+const MARTIAN_UNKNOWN: u16 = 0x100;
+
+/// The lists a packet's source is on.
+pub struct Listed(u16);
+
+impl Listed {
+    #[inline(always)]
+    pub fn allowed(&self) -> bool {
+        self.0 & ALLOW != 0
+    }
+
+    #[inline(always)]
+    pub fn blocked(&self) -> bool {
+        self.0 & BLOCK != 0
+    }
+
+    #[inline(always)]
+    pub fn martian(&self, packet: &Packet) -> bool {
+        if self.0 & MARTIAN_UNKNOWN != 0 {
+            return listed(&MARTIAN_LIST, packet);
+        }
+        self.0 & MARTIAN != 0
+    }
+}
+
+/// Which lists the packet's source is on: from the IPv4 index, else from
+/// the allowlist and blocklist tries (the martian trie is left for
+/// [`Listed::martian`]).
+#[inline(always)]
+pub fn lookup(packet: &Packet) -> Listed {
+    if packet.family == Family::V4
+        && let Some(flags) = index_v4(&packet.src)
+        && flags & TRIES == 0
+    {
+        return Listed(flags);
+    }
+    let mut flags = MARTIAN_UNKNOWN;
+    if listed(&ALLOW_LIST, packet) {
+        flags |= ALLOW;
+    } else if listed(&BLOCK_LIST, packet) {
+        flags |= BLOCK;
+    }
+    Listed(flags)
+}
+
+/// The index's entry for an IPv4 source; `None` when no copy is live or a
+/// group is missing (then the tries decide).
+#[inline(always)]
+fn index_v4(src: &[u8; 16]) -> Option<u16> {
+    let live = *LIST_IN_USE.get(list_in_use::INDEX_V4)?;
+    if live == 0 {
+        return None;
+    }
+    let chunk = INDEX_V4.get((live - 1) * index::CHUNKS + src[0] as u32)?;
+    let entry = chunk.0[src[1] as usize];
+    if entry & GROUP == 0 {
+        return Some(entry);
+    }
+    let nets = INDEX_V4_NETS.get((entry & !GROUP) as u32)?;
+    let entry = nets.0[src[2] as usize];
+    if entry & GROUP == 0 {
+        return Some(entry);
+    }
+    let hosts = INDEX_V4_HOSTS.get((entry & !GROUP) as u32)?;
+    Some(hosts.0[src[3] as usize] as u16)
+}
 
 /// One list: its two tries and their `LIST_IN_USE` slots.
 struct List {
@@ -42,39 +131,24 @@ struct List {
     v6_slot: u32,
 }
 
-const ALLOW: List = List {
+const ALLOW_LIST: List = List {
     v4: &ALLOW_V4,
     v6: &ALLOW_V6,
     v4_slot: list_in_use::ALLOW_V4,
     v6_slot: list_in_use::ALLOW_V6,
 };
-const BLOCK: List = List {
+const BLOCK_LIST: List = List {
     v4: &BLOCK_V4,
     v6: &BLOCK_V6,
     v4_slot: list_in_use::BLOCK_V4,
     v6_slot: list_in_use::BLOCK_V6,
 };
-const MARTIAN: List = List {
+const MARTIAN_LIST: List = List {
     v4: &MARTIAN_V4,
     v6: &MARTIAN_V6,
     v4_slot: list_in_use::MARTIAN_V4,
     v6_slot: list_in_use::MARTIAN_V6,
 };
-
-#[inline(always)]
-pub fn allowed(packet: &Packet) -> bool {
-    listed(&ALLOW, packet)
-}
-
-#[inline(always)]
-pub fn blocked(packet: &Packet) -> bool {
-    listed(&BLOCK, packet)
-}
-
-#[inline(always)]
-pub fn martian(packet: &Packet) -> bool {
-    listed(&MARTIAN, packet)
-}
 
 /// False only if the trie is known to be empty (a failed lookup of the
 /// flag counts as in use).

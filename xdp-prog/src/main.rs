@@ -39,10 +39,11 @@ fn verdict(ctx: &XdpContext) -> Reason {
         Ok(packet) => packet,
         Err(settled) => return settled,
     };
-    if lists::allowed(&packet) {
+    let listed = lists::lookup(&packet);
+    if listed.allowed() {
         return Reason::Allowlist;
     }
-    if lists::blocked(&packet) {
+    if listed.blocked() {
         return Reason::Blocklist;
     }
     let tcp = match packet.l4 {
@@ -53,7 +54,7 @@ fn verdict(ctx: &XdpContext) -> Reason {
         return Reason::Internal;
     };
     if tcp.flags.is_syn() {
-        syn(ctx, &packet, &tcp, config)
+        syn(ctx, &packet, &listed, &tcp, config)
     } else if tcp.flags.is_handshake_ack() && flood::active(config) {
         cookie::check_ack(ctx, &packet, &tcp)
     } else {
@@ -63,12 +64,18 @@ fn verdict(ctx: &XdpContext) -> Reason {
 
 /// A connection request: sanity checks, then the flood defence.
 #[inline(always)]
-fn syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &xdp_common::Config) -> Reason {
+fn syn(
+    ctx: &XdpContext,
+    packet: &Packet,
+    listed: &lists::Listed,
+    tcp: &Tcp,
+    config: &xdp_common::Config,
+) -> Reason {
     if tcp.flags.is_bad_syn() {
         return Reason::BadFlags;
     }
     // On loopback, 127/8 and ::1 are the host talking to itself.
-    if ctx.ingress_ifindex() != LOOPBACK_IFINDEX && lists::martian(packet) {
+    if ctx.ingress_ifindex() != LOOPBACK_IFINDEX && listed.martian(packet) {
         return Reason::Martian;
     }
     // One clock read for the whole SYN: detection, budgets, the answer's

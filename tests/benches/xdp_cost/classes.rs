@@ -11,7 +11,10 @@ use synguard_tests::{
 };
 use xdp_common::Reason;
 
-use crate::{BLOCKED, Options, PORT, fixture::Bench};
+use crate::{
+    BLOCKED, Options, PORT,
+    fixture::{Bench, Lists},
+};
 
 /// How a class is timed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -48,9 +51,8 @@ pub struct Class {
     /// Spend the source's SYN budget before each measurement (it refills
     /// between rounds).
     pub spend_budget: bool,
-    /// Run on synguard with its lists (else on an instance whose lists are
-    /// all empty).
-    pub lists: bool,
+    /// Which instance of synguard it runs on.
+    pub lists: Lists,
     /// Every single call gets a frame no earlier call had (`frames` holds
     /// one per call of every round), as in a spoofed flood whose sources
     /// keep changing; else the frames are reused round after round.
@@ -131,29 +133,51 @@ impl Bench<'_> {
                 reason: Reason::NonTcp,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
             Class {
                 name: "non-TCP (UDP) pass, every list empty",
                 mode: Mode::Normal,
                 timing: Timing::Repeated,
-                frames: vec![udp],
+                frames: vec![udp.clone()],
                 reason: Reason::NonTcp,
                 peer_action: pass,
                 spend_budget: false,
-                lists: false,
+                lists: Lists::Empty,
+                fresh: false,
+            },
+            Class {
+                name: "non-TCP (UDP) pass, lists in the tries (no IPv4 index)",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
+                frames: vec![udp.clone()],
+                reason: Reason::NonTcp,
+                peer_action: pass,
+                spend_budget: false,
+                lists: Lists::TriesOnly,
                 fresh: false,
             },
             Class {
                 name: "blocklisted source: drop",
                 mode: Mode::Normal,
                 timing: Timing::Repeated,
+                frames: vec![blocked.clone()],
+                reason: Reason::Blocklist,
+                peer_action: bpf::XDP_DROP,
+                spend_budget: false,
+                lists: Lists::Indexed,
+                fresh: false,
+            },
+            Class {
+                name: "blocklisted source: drop, lists in the tries (no IPv4 index)",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
                 frames: vec![blocked],
                 reason: Reason::Blocklist,
                 peer_action: bpf::XDP_DROP,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::TriesOnly,
                 fresh: false,
             },
             Class {
@@ -164,7 +188,7 @@ impl Bench<'_> {
                 reason: Reason::Syn,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
             Class {
@@ -175,7 +199,7 @@ impl Bench<'_> {
                 reason: Reason::SynAck,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
             Class {
@@ -186,7 +210,7 @@ impl Bench<'_> {
                 reason: Reason::SynAck,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
             Class {
@@ -197,7 +221,7 @@ impl Bench<'_> {
                 reason: Reason::SynAck,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: true,
             },
             Class {
@@ -210,7 +234,7 @@ impl Bench<'_> {
                 reason: Reason::Rate,
                 peer_action: pass,
                 spend_budget: true,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
             Class {
@@ -221,7 +245,7 @@ impl Bench<'_> {
                 reason: Reason::Rate,
                 peer_action: pass,
                 spend_budget: true,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: true,
             },
             Class {
@@ -232,7 +256,7 @@ impl Bench<'_> {
                 reason: Reason::ValidCookie,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
             Class {
@@ -243,7 +267,7 @@ impl Bench<'_> {
                 reason: Reason::BadCookie,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
             Class {
@@ -254,7 +278,7 @@ impl Bench<'_> {
                 reason: Reason::Tcp,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
             Class {
@@ -265,7 +289,7 @@ impl Bench<'_> {
                 reason: Reason::Tcp,
                 peer_action: pass,
                 spend_budget: false,
-                lists: true,
+                lists: Lists::Indexed,
                 fresh: false,
             },
         ])

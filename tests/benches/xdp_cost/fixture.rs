@@ -6,10 +6,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use aya::{
-    Ebpf,
-    maps::{Array, LpmTrie, lpm_trie::Key},
-};
+use aya::{Ebpf, maps::Array};
 use synguard_tests::{
     bench::bpf,
     lab::{TARGET_V4, if_index},
@@ -19,7 +16,7 @@ use synguard_tests::{
 use xdp_common::{Budget, Config, FloodMode, FloodState, list_in_use, maps};
 use xdp_daemon::{
     counters::Counters,
-    lists::DEFAULT_MARTIANS,
+    lists::{List, ListMaps},
     program,
     settings::{self, FloodPolicy, KernelFacts},
 };
@@ -31,17 +28,20 @@ use crate::{
     report::Measured,
 };
 
-/// The namespace's fixtures and the three programs.
+/// The namespace's fixtures and the programs.
 pub struct Bench<'a> {
     pub ns: &'a Netns,
     pub ifindex: u32,
-    /// synguard with its lists: the martians, and a blocklist of 1024.
-    pub synguard: Ebpf,
-    /// Another instance with every list empty: what parsing, the policy
-    /// and counting cost without the list lookups.
-    pub bare: Ebpf,
-    /// Which of the two the current class runs on.
-    pub use_bare: bool,
+    /// synguard, by [`Lists`]: with its lists (the martians, and a
+    /// blocklist of 1024), with every list empty (what parsing, the policy
+    /// and counting cost without the list lookups), and with its lists but
+    /// no IPv4 index (what the tries cost).
+    pub synguard: [Ebpf; 3],
+    /// Which of them the current class runs on.
+    pub lists: Lists,
+    /// Other builds of the program (`--compare OBJECT`), each set up as
+    /// `synguard` is and measured beside it.
+    pub compared: Vec<[Ebpf; 3]>,
     pub floor: OwnedFd,
     /// xdp-filter, when it could be loaded.
     pub peer: Option<Peer<'a>>,
@@ -52,7 +52,7 @@ pub struct Bench<'a> {
 }
 
 impl<'a> Bench<'a> {
-    pub fn new(ns: &'a Netns) -> Result<Bench<'a>> {
+    pub fn new(ns: &'a Netns, options: &Options) -> Result<Bench<'a>> {
         // Cookies forced (the helper hands one out without a real flood)
         // and timestamps without offsets, as on a protected host.
         ns.set_sysctl("net.ipv4.tcp_syncookies", "2")?;
@@ -72,26 +72,14 @@ impl<'a> Bench<'a> {
             .context("an established connection")?;
         let (server_side, _) = listener.accept()?;
 
-        let mut synguard = program::load(None, None).context("loading synguard")?;
-        for net in DEFAULT_MARTIANS {
-            list_add(&mut synguard, "MARTIAN", net)?;
+        let synguard = instances(program::OBJECT).context("loading synguard")?;
+        let mut compared = Vec::new();
+        for path in &options.compare {
+            let object =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            compared
+                .push(instances(&object).with_context(|| format!("loading {}", path.display()))?);
         }
-        list_add(&mut synguard, "BLOCK", &format!("{BLOCKED}/32"))?;
-        let mut rng = Rng::new(0xb10c);
-        for i in 0..BLOCKLIST_EXTRA {
-            let r = rng.next_u64();
-            let third = 1 + (r % 255) as u8;
-            if i % 32 == 0 {
-                list_add(&mut synguard, "BLOCK", &format!("198.18.{third}.0/24"))?;
-            } else {
-                list_add(
-                    &mut synguard,
-                    "BLOCK",
-                    &format!("198.18.{third}.{}/32", (r >> 8) as u8),
-                )?;
-            }
-        }
-        let bare = program::load(None, None).context("loading synguard")?;
         let floor = bpf::load_return("bench_floor", bpf::XDP_PASS)?;
         let peer = match Peer::load(ns, "bench0") {
             Ok(peer) => Some(peer),
@@ -104,8 +92,8 @@ impl<'a> Bench<'a> {
             ns,
             ifindex,
             synguard,
-            bare,
-            use_bare: false,
+            lists: Lists::Indexed,
+            compared,
             floor,
             peer,
             client,
@@ -120,7 +108,7 @@ impl<'a> Bench<'a> {
             Mode::Normal => {
                 // Flood classes leave the detector engaged for its hold
                 // time: start from a quiet interface.
-                for ebpf in [&mut self.synguard, &mut self.bare] {
+                for ebpf in self.all_mut() {
                     let map = ebpf.map_mut(maps::FLOOD).context("FLOOD map")?;
                     let mut flood: Array<_, FloodState> = Array::try_from(map)?;
                     flood.set(0, FloodState::default(), 0)?;
@@ -156,16 +144,26 @@ impl<'a> Bench<'a> {
             }
         };
         let config = settings::config(&policy, &host());
-        set_config(&mut self.synguard, config)?;
-        set_config(&mut self.bare, config)
+        for ebpf in self.all_mut() {
+            set_config(ebpf, config)?;
+        }
+        Ok(())
+    }
+
+    /// Every instance of every build.
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Ebpf> {
+        self.synguard
+            .iter_mut()
+            .chain(self.compared.iter_mut().flatten())
     }
 
     fn instance(&self) -> &Ebpf {
-        if self.use_bare {
-            &self.bare
-        } else {
-            &self.synguard
-        }
+        &self.synguard[self.lists as usize]
+    }
+
+    /// The instance of compared build `i` the current class runs on.
+    fn compared_instance(&self, i: usize) -> &Ebpf {
+        &self.compared[i][self.lists as usize]
     }
 
     /// The ACK that completes a handshake with the cookie synguard's own
@@ -208,19 +206,7 @@ impl<'a> Bench<'a> {
     }
 
     fn synguard_fd(&self) -> BorrowedFd<'_> {
-        let xdp: &aya::programs::Xdp = self
-            .instance()
-            .program(program::PROGRAM)
-            .expect("loaded")
-            .try_into()
-            .expect("XDP");
-        xdp.fd().expect("loaded").as_fd()
-    }
-
-    fn counters(&self) -> Result<Counters> {
-        Ok(Counters::read(
-            self.instance().map(maps::COUNTERS).context("COUNTERS")?,
-        )?)
+        program_fd(self.instance())
     }
 
     /// Every round: every class, each program on it, interleaved.
@@ -233,6 +219,7 @@ impl<'a> Bench<'a> {
                 reason: c.reason,
                 floor: Vec::new(),
                 synguard: Vec::new(),
+                compared: Vec::new(),
                 peer: Vec::new(),
             })
             .collect();
@@ -240,7 +227,7 @@ impl<'a> Bench<'a> {
             eprintln!("xdp_cost: round {}/{}", round + 1, options.rounds());
             for (class, result) in classes.iter().zip(&mut results) {
                 self.policy(class.mode)?;
-                self.use_bare = !class.lists;
+                self.lists = class.lists;
                 // Fresh frames: each round takes the next `calls` of them.
                 let start = if class.fresh {
                     round * options.calls()
@@ -259,27 +246,32 @@ impl<'a> Bench<'a> {
                 result
                     .floor
                     .push(self.time(floor, class, options, start, bpf::XDP_PASS)?);
-                let before = self.counters()?;
                 let expected = match class.reason.verdict() {
                     xdp_common::Verdict::Pass => bpf::XDP_PASS,
                     xdp_common::Verdict::Drop => bpf::XDP_DROP,
                     xdp_common::Verdict::Tx => bpf::XDP_TX,
                     xdp_common::Verdict::Aborted => bpf::XDP_ABORTED,
                 };
-                let ns = self.time(self.synguard_fd(), class, options, start, expected)?;
-                let delta = self.counters()?.since(&before);
-                let runs = match class.timing {
-                    Timing::Repeated => u64::from(options.repeat()),
-                    Timing::Single => options.calls() as u64,
-                };
-                ensure!(
-                    delta.get(class.reason).packets == runs && delta.total_packets() == runs,
-                    "{}: synguard counted {:?}, want {runs} under {}",
-                    class.name,
-                    delta.rows(),
-                    class.reason.name()
-                );
-                result.synguard.push(ns);
+                // synguard and the builds compared with it, in an order
+                // rotated every round: none always runs first (or after
+                // the floor warmed the caches for it).
+                let mut instances: Vec<Option<usize>> = std::iter::once(None)
+                    .chain((0..self.compared.len()).map(Some))
+                    .collect();
+                let turn = round % instances.len();
+                instances.rotate_left(turn);
+                result.compared.resize(self.compared.len(), Vec::new());
+                for which in instances {
+                    let ebpf = match which {
+                        None => self.instance(),
+                        Some(i) => self.compared_instance(i),
+                    };
+                    let ns = self.checked_time(ebpf, class, options, start, expected)?;
+                    match which {
+                        None => result.synguard.push(ns),
+                        Some(i) => result.compared[i].push(ns),
+                    }
+                }
                 if let Some(peer) = &self.peer {
                     let fd = peer.prog.as_fd();
                     result
@@ -291,23 +283,41 @@ impl<'a> Bench<'a> {
         Ok(results)
     }
 
-    /// Sends SYNs from the frame's source until synguard drops one over
-    /// its budget.
+    /// `time` on one instance of synguard, checking that every run was
+    /// counted under the class's reason.
+    fn checked_time(
+        &self,
+        ebpf: &Ebpf,
+        class: &Class,
+        options: &Options,
+        start: usize,
+        expected: u32,
+    ) -> Result<f64> {
+        let before = counters(ebpf)?;
+        let ns = self.time(program_fd(ebpf), class, options, start, expected)?;
+        let delta = counters(ebpf)?.since(&before);
+        let runs = match class.timing {
+            Timing::Repeated => u64::from(options.repeat()),
+            Timing::Single => options.calls() as u64,
+        };
+        ensure!(
+            delta.get(class.reason).packets == runs && delta.total_packets() == runs,
+            "{}: synguard counted {:?}, want {runs} under {}",
+            class.name,
+            delta.rows(),
+            class.reason.name()
+        );
+        Ok(ns)
+    }
+
+    /// Sends SYNs from the frame's source until each instance the class
+    /// runs on drops one over its budget.
     fn spend_budget(&self, syn: &[u8]) -> Result<()> {
-        let mut out = vec![0u8; 256];
-        for _ in 0..10_000 {
-            let run = bpf::test_run_on(
-                self.synguard_fd(),
-                syn,
-                Some(&mut out),
-                1,
-                Some(self.ifindex),
-            )?;
-            if run.action == bpf::XDP_DROP {
-                return Ok(());
-            }
+        let compared = (0..self.compared.len()).map(|i| self.compared_instance(i));
+        for ebpf in std::iter::once(self.instance()).chain(compared) {
+            spend_budget_of(program_fd(ebpf), syn, self.ifindex)?;
         }
-        bail!("10000 SYNs from one source and still within its budget")
+        Ok(())
     }
 
     /// ns per packet of `prog` on the class's frames (single calls from
@@ -366,39 +376,86 @@ fn host() -> KernelFacts {
     }
 }
 
+/// Sends SYNs from the frame's source until `prog` drops one over its
+/// budget.
+fn spend_budget_of(prog: BorrowedFd<'_>, syn: &[u8], ifindex: u32) -> Result<()> {
+    let mut out = vec![0u8; 256];
+    for _ in 0..10_000 {
+        let run = bpf::test_run_on(prog, syn, Some(&mut out), 1, Some(ifindex))?;
+        if run.action == bpf::XDP_DROP {
+            return Ok(());
+        }
+    }
+    bail!("10000 SYNs from one source and still within its budget")
+}
+
+fn program_fd(ebpf: &Ebpf) -> BorrowedFd<'_> {
+    let xdp: &aya::programs::Xdp = ebpf
+        .program(program::PROGRAM)
+        .expect("loaded")
+        .try_into()
+        .expect("XDP");
+    xdp.fd().expect("loaded").as_fd()
+}
+
+fn counters(ebpf: &Ebpf) -> Result<Counters> {
+    Ok(Counters::read(
+        ebpf.map(maps::COUNTERS).context("COUNTERS")?,
+    )?)
+}
+
+/// Which lists an instance of synguard has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lists {
+    /// The martians and a blocklist of 1024 (BLOCKED and BLOCKLIST_EXTRA
+    /// more), the IPv4 index built, as synguard's lists code leaves them.
+    Indexed = 0,
+    /// None.
+    Empty = 1,
+    /// The same as `Indexed`, but no IPv4 index live: the tries decide,
+    /// as during a list change.
+    TriesOnly = 2,
+}
+
+/// The three instances of a build of synguard, by [`Lists`].
+fn instances(object: &[u8]) -> Result<[Ebpf; 3]> {
+    let load = || Ok::<_, anyhow::Error>(program::load_object(object, None, None)?);
+    let indexed = load()?;
+    with_lists(&indexed)?;
+    let mut tries = load()?;
+    with_lists(&tries)?;
+    let map = tries
+        .map_mut(maps::LIST_IN_USE)
+        .context("LIST_IN_USE map")?;
+    Array::<_, u32>::try_from(map)?.set(list_in_use::INDEX_V4, 0, 0)?;
+    Ok([indexed, load()?, tries])
+}
+
+/// Fills the lists of an instance the way synguard's lists code does.
+fn with_lists(ebpf: &Ebpf) -> Result<()> {
+    let mut lists = ListMaps::of(ebpf)?;
+    lists.seed_martians()?;
+    let mut block: Vec<(ipnet::IpNet, u64)> = vec![(format!("{BLOCKED}/32").parse()?, 0)];
+    let mut rng = Rng::new(0xb10c);
+    for i in 0..BLOCKLIST_EXTRA {
+        let r = rng.next_u64();
+        let third = 1 + (r % 255) as u8;
+        let net = if i % 32 == 0 {
+            format!("198.18.{third}.0/24")
+        } else {
+            format!("198.18.{third}.{}/32", (r >> 8) as u8)
+        };
+        block.push((net.parse()?, 0));
+    }
+    for result in lists.add_many(List::Block, &block) {
+        result?;
+    }
+    Ok(())
+}
+
 fn set_config(ebpf: &mut Ebpf, config: Config) -> Result<()> {
     let map = ebpf.map_mut(maps::CONFIG).context("CONFIG map")?;
     let mut array: Array<_, Config> = Array::try_from(map)?;
     array.set(0, config, 0)?;
-    Ok(())
-}
-
-/// Adds `net` to a list trie, marking the trie in use first as synguard's
-/// lists code does.
-fn list_add(ebpf: &mut Ebpf, list: &str, net: &str) -> Result<()> {
-    let net: ipnet::IpNet = net.parse().with_context(|| format!("CIDR {net}"))?;
-    let slot = match (list, net.addr().is_ipv4()) {
-        ("BLOCK", true) => list_in_use::BLOCK_V4,
-        ("BLOCK", false) => list_in_use::BLOCK_V6,
-        ("ALLOW", true) => list_in_use::ALLOW_V4,
-        ("ALLOW", false) => list_in_use::ALLOW_V6,
-        ("MARTIAN", true) => list_in_use::MARTIAN_V4,
-        ("MARTIAN", false) => list_in_use::MARTIAN_V6,
-        _ => bail!("no list named {list}"),
-    };
-    let map = ebpf.map_mut(maps::LIST_IN_USE).context("LIST_IN_USE map")?;
-    Array::<_, u32>::try_from(map)?.set(slot, 1, 0)?;
-    match net.trunc() {
-        ipnet::IpNet::V4(n) => {
-            let map = ebpf.map_mut(&format!("{list}_V4")).context("list map")?;
-            let mut trie: LpmTrie<_, [u8; 4], u64> = LpmTrie::try_from(map)?;
-            trie.insert(&Key::new(n.prefix_len().into(), n.addr().octets()), 0, 0)?;
-        }
-        ipnet::IpNet::V6(n) => {
-            let map = ebpf.map_mut(&format!("{list}_V6")).context("list map")?;
-            let mut trie: LpmTrie<_, [u8; 16], u64> = LpmTrie::try_from(map)?;
-            trie.insert(&Key::new(n.prefix_len().into(), n.addr().octets()), 0, 0)?;
-        }
-    }
     Ok(())
 }

@@ -5,8 +5,14 @@
 //! `cargo xtask bench` runs it; alone:
 //!
 //! ```sh
-//! cargo bench -p synguard-tests --bench xdp_cost -- [--quick] [--json FILE] [--only TEXT]...
+//! cargo bench -p synguard-tests --bench xdp_cost -- [--quick] [--json FILE] [--only TEXT]... [--compare OBJECT]...
 //! ```
+//!
+//! `--compare OBJECT` measures another build of the XDP program (an
+//! `xdp-prog` object of the same map layout, say the one `git stash` left
+//! in target/bpf) beside this one, in the same rounds, order rotated, and
+//! prints each class's time as a ratio to this build's: before and after a
+//! change to the data path, side by side.
 //!
 //! Method. Every frame is run as if received on a veth of a namespace that
 //! holds a real listener on port 80 and one established connection, so the
@@ -57,6 +63,8 @@ struct Options {
     json: Option<PathBuf>,
     /// Only the classes whose name contains one of these.
     only: Vec<String>,
+    /// Other builds of the XDP program to measure beside this one.
+    compare: Vec<PathBuf>,
 }
 
 impl Options {
@@ -65,6 +73,7 @@ impl Options {
             quick: false,
             json: None,
             only: Vec::new(),
+            compare: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -72,9 +81,14 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--json" => options.json = Some(args.next().context("--json FILE")?.into()),
                 "--only" => options.only.push(args.next().context("--only TEXT")?),
+                "--compare" => options
+                    .compare
+                    .push(args.next().context("--compare OBJECT")?.into()),
                 // cargo bench passes --bench to harness = false targets.
                 "--bench" => {}
-                other => bail!("unknown argument {other:?} (--quick, --json FILE, --only TEXT)"),
+                other => bail!(
+                    "unknown argument {other:?} (--quick, --json FILE, --only TEXT, --compare OBJECT)"
+                ),
             }
         }
         Ok(options)
@@ -99,7 +113,7 @@ fn main() -> Result<()> {
     let options = Options::parse()?;
     require_root();
     let ns = Netns::create(&format!("{}-cost", unique_prefix()))?;
-    let mut bench = Bench::new(&ns)?;
+    let mut bench = Bench::new(&ns, &options)?;
     let mut classes = bench.classes(&options)?;
     if !options.only.is_empty() {
         classes.retain(|c| options.only.iter().any(|o| c.name.contains(o.as_str())));

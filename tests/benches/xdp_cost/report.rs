@@ -37,6 +37,8 @@ pub struct Measured {
     pub reason: Reason,
     pub floor: Vec<f64>,
     pub synguard: Vec<f64>,
+    /// Per `--compare` object, like `synguard`.
+    pub compared: Vec<Vec<f64>>,
     pub peer: Vec<f64>,
 }
 
@@ -81,6 +83,11 @@ impl Measured {
     fn ratios(&self, of: &[f64]) -> Vec<f64> {
         of.iter().zip(&self.floor).map(|(a, f)| a / f).collect()
     }
+
+    /// A compared build's time over this build's, per round.
+    fn against_synguard(&self, of: &[f64]) -> Vec<f64> {
+        of.iter().zip(&self.synguard).map(|(a, b)| a / b).collect()
+    }
 }
 
 pub struct Report<'a> {
@@ -103,10 +110,14 @@ impl Report<'_> {
         if self.peer {
             s += " xdp-filter ns | xdp-filter / floor |";
         }
+        for i in 0..o.compare.len() {
+            s += &format!(" compared {} ns | compared {} / synguard |", i + 1, i + 1);
+        }
         s += "\n|---|---|---|---:|---:|---:|";
         if self.peer {
             s += "---:|---:|";
         }
+        s += &"---:|---:|".repeat(o.compare.len());
         s += "\n";
         for m in &self.results {
             let cell = |v: &[f64]| Spread::of(v).map_or("-".into(), ns);
@@ -127,6 +138,16 @@ impl Report<'_> {
             if self.peer {
                 s += &format!(" {} | {} |", cell(&m.peer), ratio(&m.peer));
             }
+            for c in &m.compared {
+                let against = Spread::of(&m.against_synguard(c)).map_or("-".into(), times);
+                s += &format!(" {} | {} |", cell(c), against);
+            }
+            s += "\n";
+        }
+        for (i, path) in o.compare.iter().enumerate() {
+            s += &format!("\ncompared {}: {}", i + 1, path.display());
+        }
+        if !o.compare.is_empty() {
             s += "\n";
         }
         s += "\nTargets (issue 5), on the medians above:\n\n";
@@ -190,10 +211,17 @@ impl Report<'_> {
                     "synguard_ratio": spread(&m.ratios(&m.synguard)),
                     "xdp_filter_ns": spread(&m.peer),
                     "xdp_filter_ratio": spread(&m.ratios(&m.peer)),
+                    "compared_ns": m.compared.iter().map(|c| spread(c)).collect::<Vec<_>>(),
+                    "compared_to_synguard": m
+                        .compared
+                        .iter()
+                        .map(|c| spread(&m.against_synguard(c)))
+                        .collect::<Vec<_>>(),
                     "rounds": {
                         "floor": m.floor,
                         "synguard": m.synguard,
                         "xdp_filter": m.peer,
+                        "compared": m.compared,
                     },
                 })
             })
@@ -203,6 +231,7 @@ impl Report<'_> {
             "repeat": o.repeat(),
             "single_calls": o.calls(),
             "cpu": CPU,
+            "compared": o.compare.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "peer": if self.peer { "xdp-filter --features ipv4,ipv6 --policy allow, source address listed" } else { "none" },
             "classes": classes,
             "targets": TARGETS.iter().map(|t| self.check(t)).collect::<Vec<_>>(),

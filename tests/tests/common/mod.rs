@@ -5,18 +5,22 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap},
     programs::{TestRun, TestRunOptions},
 };
 use ipnet::IpNet;
-use std::net::TcpListener;
+use std::{net::TcpListener, os::fd::AsFd};
 
 use synguard_tests::{
     netns::{Netns, unique_prefix},
     require_root,
 };
 use xdp_common::{Bucket, Config, FloodMode, Reason, SourceKey, Verdict, list_in_use, maps};
-use xdp_daemon::{counters::Counters, program};
+use xdp_daemon::{
+    counters::Counters,
+    lists::{List, ListMaps},
+    program,
+};
 
 pub struct Harness {
     ebpf: Ebpf,
@@ -105,6 +109,30 @@ impl Harness {
         problems
     }
 
+    /// Runs `frame` once as if received on `ifindex` of the calling
+    /// thread's namespace (not loopback, where the martian list does not
+    /// apply), and returns the one reason it was counted under.
+    pub fn reason_on(&mut self, ifindex: u32, frame: &[u8]) -> Reason {
+        let before = self.counters();
+        let fd = program::xdp(&mut self.ebpf).fd().expect("loaded");
+        let mut out = vec![0u8; frame.len() + 256];
+        synguard_tests::bench::bpf::test_run_on(
+            fd.as_fd(),
+            frame,
+            Some(&mut out),
+            1,
+            Some(ifindex),
+        )
+        .expect("BPF_PROG_TEST_RUN");
+        let delta = self.counters().since(&before);
+        let reasons: Vec<Reason> = Reason::ALL
+            .into_iter()
+            .filter(|&r| delta.get(r).packets > 0)
+            .collect();
+        assert_eq!(delta.total_packets(), 1, "counted {:?}", delta.rows());
+        reasons[0]
+    }
+
     /// Runs `frame` from inside `ns`: the kernel runs test frames on that
     /// namespace's loopback, so socket lookups see its listeners.
     pub fn run_in(&mut self, ns: &Netns, frame: &[u8]) -> Outcome {
@@ -117,26 +145,28 @@ impl Harness {
         array.set(0, config, 0).expect("write CONFIG");
     }
 
-    /// Adds `net` to one of the program's list maps (BLOCK, ALLOW, MARTIAN),
-    /// and marks its trie in use first, as synguard's own lists code does.
+    /// Adds `net` to one of the program's lists (BLOCK, ALLOW, MARTIAN)
+    /// the way synguard's own lists code does (it is that code).
     pub fn list_add(&mut self, list: &str, net: &str) {
         let net: IpNet = net.parse().expect("CIDR");
-        let trie = format!("{list}_{}", if net.addr().is_ipv4() { "V4" } else { "V6" });
-        self.set_in_use(&trie, true);
-        match net {
-            IpNet::V4(n) => {
-                let map = self.ebpf.map_mut(&format!("{list}_V4")).expect("list map");
-                let mut trie: LpmTrie<_, [u8; 4], u64> = LpmTrie::try_from(map).expect("LPM trie");
-                trie.insert(&Key::new(n.prefix_len().into(), n.addr().octets()), 0, 0)
-                    .expect("insert");
-            }
-            IpNet::V6(n) => {
-                let map = self.ebpf.map_mut(&format!("{list}_V6")).expect("list map");
-                let mut trie: LpmTrie<_, [u8; 16], u64> = LpmTrie::try_from(map).expect("LPM trie");
-                trie.insert(&Key::new(n.prefix_len().into(), n.addr().octets()), 0, 0)
-                    .expect("insert");
-            }
-        }
+        self.lists()
+            .add(list_named(list), net, 0)
+            .expect("add to the list");
+    }
+
+    /// The program's list maps.
+    pub fn lists(&self) -> ListMaps {
+        ListMaps::of(&self.ebpf).expect("the list maps")
+    }
+}
+
+/// A list by the prefix of its map names.
+pub fn list_named(list: &str) -> List {
+    match list {
+        "BLOCK" => List::Block,
+        "ALLOW" => List::Allow,
+        "MARTIAN" => List::Martian,
+        other => panic!("no list named {other}"),
     }
 }
 
@@ -155,26 +185,33 @@ impl Harness {
         over.get(&key, 0).ok()
     }
 
-    /// Sets the `LIST_IN_USE` flag of one list trie (`BLOCK_V4`, ...):
-    /// false makes the data path skip that trie whatever it holds.
-    pub fn set_in_use(&mut self, trie: &str, in_use: bool) {
-        let slot = match trie {
+    /// Sets one slot of `LIST_IN_USE`: a list trie's flag (`BLOCK_V4`,
+    /// ...; false makes the data path skip that trie whatever it holds),
+    /// or `INDEX_V4`, which copy of the IPv4 index is live (0: none, the
+    /// tries decide).
+    pub fn set_list_slot(&mut self, slot: &str, value: u32) {
+        let slot = match slot {
             "ALLOW_V4" => list_in_use::ALLOW_V4,
             "ALLOW_V6" => list_in_use::ALLOW_V6,
             "BLOCK_V4" => list_in_use::BLOCK_V4,
             "BLOCK_V6" => list_in_use::BLOCK_V6,
             "MARTIAN_V4" => list_in_use::MARTIAN_V4,
             "MARTIAN_V6" => list_in_use::MARTIAN_V6,
-            other => panic!("no list trie named {other}"),
+            "INDEX_V4" => list_in_use::INDEX_V4,
+            other => panic!("no LIST_IN_USE slot named {other}"),
         };
         let map = self
             .ebpf
             .map_mut(maps::LIST_IN_USE)
             .expect("LIST_IN_USE map");
         let mut flags: Array<_, u32> = Array::try_from(map).expect("LIST_IN_USE is an array");
-        flags
-            .set(slot, u32::from(in_use), 0)
-            .expect("write LIST_IN_USE");
+        flags.set(slot, value, 0).expect("write LIST_IN_USE");
+    }
+
+    pub fn list_slot(&self, slot: u32) -> u32 {
+        let map = self.ebpf.map(maps::LIST_IN_USE).expect("LIST_IN_USE map");
+        let flags: Array<_, u32> = Array::try_from(map).expect("LIST_IN_USE is an array");
+        flags.get(&slot, 0).expect("read LIST_IN_USE")
     }
 }
 

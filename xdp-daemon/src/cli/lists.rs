@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use xdp_daemon::{
     config::{parse_cidr, parse_duration},
-    lists::{self, List},
+    lists::{List, ListMaps},
     state::{EntryMeta, Origin, unix_now},
 };
 
@@ -71,7 +71,8 @@ fn add(
     comment: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let new = lists::add(&cx.layout, list, net, expires)
+    let new = ListMaps::open(&cx.layout)
+        .and_then(|mut maps| maps.add(list, net, expires))
         .with_context(|| format!("cannot add {net} to the {}", list.name()))?;
     let mut meta = cx.state.list_meta()?;
     let entries = match list {
@@ -105,7 +106,8 @@ fn add(
 pub fn remove(cx: &Env, list: List, args: Cidr) -> anyhow::Result<ExitCode> {
     let net = args.cidr;
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let removed = lists::remove(&cx.layout, list, net)
+    let removed = ListMaps::open(&cx.layout)
+        .and_then(|mut maps| maps.remove(list, net))
         .with_context(|| format!("cannot remove {net} from the {}", list.name()))?;
     let mut meta = cx.state.list_meta()?;
     let entries = match list {
@@ -147,7 +149,8 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
         List::Allow => Some(&meta.allow),
         List::Martian => None,
     };
-    let entries: Vec<Entry> = lists::entries(&cx.layout, list)
+    let entries: Vec<Entry> = ListMaps::open(&cx.layout)
+        .and_then(|maps| maps.entries(list))
         .with_context(|| format!("cannot read the {}", list.name()))?
         .into_iter()
         .map(|(net, expires)| {

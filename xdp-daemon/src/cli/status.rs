@@ -4,7 +4,7 @@ use serde::Serialize;
 use xdp_daemon::{
     config::Config,
     flood,
-    lists::{self, List},
+    lists::{List, ListMaps},
     state::DaemonStatus,
     sysctl,
 };
@@ -82,15 +82,16 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         });
     }
     let mut list_sizes = Vec::new();
-    for (label, list) in [
-        ("blocked", List::Block),
-        ("allowed", List::Allow),
-        ("martians", List::Martian),
-    ] {
-        if cx.layout.shared_map(xdp_common::maps::BLOCK_V4).exists() {
+    if cx.layout.shared_map(xdp_common::maps::INDEX_V4).exists() {
+        let maps = ListMaps::open(&cx.layout)?;
+        for (label, list) in [
+            ("blocked", List::Block),
+            ("allowed", List::Allow),
+            ("martians", List::Martian),
+        ] {
             list_sizes.push(ListSize {
                 list: label,
-                entries: lists::entries(&cx.layout, list)?.len(),
+                entries: maps.entries(list)?.len(),
             });
         }
     }
