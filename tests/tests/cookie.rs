@@ -527,17 +527,32 @@ fn a_network_over_budget_drops_without_spending_its_hosts_budgets() {
     assert_reason(&lab.run(&syn(1, 2)), XDP_TX, Reason::SynAck);
     assert_reason(&lab.run(&syn(9, 3)), XDP_TX, Reason::SynAck);
     // The /24 is out: .9 (a token left) and a new host .10 are dropped
-    // and the /24 recorded; .9 keeps its token, .10 gets no entry.
+    // and the /24 recorded (the first drop at once, later ones counted in
+    // its slot and added within the second); .9 keeps its token, .10 gets
+    // no bucket.
     assert_reason(&lab.run(&syn(9, 4)), XDP_DROP, Reason::Rate);
     assert_reason(&lab.run(&syn(10, 5)), XDP_DROP, Reason::Rate);
-    assert_eq!(lab.harness.over_budget(key(24, 0)), Some(2));
+    // Drops recorded, and drops still counted in the prefix's slot.
+    let accounted = |lab: &CookieLab, key: SourceKey| {
+        let recorded = lab.harness.over_budget(key).unwrap_or(0);
+        let pending = lab.harness.budget(key).map_or(0, |b| u64::from(b.dropped));
+        (recorded, pending)
+    };
+    let (recorded, pending) = accounted(&lab, key(24, 0));
+    assert!(recorded >= 1, "the first drop is recorded at once");
+    assert_eq!(recorded + pending, 2);
     let left = lab.harness.budget(key(32, 9)).expect(".9 has a bucket");
     assert!(left.milli_tokens >= 1000, "{left:?}");
     assert_eq!(lab.harness.budget(key(32, 10)), None);
     // A host over its own budget is recorded as itself, as before.
     assert_reason(&lab.run(&syn(1, 6)), XDP_DROP, Reason::Rate);
     assert_eq!(lab.harness.over_budget(key(32, 1)), Some(1));
-    assert_eq!(lab.harness.over_budget(key(24, 0)), Some(2));
+    // A second on (the /24 has refilled one token), the next drop adds
+    // what its slot counted meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_reason(&lab.run(&syn(11, 7)), XDP_TX, Reason::SynAck);
+    assert_reason(&lab.run(&syn(12, 8)), XDP_DROP, Reason::Rate);
+    assert_eq!(accounted(&lab, key(24, 0)), (3, 0));
 }
 
 #[test]
@@ -604,4 +619,29 @@ fn a_source_over_its_syn_budget_is_dropped_and_recorded() {
         PORT,
     );
     assert_reason(&lab.run(&other.frame()), XDP_TX, Reason::SynAck);
+}
+
+#[test]
+fn new_hosts_of_an_ipv6_network_over_its_budget_are_dropped() {
+    let spent = Budget { rate: 1, burst: 1 };
+    let mut lab = CookieLab::new(Config {
+        budget_v6_host: spent,
+        budget_v6_net: spent,
+        ..flood_config()
+    });
+    let host = |last: u16| {
+        Segment::syn(
+            IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, 0xff00, 0, 0, 7, last)),
+            IpAddr::V6(TARGET_V6),
+            1,
+            PORT,
+        )
+        .frame()
+    };
+    // The first SYN spends the host's and the /64's only token.
+    assert_reason(&lab.run(&host(1)), XDP_TX, Reason::SynAck);
+    assert_reason(&lab.run(&host(1)), XDP_DROP, Reason::Rate);
+    for last in 2..50 {
+        assert_reason(&lab.run(&host(last)), XDP_DROP, Reason::Rate);
+    }
 }

@@ -165,7 +165,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
@@ -177,10 +177,12 @@ pub mod maps {
     pub const FLOOD: &str = "FLOOD";
     /// Per interface: `PerCpuArray<u64>`, one entry: SYNs seen, per CPU.
     pub const SYN_COUNT: &str = "SYN_COUNT";
-    /// Per interface: `LruHashMap<SourceKey, Bucket>`, SYN budgets in a flood.
+    /// Per interface: `Array<BudgetSet>`, SYN budgets in a flood (see
+    /// [`super::budget`]).
     pub const BUDGETS: &str = "BUDGETS";
     /// Per interface: `LruHashMap<SourceKey, u64>`, SYNs dropped over budget
-    /// per source prefix, for userspace to turn into timed blocks.
+    /// per source prefix, for userspace to turn into timed blocks; the data
+    /// path adds to it at most once a second per prefix.
     pub const OVER_BUDGET: &str = "OVER_BUDGET";
     /// Shared: `LpmTrie<[u8; 4], u64>` and `LpmTrie<[u8; 16], u64>`; the
     /// value is the entry's expiry in Unix seconds (0: never), which
@@ -293,7 +295,6 @@ pub mod sizes {
     pub const BLOCKLIST: u32 = 65_536;
     pub const ALLOWLIST: u32 = 4_096;
     pub const MARTIANS: u32 = 256;
-    pub const BUDGETS: u32 = 65_536;
     pub const OVER_BUDGET: u32 = 4_096;
 }
 
@@ -352,6 +353,9 @@ pub struct Config {
     pub budget_v4_net: Budget,
     pub budget_v6_host: Budget,
     pub budget_v6_net: Budget,
+    /// Keys the budgets' hash ([`budget::place`]); random per interface,
+    /// kept across settings updates.
+    pub budget_seed: u64,
     /// Destination ports whose SYNs go to the kernel even in a flood (the
     /// operator guards only some ports). Empty: every port is guarded.
     pub unguarded_ports: PortSet,
@@ -412,12 +416,72 @@ pub struct SourceKey {
     pub addr: [u8; 16],
 }
 
-/// A token bucket: thousandths of a SYN, and when it was last refilled.
+/// A source prefix's token bucket in `BUDGETS`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
-pub struct Bucket {
+pub struct BudgetSlot {
+    /// Whose bucket this is ([`budget::place`]); 0: nobody's.
+    pub tag: u64,
+    /// Thousandths of a SYN, as of `last_ns`.
     pub milli_tokens: u64,
     pub last_ns: u64,
+    /// SYNs dropped over this budget since they were last added to
+    /// `OVER_BUDGET`, and when that was (`now >> 30`, about seconds).
+    pub dropped: u32,
+    pub reported: u32,
+}
+
+/// Two slots: where a source prefix's bucket may be. 64 bytes, one cache
+/// line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BudgetSet(pub [BudgetSlot; 2]);
+
+/// Per-source SYN budgets: token buckets in a set-associative table (two
+/// ways), hosts in the first half of `BUDGETS` and networks in the second,
+/// found by a keyed hash of the prefix. An array lookup the verifier
+/// inlines, and a hash of a few multiplies, where an LRU hash map costs a
+/// helper call, a jhash and a list update per lookup. A new prefix takes
+/// the slot of its set used least recently, so prefixes that keep sending
+/// keep their buckets while a spoofed flood churns the rest; losing a
+/// bucket only ever gives a prefix a full one. The seed
+/// (`Config::budget_seed`) is random per interface, so a flood cannot aim
+/// its sources at one set.
+pub mod budget {
+    use super::SourceKey;
+
+    /// Sets per half (hosts, networks).
+    pub const SETS: u32 = 16_384;
+    /// Entries of `BUDGETS`.
+    pub const ENTRIES: u32 = 2 * SETS;
+
+    /// The set of `BUDGETS` where `key`'s bucket may be, and its tag
+    /// (never 0). Networks are /24 and /64 keys; the rest are hosts.
+    #[inline(always)]
+    pub fn place(key: &SourceKey, seed: u64) -> (u32, u64) {
+        let a = &key.addr;
+        let low = u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+        let high = u64::from_le_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+        let mut h = seed ^ (key.prefix_len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h = mix(h ^ low);
+        h = mix(h ^ high);
+        let half = if key.prefix_len == 24 || key.prefix_len == 64 {
+            SETS
+        } else {
+            0
+        };
+        (half + (h >> 32) as u32 % SETS, h | 1)
+    }
+
+    /// A 64-bit finaliser (murmur3's fmix64).
+    #[inline(always)]
+    fn mix(mut x: u64) -> u64 {
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
 }
 
 /// Bounds of the parser, documented in the README.
@@ -443,7 +507,8 @@ mod user {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::FloodState {}
     unsafe impl aya::Pod for super::SourceKey {}
-    unsafe impl aya::Pod for super::Bucket {}
+    unsafe impl aya::Pod for super::BudgetSlot {}
+    unsafe impl aya::Pod for super::BudgetSet {}
     unsafe impl aya::Pod for super::IndexChunk {}
     unsafe impl aya::Pod for super::HostGroup {}
 }
@@ -465,10 +530,31 @@ mod tests {
     #[test]
     fn shared_types_have_no_implicit_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<Config>(), 4 * 4 + 2 * 2 + 4 + 4 * 8 + 8192);
+        assert_eq!(size_of::<Config>(), 4 * 4 + 2 * 2 + 4 + 4 * 8 + 8 + 8192);
         assert_eq!(size_of::<FloodState>(), 5 * 8 + 2 * 4);
         assert_eq!(size_of::<SourceKey>(), 4 + 16);
-        assert_eq!(size_of::<Bucket>(), 16);
+        assert_eq!(size_of::<BudgetSlot>(), 32);
+        assert_eq!(size_of::<BudgetSet>(), 64);
+    }
+
+    #[test]
+    fn budget_places_split_hosts_from_networks_and_spread() {
+        let key = |prefix_len, last: u8| {
+            let mut addr = [0; 16];
+            addr[..4].copy_from_slice(&[198, 18, 7, last]);
+            SourceKey { prefix_len, addr }
+        };
+        let mut used = [0u32; 64];
+        for last in 0..=255u8 {
+            let (set, tag) = budget::place(&key(32, last), 7);
+            assert!(set < budget::SETS && tag & 1 == 1);
+            used[(set % 64) as usize] += 1;
+            let (set, _) = budget::place(&key(24, last), 7);
+            assert!((budget::SETS..budget::ENTRIES).contains(&set));
+        }
+        assert!(used.iter().all(|&n| n < 16), "256 hosts bunch up: {used:?}");
+        // The seed moves them.
+        assert_ne!(budget::place(&key(32, 1), 7), budget::place(&key(32, 1), 8));
     }
 
     #[test]

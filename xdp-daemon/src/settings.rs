@@ -122,6 +122,8 @@ pub fn config(policy: &FloodPolicy, kernel: &KernelFacts) -> Config {
         budget_v4_net: policy.budget_v4_net,
         budget_v6_host: policy.budget_v6_host,
         budget_v6_net: policy.budget_v6_net,
+        // Filled in by `write`.
+        budget_seed: 0,
         unguarded_ports: unguarded(&policy.ports),
     }
 }
@@ -139,13 +141,40 @@ fn unguarded(guarded: &[u16]) -> PortSet {
     set
 }
 
-/// Writes `config` into a program's `CONFIG` map.
+/// Writes `config` into a program's `CONFIG` map, with the budget seed
+/// already there (so an update keeps the budgets' buckets findable), or a
+/// random one for a new map.
 pub fn write(map: Option<&mut Map>, config: &Config) -> Result<(), MapError> {
     let map = map.ok_or(MapError::InvalidName {
         name: xdp_common::maps::CONFIG.into(),
     })?;
     let mut array: Array<&mut MapData, Config> = Array::try_from(map)?;
-    array.set(0, config, 0)
+    let seed = match array.get(&0, 0)?.budget_seed {
+        0 => random_seed()?,
+        seed => seed,
+    };
+    array.set(
+        0,
+        Config {
+            budget_seed: seed,
+            ..*config
+        },
+        0,
+    )
+}
+
+/// A random non-zero u64 from the kernel (getrandom(2)).
+fn random_seed() -> Result<u64, MapError> {
+    let mut seed = 0u64;
+    // SAFETY: getrandom writes at most 8 bytes into `seed`.
+    let n = unsafe { libc::getrandom((&raw mut seed).cast(), 8, 0) };
+    if n != 8 {
+        return Err(MapError::SyscallError(aya::sys::SyscallError {
+            call: "getrandom",
+            io_error: io::Error::last_os_error(),
+        }));
+    }
+    Ok(seed | 1)
 }
 
 /// Writes `config` into a pinned `CONFIG` map.

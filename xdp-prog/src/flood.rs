@@ -15,8 +15,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use xdp_common::{
-    Bucket, Budget, Config, FLOOD_WINDOW_NS, FloodMode, FloodState, SourceKey, limits::MAX_CPUS,
-    sizes,
+    Budget, BudgetSet, BudgetSlot, Config, FLOOD_WINDOW_NS, FloodMode, FloodState, SourceKey,
+    budget, limits::MAX_CPUS, sizes,
 };
 
 use crate::parse::{Family, Packet};
@@ -33,10 +33,11 @@ static FLOOD: Array<FloodState> = Array::with_max_entries(1, 0);
 #[map(name = "SYN_COUNT")]
 static SYN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// SYN token buckets per source prefix, used only in flood mode. LRU: an
-/// attacker can churn it, but never evict an operator's list entry.
+/// SYN token buckets per source prefix, used only in flood mode (see
+/// `xdp_common::budget`): a spoofed flood can churn them, but never
+/// evict an operator's list entry.
 #[map(name = "BUDGETS")]
-static BUDGETS: LruHashMap<SourceKey, Bucket> = LruHashMap::with_max_entries(sizes::BUDGETS, 0);
+static BUDGETS: Array<BudgetSet> = Array::with_max_entries(budget::ENTRIES, 0);
 
 /// SYNs dropped over budget, per source prefix, for userspace.
 #[map(name = "OVER_BUDGET")]
@@ -150,14 +151,14 @@ fn total_syns() -> u64 {
 }
 
 /// Spends one SYN (at `now`) from the source's host and network budgets;
-/// false when either is empty (and records the prefix that ran out: the
-/// host's if it is empty, else the network's).
+/// false when either is empty (and counts the drop against the prefix
+/// that ran out: the host's if it is empty, else the network's).
 ///
 /// Both buckets are looked at before either is written, so a SYN the
 /// network's budget drops spends nothing from the host's and, for a host
-/// seen for the first time, creates no entry: in a spoofed flood most SYNs
-/// come from new hosts of networks already over budget, and an entry each
-/// cost an LRU insert (and an eviction once the map is full).
+/// seen for the first time, takes no slot: in a spoofed flood most SYNs
+/// come from new hosts of networks already over budget, and a slot each
+/// would push out the buckets of hosts that keep sending.
 #[inline(always)]
 pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
     let (host, net, host_len, net_len) = match packet.family {
@@ -167,30 +168,24 @@ pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
     if host.rate == 0 && net.rate == 0 {
         return true;
     }
-    // Writes through a looked-up entry come before any insert: an insert
-    // can evict the other entry and reuse its memory.
     let host_key = source_key(packet, host_len);
-    let host_bucket = Found::look(&host_key, host, now);
+    let host_bucket = Found::look(&host_key, host, config.budget_seed, now);
     if !host_bucket.has_token() {
-        host_bucket.write(now, 0);
-        host_bucket.create(&host_key, now, 0);
-        record_over_budget(&host_key);
+        host_bucket.write(now, 0).over(&host_key, now);
         return false;
     }
     let net_key = source_key(packet, net_len);
-    let net_bucket = Found::look(&net_key, net, now);
+    let net_bucket = Found::look(&net_key, net, config.budget_seed, now);
     if !net_bucket.has_token() {
         // The host's bucket keeps its refill, but not this SYN.
-        host_bucket.write(now, 0);
-        net_bucket.write(now, 0);
-        net_bucket.create(&net_key, now, 0);
-        record_over_budget(&net_key);
+        if let Found::Present { .. } = host_bucket {
+            host_bucket.write(now, 0);
+        }
+        net_bucket.write(now, 0).over(&net_key, now);
         return false;
     }
     host_bucket.write(now, MILLI);
     net_bucket.write(now, MILLI);
-    host_bucket.create(&host_key, now, MILLI);
-    net_bucket.create(&net_key, now, MILLI);
     true
 }
 
@@ -214,31 +209,55 @@ fn source_key(packet: &Packet, prefix_len: u32) -> SourceKey {
 enum Found {
     /// The budget is off (rate 0).
     Off,
-    /// No entry yet: a new source starts with a full bucket.
-    Missing { capacity: u64 },
-    /// The entry, and its thousandths of a token refilled up to now.
-    Present { bucket: *mut Bucket, tokens: u64 },
+    /// Not in its set: a new prefix starts with a full bucket, in the slot
+    /// of its set used least recently.
+    Missing {
+        slot: *mut BudgetSlot,
+        tag: u64,
+        capacity: u64,
+    },
+    /// Its slot, and its thousandths of a token refilled up to now.
+    Present { slot: *mut BudgetSlot, tokens: u64 },
 }
 
 impl Found {
     #[inline(always)]
-    fn look(key: &SourceKey, budget: Budget, now: u64) -> Found {
+    fn look(key: &SourceKey, budget: Budget, seed: u64, now: u64) -> Found {
         if budget.rate == 0 {
             return Found::Off;
         }
         let capacity = budget.burst as u64 * MILLI;
-        match BUDGETS.get_ptr_mut(key) {
-            None => Found::Missing { capacity },
-            // SAFETY: the pointer is valid for this run; races between
-            // CPUs only blur the estimate.
-            Some(bucket) => unsafe {
-                let elapsed = now.saturating_sub((*bucket).last_ns).min(MAX_REFILL_NS);
-                let refill = elapsed * budget.rate as u64 / (NS_PER_SEC / MILLI);
-                Found::Present {
-                    bucket,
-                    tokens: ((*bucket).milli_tokens + refill).min(capacity),
-                }
-            },
+        let (set, tag) = budget::place(key, seed);
+        let Some(set) = BUDGETS.get_ptr_mut(set) else {
+            return Found::Off;
+        };
+        // SAFETY: the pointer is valid for this run; races between CPUs
+        // only blur the estimate.
+        unsafe {
+            let ways = &raw mut (*set).0;
+            let (first, second) = (&raw mut (*ways)[0], &raw mut (*ways)[1]);
+            let slot = if (*first).tag == tag {
+                first
+            } else if (*second).tag == tag {
+                second
+            } else {
+                let victim = if (*first).last_ns <= (*second).last_ns {
+                    first
+                } else {
+                    second
+                };
+                return Found::Missing {
+                    slot: victim,
+                    tag,
+                    capacity,
+                };
+            };
+            let elapsed = now.saturating_sub((*slot).last_ns).min(MAX_REFILL_NS);
+            let refill = elapsed * budget.rate as u64 / (NS_PER_SEC / MILLI);
+            Found::Present {
+                slot,
+                tokens: ((*slot).milli_tokens + refill).min(capacity),
+            }
         }
     }
 
@@ -247,45 +266,77 @@ impl Found {
     fn has_token(&self) -> bool {
         match *self {
             Found::Off => true,
-            Found::Missing { capacity } => capacity >= MILLI,
+            Found::Missing { capacity, .. } => capacity >= MILLI,
             Found::Present { tokens, .. } => tokens >= MILLI,
         }
     }
 
-    /// Stores an existing entry's refill, less `spent` thousandths.
+    /// Stores the bucket as of `now`, less `spent` thousandths: an
+    /// existing one's refill, or a new one, full (only a burst of 0 is
+    /// empty from the start). Returns its slot (`None` with the budget
+    /// off).
     #[inline(always)]
-    fn write(&self, now: u64, spent: u64) {
-        if let Found::Present { bucket, tokens } = *self {
-            // SAFETY: as in `look`.
-            unsafe {
-                (*bucket).milli_tokens = tokens.saturating_sub(spent);
-                (*bucket).last_ns = now;
+    fn write(&self, now: u64, spent: u64) -> Option<*mut BudgetSlot> {
+        // SAFETY: as in `look`.
+        unsafe {
+            match *self {
+                Found::Off => None,
+                Found::Present { slot, tokens } => {
+                    (*slot).milli_tokens = tokens.saturating_sub(spent);
+                    (*slot).last_ns = now;
+                    Some(slot)
+                }
+                Found::Missing {
+                    slot,
+                    tag,
+                    capacity,
+                } => {
+                    *slot = BudgetSlot {
+                        tag,
+                        milli_tokens: capacity.saturating_sub(spent),
+                        last_ns: now,
+                        dropped: 0,
+                        reported: 0,
+                    };
+                    Some(slot)
+                }
             }
-        }
-    }
-
-    /// Creates a missing entry, full less `spent` thousandths (only a burst
-    /// of 0 is empty from the start, and then gets an empty entry).
-    #[inline(always)]
-    fn create(&self, key: &SourceKey, now: u64, spent: u64) {
-        if let Found::Missing { capacity } = *self {
-            let bucket = Bucket {
-                milli_tokens: capacity.saturating_sub(spent),
-                last_ns: now,
-            };
-            let _ = BUDGETS.insert(key, &bucket, 0);
         }
     }
 }
 
-#[inline(always)]
-fn record_over_budget(key: &SourceKey) {
-    match OVER_BUDGET.get_ptr_mut(key) {
-        // SAFETY: valid for this run; an increment lost to a race between
-        // CPUs only undercounts a diagnostic.
-        Some(count) => unsafe { *count += 1 },
-        None => {
-            let _ = OVER_BUDGET.insert(key, &1, 0);
+/// Counting drops over a budget.
+trait Over {
+    fn over(self, key: &SourceKey, now: u64);
+}
+
+impl Over for Option<*mut BudgetSlot> {
+    /// Counts a SYN dropped over the budget in this slot, and adds the
+    /// drops to `OVER_BUDGET` at most once a second (`now >> 30`) for the
+    /// prefix: an LRU hash update per dropped SYN would cost more than the
+    /// rest of the drop.
+    #[inline(always)]
+    fn over(self, key: &SourceKey, now: u64) {
+        let Some(slot) = self else {
+            return;
+        };
+        let second = (now >> 30) as u32;
+        // SAFETY: as in `Found::look`; a count lost to a race between CPUs
+        // only undercounts a diagnostic.
+        unsafe {
+            (*slot).dropped += 1;
+            if (*slot).reported == second {
+                return;
+            }
+            let dropped = (*slot).dropped as u64;
+            (*slot).dropped = 0;
+            (*slot).reported = second;
+            match OVER_BUDGET.get_ptr_mut(key) {
+                Some(count) => *count += dropped,
+                None => {
+                    let _ = OVER_BUDGET.insert(key, &dropped, 0);
+                }
+            }
         }
     }
 }

@@ -234,18 +234,15 @@ impl<'a> Bench<'a> {
                 } else {
                     0
                 };
-                if class.spend_budget {
-                    // With the round's first source: one spent in an earlier
-                    // round may still be over its own budget, so its SYNs
-                    // would be dropped without spending its network's
-                    // budget, which other classes' entries may have evicted
-                    // from the LRU meanwhile.
-                    self.spend_budget(&class.frames[start])?;
-                }
                 let floor = self.floor.as_fd();
-                result
-                    .floor
-                    .push(self.time(floor, class, options, start, bpf::XDP_PASS)?);
+                result.floor.push(self.time(
+                    floor,
+                    class,
+                    options,
+                    start,
+                    options.calls(),
+                    bpf::XDP_PASS,
+                )?);
                 let expected = match class.reason.verdict() {
                     xdp_common::Verdict::Pass => bpf::XDP_PASS,
                     xdp_common::Verdict::Drop => bpf::XDP_DROP,
@@ -274,9 +271,14 @@ impl<'a> Bench<'a> {
                 }
                 if let Some(peer) = &self.peer {
                     let fd = peer.prog.as_fd();
-                    result
-                        .peer
-                        .push(self.time(fd, class, options, start, class.peer_action)?);
+                    result.peer.push(self.time(
+                        fd,
+                        class,
+                        options,
+                        start,
+                        options.calls(),
+                        class.peer_action,
+                    )?);
                 }
             }
         }
@@ -284,7 +286,9 @@ impl<'a> Bench<'a> {
     }
 
     /// `time` on one instance of synguard, checking that every run was
-    /// counted under the class's reason.
+    /// counted under the class's reason. A class over its budget has it
+    /// spent first, and again every `SPEND_EVERY` calls: it refills as
+    /// time passes (1 SYN/s), and a single call takes tens of µs here.
     fn checked_time(
         &self,
         ebpf: &Ebpf,
@@ -293,41 +297,55 @@ impl<'a> Bench<'a> {
         start: usize,
         expected: u32,
     ) -> Result<f64> {
-        let before = counters(ebpf)?;
-        let ns = self.time(program_fd(ebpf), class, options, start, expected)?;
-        let delta = counters(ebpf)?.since(&before);
-        let runs = match class.timing {
-            Timing::Repeated => u64::from(options.repeat()),
-            Timing::Single => options.calls() as u64,
+        let (chunk, chunks) = match class.timing {
+            Timing::Single if class.spend_budget => {
+                let chunk = SPEND_EVERY.min(options.calls());
+                (chunk, options.calls().div_ceil(chunk))
+            }
+            Timing::Single => (options.calls(), 1),
+            Timing::Repeated => (1, 1),
         };
-        ensure!(
-            delta.get(class.reason).packets == runs && delta.total_packets() == runs,
-            "{}: synguard counted {:?}, want {runs} under {}",
-            class.name,
-            delta.rows(),
-            class.reason.name()
-        );
-        Ok(ns)
-    }
-
-    /// Sends SYNs from the frame's source until each instance the class
-    /// runs on drops one over its budget.
-    fn spend_budget(&self, syn: &[u8]) -> Result<()> {
-        let compared = (0..self.compared.len()).map(|i| self.compared_instance(i));
-        for ebpf in std::iter::once(self.instance()).chain(compared) {
-            spend_budget_of(program_fd(ebpf), syn, self.ifindex)?;
+        let mut total = 0.0;
+        let mut timed = 0;
+        for i in 0..chunks {
+            let from = start + i * chunk;
+            let calls = chunk.min(options.calls().saturating_sub(i * chunk)).max(1);
+            if class.spend_budget {
+                // With the chunk's first source: one spent earlier may
+                // still be over its own budget, so its SYNs would be
+                // dropped without spending its network's budget.
+                let first = &class.frames[from % class.frames.len()];
+                spend_budget_of(program_fd(ebpf), first, self.ifindex)?;
+            }
+            let before = counters(ebpf)?;
+            let ns = self.time(program_fd(ebpf), class, options, from, calls, expected)?;
+            let delta = counters(ebpf)?.since(&before);
+            let runs = match class.timing {
+                Timing::Repeated => u64::from(options.repeat()),
+                Timing::Single => calls as u64,
+            };
+            ensure!(
+                delta.get(class.reason).packets == runs && delta.total_packets() == runs,
+                "{}: synguard counted {:?}, want {runs} under {}",
+                class.name,
+                delta.rows(),
+                class.reason.name()
+            );
+            total += ns * calls as f64;
+            timed += calls;
         }
-        Ok(())
+        Ok(total / timed as f64)
     }
 
-    /// ns per packet of `prog` on the class's frames (single calls from
-    /// frame `start` on); every run must end in `action`.
+    /// ns per packet of `prog` on the class's frames (`calls` single
+    /// calls from frame `start` on); every run must end in `action`.
     fn time(
         &self,
         prog: BorrowedFd<'_>,
         class: &Class,
         options: &Options,
         start: usize,
+        calls: usize,
         action: u32,
     ) -> Result<f64> {
         let ifindex = Some(self.ifindex);
@@ -346,7 +364,7 @@ impl<'a> Bench<'a> {
             Timing::Single => {
                 let mut out = vec![0u8; 256];
                 let mut total = 0u64;
-                for i in 0..options.calls() {
+                for i in 0..calls {
                     let frame = &class.frames[(start + i) % class.frames.len()];
                     let run = bpf::test_run_on(prog, frame, Some(&mut out), 1, ifindex)?;
                     ensure!(
@@ -357,7 +375,7 @@ impl<'a> Bench<'a> {
                     );
                     total += u64::from(run.duration_ns);
                 }
-                Ok(total as f64 / options.calls() as f64)
+                Ok(total as f64 / calls as f64)
             }
         }
     }
@@ -375,6 +393,9 @@ fn host() -> KernelFacts {
         mtu: 1500,
     }
 }
+
+/// Calls between two spends of a budget (`Bench::checked_time`).
+const SPEND_EVERY: usize = 500;
 
 /// Sends SYNs from the frame's source until `prog` drops one over its
 /// budget.

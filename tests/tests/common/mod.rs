@@ -15,7 +15,9 @@ use synguard_tests::{
     netns::{Netns, unique_prefix},
     require_root,
 };
-use xdp_common::{Bucket, Config, FloodMode, Reason, SourceKey, Verdict, list_in_use, maps};
+use xdp_common::{
+    BudgetSet, BudgetSlot, Config, FloodMode, Reason, SourceKey, Verdict, budget, list_in_use, maps,
+};
 use xdp_daemon::{
     counters::Counters,
     lists::{List, ListMaps},
@@ -171,11 +173,17 @@ pub fn list_named(list: &str) -> List {
 }
 
 impl Harness {
-    /// The token bucket of a source prefix in `BUDGETS`, if it has one.
-    pub fn budget(&self, key: SourceKey) -> Option<Bucket> {
+    /// The token bucket of a source prefix in `BUDGETS`, if it has one
+    /// (found as the data path finds it, with the seed in `CONFIG`).
+    pub fn budget(&self, key: SourceKey) -> Option<BudgetSlot> {
+        let config = self.ebpf.map(maps::CONFIG).expect("CONFIG map");
+        let config: Array<_, Config> = Array::try_from(config).expect("an array");
+        let seed = config.get(&0, 0).expect("read CONFIG").budget_seed;
+        let (set, tag) = budget::place(&key, seed);
         let map = self.ebpf.map(maps::BUDGETS).expect("BUDGETS map");
-        let budgets: HashMap<_, SourceKey, Bucket> = HashMap::try_from(map).expect("a hash map");
-        budgets.get(&key, 0).ok()
+        let budgets: Array<_, BudgetSet> = Array::try_from(map).expect("an array");
+        let set = budgets.get(&set, 0).expect("read BUDGETS");
+        set.0.into_iter().find(|slot| slot.tag == tag)
     }
 
     /// SYNs dropped over budget for a source prefix, from `OVER_BUDGET`.
