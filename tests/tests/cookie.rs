@@ -641,7 +641,118 @@ fn new_hosts_of_an_ipv6_network_over_its_budget_are_dropped() {
     // The first SYN spends the host's and the /64's only token.
     assert_reason(&lab.run(&host(1)), XDP_TX, Reason::SynAck);
     assert_reason(&lab.run(&host(1)), XDP_DROP, Reason::Rate);
+    // (Within well under a second: the /64 refills 1 SYN a second.)
     for last in 2..50 {
         assert_reason(&lab.run(&host(last)), XDP_DROP, Reason::Rate);
     }
+}
+
+#[test]
+fn a_ports_listener_is_looked_up_once_a_second_and_remembered_meanwhile() {
+    // What the full look finds (listener or none) is used for a second:
+    // observed here by closing and opening a listener between SYNs.
+    const OTHER: u16 = 8080;
+    let mut lab = CookieLab::new(flood_config());
+    let from = |last: u8| {
+        Segment::syn(
+            IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, last)),
+            IpAddr::V4(TARGET_V4),
+            40000,
+            OTHER,
+        )
+        .frame()
+    };
+    let second = std::time::Duration::from_millis(1100);
+    let listener = lab
+        .ns
+        .run(|| std::net::TcpListener::bind(("::", OTHER)))
+        .unwrap();
+    assert_reason(&lab.run(&from(10)), XDP_TX, Reason::SynAck);
+    drop(listener);
+    // Remembered: a cookie without a lookup, though nothing listens now
+    // (its ACK would find no socket, and the kernel would reset it).
+    let cached = lab.run(&from(11));
+    assert_reason(&cached, XDP_TX, Reason::SynAck);
+    std::thread::sleep(second);
+    assert_reason(&lab.run(&from(12)), XDP_DROP, Reason::NoListener);
+    let listener = lab
+        .ns
+        .run(|| std::net::TcpListener::bind(("::", OTHER)))
+        .unwrap();
+    // No listener is remembered too, for a second.
+    assert_reason(&lab.run(&from(13)), XDP_DROP, Reason::NoListener);
+    std::thread::sleep(second);
+    let full = lab.run(&from(11));
+    assert_reason(&full, XDP_TX, Reason::SynAck);
+    drop(listener);
+    // The raw helper and the socket-bound one give the same cookie for
+    // the same SYN (the same secret and MSS table, within a minute).
+    let seq = |o: &Outcome| {
+        let tcp = SlicedPacket::from_ethernet(&o.output).unwrap();
+        let Some(TransportSlice::Tcp(tcp)) = tcp.transport else {
+            panic!("not TCP")
+        };
+        tcp.sequence_number()
+    };
+    assert_eq!(seq(&cached), seq(&full));
+}
+
+#[test]
+fn a_syn_from_a_recent_peer_gets_the_full_lookup() {
+    // The server closed a connection first, so it holds TIME_WAIT for
+    // the 4-tuple. A SYN reusing it is the kernel's to judge (it may
+    // reopen the connection): synguard must not answer it from XDP. It
+    // knows to look because the client's FIN came through XDP.
+    let mut lab = CookieLab::new(flood_config());
+    lab.ns
+        .ip(&["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"])
+        .unwrap();
+    let (client, server_side) = lab.ns.run(|| {
+        let listener = std::net::TcpListener::bind((TARGET_V4, 8081)).unwrap();
+        let client = std::net::TcpStream::connect((TARGET_V4, 8081)).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        (client, server_side)
+    });
+    let client_port = client.local_addr().unwrap().port();
+    drop(server_side); // the server's FIN first: TIME_WAIT on its side
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(client);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    // A listener on 8081 again, as a server that restarted would have.
+    let _listener = lab
+        .ns
+        .run(|| std::net::TcpListener::bind((TARGET_V4, 8081)))
+        .unwrap();
+    let syn = Segment::syn(
+        IpAddr::V4(TARGET_V4),
+        IpAddr::V4(TARGET_V4),
+        client_port,
+        8081,
+    )
+    .numbers(0x4000_0000, 0)
+    .frame();
+    // Prime the port's listener entry from another source, so that only
+    // the peer check stands between the SYN and a cached cookie.
+    let other = Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, 8081).frame();
+    assert_reason(&lab.run(&other), XDP_TX, Reason::SynAck);
+    // Not a peer yet: the cheap path answers it (what the peer check is
+    // for).
+    assert_reason(&lab.run(&syn), XDP_TX, Reason::SynAck);
+    // The client's FIN (flood mode: checked against the sockets, found
+    // in TIME_WAIT) makes it a peer.
+    let fin = Segment::syn(
+        IpAddr::V4(TARGET_V4),
+        IpAddr::V4(TARGET_V4),
+        client_port,
+        8081,
+    )
+    .flags(Flags {
+        fin: true,
+        ..Flags::ACK
+    })
+    .numbers(0x3000_0000, 0)
+    .options(vec![])
+    .frame();
+    assert_reason(&lab.run(&fin), XDP_PASS, Reason::Tcp);
+    assert_reason(&lab.run(&syn), XDP_PASS, Reason::Syn);
 }

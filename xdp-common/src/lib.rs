@@ -165,7 +165,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 5;
+pub const MAP_LAYOUT_VERSION: u32 = 6;
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
@@ -180,6 +180,11 @@ pub mod maps {
     /// Per interface: `Array<BudgetSet>`, SYN budgets in a flood (see
     /// [`super::budget`]).
     pub const BUDGETS: &str = "BUDGETS";
+    /// Per interface: `Array<ListenerSlot>` by destination port (see
+    /// [`super::listeners`]).
+    pub const LISTENERS: &str = "LISTENERS";
+    /// Per interface: `Array<PeerWords>` (see [`super::peers`]).
+    pub const PEERS: &str = "PEERS";
     /// Per interface: `LruHashMap<SourceKey, u64>`, SYNs dropped over budget
     /// per source prefix, for userspace to turn into timed blocks; the data
     /// path adds to it at most once a second per prefix.
@@ -222,7 +227,16 @@ pub mod maps {
         INDEX_V4_HOSTS,
     ];
     /// Maps each interface's instance has for itself.
-    pub const PER_INTERFACE: [&str; 6] = [COUNTERS, CONFIG, FLOOD, SYN_COUNT, BUDGETS, OVER_BUDGET];
+    pub const PER_INTERFACE: [&str; 8] = [
+        COUNTERS,
+        CONFIG,
+        FLOOD,
+        SYN_COUNT,
+        BUDGETS,
+        OVER_BUDGET,
+        LISTENERS,
+        PEERS,
+    ];
 }
 
 /// Indexes of [`maps::LIST_IN_USE`], one per list trie.
@@ -353,9 +367,9 @@ pub struct Config {
     pub budget_v4_net: Budget,
     pub budget_v6_host: Budget,
     pub budget_v6_net: Budget,
-    /// Keys the budgets' hash ([`budget::place`]); random per interface,
-    /// kept across settings updates.
-    pub budget_seed: u64,
+    /// Keys the data path's hashes ([`budget::place`], [`peers::place`]);
+    /// random per interface, kept across settings updates.
+    pub hash_seed: u64,
     /// Destination ports whose SYNs go to the kernel even in a flood (the
     /// operator guards only some ports). Empty: every port is guarded.
     pub unguarded_ports: PortSet,
@@ -445,7 +459,7 @@ pub struct BudgetSet(pub [BudgetSlot; 2]);
 /// the slot of its set used least recently, so prefixes that keep sending
 /// keep their buckets while a spoofed flood churns the rest; losing a
 /// bucket only ever gives a prefix a full one. The seed
-/// (`Config::budget_seed`) is random per interface, so a flood cannot aim
+/// (`Config::hash_seed`) is random per interface, so a flood cannot aim
 /// its sources at one set.
 pub mod budget {
     use super::SourceKey;
@@ -459,12 +473,7 @@ pub mod budget {
     /// (never 0). Networks are /24 and /64 keys; the rest are hosts.
     #[inline(always)]
     pub fn place(key: &SourceKey, seed: u64) -> (u32, u64) {
-        let a = &key.addr;
-        let low = u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
-        let high = u64::from_le_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
-        let mut h = seed ^ (key.prefix_len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h = mix(h ^ low);
-        h = mix(h ^ high);
+        let h = super::hash_address(&key.addr, key.prefix_len as u64, seed);
         let half = if key.prefix_len == 24 || key.prefix_len == 64 {
             SETS
         } else {
@@ -472,17 +481,104 @@ pub mod budget {
         };
         (half + (h >> 32) as u32 % SETS, h | 1)
     }
+}
 
-    /// A 64-bit finaliser (murmur3's fmix64).
+/// A keyed 64-bit hash of an address (IPv4 in the first four bytes) and a
+/// discriminator, for the data path's tables.
+#[inline(always)]
+pub fn hash_address(addr: &[u8; 16], discriminator: u64, seed: u64) -> u64 {
+    let a = addr;
+    let low = u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+    let high = u64::from_le_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+    let mut h = seed ^ discriminator.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h = mix(h ^ low);
+    mix(h ^ high)
+}
+
+/// A 64-bit finaliser (murmur3's fmix64).
+#[inline(always)]
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// Where the data path remembers, per interface, whether a destination
+/// port has a listener (`LISTENERS`, by port): so that in a flood only one
+/// SYN a second per port and address pays for the socket lookup and the
+/// kernel's socket-bound cookie helper (which also renews the listener's
+/// overflow stamp, without which the kernel refuses cookie ACKs), and the
+/// rest get their cookie from the raw helper (the same secret, MSS table
+/// and cookie).
+pub mod listeners {
+    /// How long a lookup's result is used.
+    pub const FRESH_NS: u64 = 1_000_000_000;
+    /// `ListenerSlot::state`: the socket lookup found a listener and the
+    /// kernel handed out a cookie for it.
+    pub const LISTENING: u32 = 1;
+    /// `ListenerSlot::state`: no socket took the SYN.
+    pub const NONE: u32 = 2;
+}
+
+/// What the last full look at a port found, for one local address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct ListenerSlot {
+    /// The SYN's destination address (IPv4 in the first four bytes).
+    pub addr: [u8; 16],
+    /// 4 or 6; 0: never looked.
+    pub family: u32,
+    /// [`listeners::LISTENING`] or [`listeners::NONE`].
+    pub state: u32,
+    /// When (the data path's clock).
+    pub checked_ns: u64,
+}
+
+/// Recent peers, per interface (`PEERS`): a bit per hash slot of source
+/// addresses seen in a connection the kernel has (a FIN of a connection
+/// it holds, an ACK with a valid cookie), in two generations of about a
+/// minute each. A SYN from a recent peer may be for a 4-tuple the kernel
+/// still holds (TIME_WAIT after the server closed, 60 s), where the kernel
+/// itself would not just answer with a cookie; so in a flood such a SYN
+/// takes the full socket lookup, and the rest (spoofed sources are never
+/// peers) the cheap path. A slot shared by two addresses only sends more
+/// SYNs down the full path. Small (256 KiB) on purpose: every SYN in a
+/// flood reads a random slot, and a table the caches and the TLB hold
+/// keeps that read cheap.
+pub mod peers {
+    /// Word pairs (one word per generation) per entry of `PEERS`, and
+    /// entries.
+    pub const PAIRS_PER_ENTRY: u32 = 256;
+    pub const ENTRIES: u32 = 64;
+    /// Slots per word: the low 56 bits; the top byte holds the word's
+    /// generation.
+    pub const BITS: u64 = 56;
+    /// A generation lasts 2^36 ns (about 69 s); a peer is recent if seen
+    /// in this one or the last (69 to 137 s).
+    pub const GENERATION_SHIFT: u32 = 36;
+
+    /// Where a source address's slot is: entry, pair in the entry, bit.
     #[inline(always)]
-    fn mix(mut x: u64) -> u64 {
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^ (x >> 33)
+    pub fn place(addr: &[u8; 16], seed: u64) -> (u32, usize, u64) {
+        let h = super::hash_address(addr, 0x70ee, seed);
+        let pair = (h >> 32) as u32 % (PAIRS_PER_ENTRY * ENTRIES);
+        // A bit in [0, 56) from 16 bits of the hash, without a division.
+        let bit = ((h & 0xffff) * BITS) >> 16;
+        (
+            pair / PAIRS_PER_ENTRY,
+            (pair % PAIRS_PER_ENTRY) as usize,
+            1 << bit,
+        )
     }
 }
+
+/// An entry of `PEERS`: word pairs, the first word of a pair for even
+/// generations, the second for odd ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct PeerWords(pub [[u64; 2]; peers::PAIRS_PER_ENTRY as usize]);
 
 /// Bounds of the parser, documented in the README.
 pub mod limits {
@@ -509,6 +605,8 @@ mod user {
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::BudgetSlot {}
     unsafe impl aya::Pod for super::BudgetSet {}
+    unsafe impl aya::Pod for super::ListenerSlot {}
+    unsafe impl aya::Pod for super::PeerWords {}
     unsafe impl aya::Pod for super::IndexChunk {}
     unsafe impl aya::Pod for super::HostGroup {}
 }
@@ -535,6 +633,7 @@ mod tests {
         assert_eq!(size_of::<SourceKey>(), 4 + 16);
         assert_eq!(size_of::<BudgetSlot>(), 32);
         assert_eq!(size_of::<BudgetSet>(), 64);
+        assert_eq!(size_of::<ListenerSlot>(), 32);
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn config(policy: &FloodPolicy, kernel: &KernelFacts) -> Config {
         budget_v6_host: policy.budget_v6_host,
         budget_v6_net: policy.budget_v6_net,
         // Filled in by `write`.
-        budget_seed: 0,
+        hash_seed: 0,
         unguarded_ports: unguarded(&policy.ports),
     }
 }
@@ -141,22 +141,22 @@ fn unguarded(guarded: &[u16]) -> PortSet {
     set
 }
 
-/// Writes `config` into a program's `CONFIG` map, with the budget seed
-/// already there (so an update keeps the budgets' buckets findable), or a
+/// Writes `config` into a program's `CONFIG` map, with the hash seed
+/// already there (so an update keeps the budgets and peers findable), or a
 /// random one for a new map.
 pub fn write(map: Option<&mut Map>, config: &Config) -> Result<(), MapError> {
     let map = map.ok_or(MapError::InvalidName {
         name: xdp_common::maps::CONFIG.into(),
     })?;
     let mut array: Array<&mut MapData, Config> = Array::try_from(map)?;
-    let seed = match array.get(&0, 0)?.budget_seed {
+    let seed = match array.get(&0, 0)?.hash_seed {
         0 => random_seed()?,
         seed => seed,
     };
     array.set(
         0,
         Config {
-            budget_seed: seed,
+            hash_seed: seed,
             ..*config
         },
         0,

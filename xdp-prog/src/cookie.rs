@@ -14,18 +14,22 @@
 use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
-    bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple, tcphdr},
+    bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple, iphdr, ipv6hdr, tcphdr},
     helpers::{
         bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie,
-        bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_tcp_gen_syncookie, bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
+        bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     macros::map,
-    maps::PerCpuArray,
+    maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
-use xdp_common::{Config, Reason, limits::MAX_TCP_OPTIONS};
+use xdp_common::{Config, ListenerSlot, Reason, limits::MAX_TCP_OPTIONS, listeners};
 
-use crate::parse::{Family, Packet, Tcp, ptr_at};
+use crate::{
+    parse::{Family, Packet, Tcp, ptr_at},
+    peers,
+};
 
 /// include/net/tcp_states.h `TCP_LISTEN`.
 const TCP_LISTEN: u32 = 10;
@@ -92,6 +96,11 @@ impl Family {
 
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// What the last full look at each destination port found (see
+/// `xdp_common::listeners`).
+#[map(name = "LISTENERS")]
+static LISTENERS: Array<ListenerSlot> = Array::with_max_entries(65_536, 0);
 
 /// A socket reference from bpf_skc_lookup_tcp, released when dropped, as
 /// the verifier demands on every path.
@@ -232,6 +241,14 @@ impl Headers {
 }
 
 /// During a flood: answer a SYN with a SYN-ACK carrying a kernel cookie.
+///
+/// The full way looks up the socket and asks the socket-bound helper for
+/// the cookie, which renews the listener's overflow stamp and gives out a
+/// cookie only when the kernel would. Its answer is remembered per port
+/// and address for a second (`LISTENERS`), and meanwhile SYNs to that
+/// port are dropped if no socket was there, or get their cookie from the
+/// raw helper, unless they come from a recent peer (`crate::peers`): for
+/// those the lookup may find a connection the kernel still holds.
 #[inline(always)]
 pub fn answer_syn(
     ctx: &XdpContext,
@@ -243,33 +260,122 @@ pub fn answer_syn(
     let Some(mut h) = Headers::copy(ctx, packet, tcp, true) else {
         return Reason::Internal;
     };
-    let Some(socket) = h.lookup(ctx) else {
-        return Reason::NoListener;
+    let generated = match cached_listener(tcp.dport, &h, now) {
+        Some(listeners::NONE) => return Reason::NoListener,
+        Some(_) if !peers::recent(packet, config.hash_seed, now) => h.raw_cookie(),
+        _ => -1,
     };
-    if !socket.is_listener() {
-        // A SYN for a socket in another state (TIME_WAIT reuse, ...): the
-        // kernel's business.
-        return Reason::Syn;
-    }
-    let ip_len = h.family.ip_len() as u32;
-    // SAFETY: the helper reads ip_len bytes of `ip` and tcp_len of `tcp`,
-    // both within scratch; th_len == doff * 4 as it requires.
-    let generated = unsafe {
-        bpf_tcp_gen_syncookie(
-            socket.0 as *mut c_void,
-            h.s.ip.as_mut_ptr() as *mut c_void,
-            ip_len,
-            h.s.tcp.as_mut_ptr() as *mut tcphdr,
-            h.tcp_len,
-        )
+    let generated = if generated >= 0 {
+        generated
+    } else {
+        match h.socket_cookie(ctx, tcp.dport, now) {
+            Ok(generated) => generated,
+            Err(reason) => return reason,
+        }
     };
-    drop(socket);
-    if generated < 0 {
-        // -ENOENT: the listener is not overwhelmed and cookies are not
-        // forced, so the kernel takes this SYN itself.
-        return Reason::Syn;
-    }
     build_syn_ack(ctx, packet.l3, h, generated as u32, config, now)
+}
+
+/// What the last full look at the SYN's port and address found, if it is
+/// fresh.
+#[inline(always)]
+fn cached_listener(port: u16, h: &Headers, now: u64) -> Option<u32> {
+    let slot = LISTENERS.get(port as u32)?;
+    let (family, addr) = h.local_addr();
+    let fresh = slot.family == family
+        && slot.addr == addr
+        && now.wrapping_sub(slot.checked_ns) < listeners::FRESH_NS;
+    fresh.then_some(slot.state)
+}
+
+/// Remembers what a full look at the SYN's port and address found.
+#[inline(always)]
+fn remember_listener(port: u16, h: &Headers, state: u32, now: u64) {
+    let (family, addr) = h.local_addr();
+    // SAFETY: a store into our own map's value, valid for this run.
+    if let Some(slot) = LISTENERS.get_ptr_mut(port as u32) {
+        unsafe {
+            *slot = ListenerSlot {
+                addr,
+                family,
+                state,
+                checked_ns: now,
+            };
+        }
+    }
+}
+
+impl Headers {
+    /// The segment's destination: our address (IPv4 in the first four
+    /// bytes), with the family as `ListenerSlot` keeps it.
+    #[inline(always)]
+    fn local_addr(&self) -> (u32, [u8; 16]) {
+        let ip = &self.s.ip;
+        let mut addr = [0u8; 16];
+        match self.family {
+            Family::V4 => {
+                addr[..4].copy_from_slice(&ip[16..20]);
+                (4, addr)
+            }
+            Family::V6 => {
+                addr.copy_from_slice(&ip[24..40]);
+                (6, addr)
+            }
+        }
+    }
+
+    /// A cookie from the raw helper (the kernel's secret and MSS table,
+    /// no socket): cookie | MSS << 32, or negative.
+    #[inline(always)]
+    fn raw_cookie(&mut self) -> i64 {
+        let ip = self.s.ip.as_mut_ptr();
+        let th = self.s.tcp.as_mut_ptr() as *mut tcphdr;
+        // SAFETY: the helpers read the fixed IP header (20 or 40 bytes of
+        // `ip`) and tcp_len (= doff * 4) bytes of `tcp`, both in scratch.
+        unsafe {
+            match self.family {
+                Family::V4 => bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th, self.tcp_len),
+                Family::V6 => bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut ipv6hdr, th, self.tcp_len),
+            }
+        }
+    }
+
+    /// The full way: the socket lookup and the socket-bound helper, its
+    /// result remembered for the port. `Err` is the SYN's reason when no
+    /// cookie is to be sent.
+    #[inline(always)]
+    fn socket_cookie(&mut self, ctx: &XdpContext, port: u16, now: u64) -> Result<i64, Reason> {
+        let Some(socket) = self.lookup(ctx) else {
+            remember_listener(port, self, listeners::NONE, now);
+            return Err(Reason::NoListener);
+        };
+        if !socket.is_listener() {
+            // A SYN for a socket in another state (TIME_WAIT reuse, ...):
+            // the kernel's business.
+            return Err(Reason::Syn);
+        }
+        let ip_len = self.family.ip_len() as u32;
+        // SAFETY: the helper reads ip_len bytes of `ip` and tcp_len of
+        // `tcp`, both within scratch; th_len == doff * 4 as it requires.
+        let generated = unsafe {
+            bpf_tcp_gen_syncookie(
+                socket.0 as *mut c_void,
+                self.s.ip.as_mut_ptr() as *mut c_void,
+                ip_len,
+                self.s.tcp.as_mut_ptr() as *mut tcphdr,
+                self.tcp_len,
+            )
+        };
+        drop(socket);
+        if generated < 0 {
+            // -ENOENT: the listener is not overwhelmed and cookies are not
+            // forced, so the kernel takes this SYN itself (and the next:
+            // nothing is remembered).
+            return Err(Reason::Syn);
+        }
+        remember_listener(port, self, listeners::LISTENING, now);
+        Ok(generated)
+    }
 }
 
 /// The copy length: doff * 4, in [20, 60], computed so that the verifier
@@ -602,9 +708,11 @@ fn emit(ctx: &XdpContext, l3: usize, s: &Scratch, family: Family, tcp_len: usize
 }
 
 /// During a flood: an ACK that reaches a listener (no established or
-/// half-open socket took it) must carry a valid cookie.
+/// half-open socket took it) must carry a valid cookie. A valid one, and
+/// the FIN of a connection the kernel holds, make its source a recent
+/// peer.
 #[inline(always)]
-pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp) -> Reason {
+pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) -> Reason {
     let Some(mut h) = Headers::copy(ctx, packet, tcp, false) else {
         return Reason::Internal;
     };
@@ -613,6 +721,10 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp) -> Reason {
     };
     if !socket.is_listener() {
         // Established, TIME_WAIT, or a request socket the kernel made.
+        drop(socket);
+        if tcp.flags.is_fin() {
+            peers::mark(packet, config.hash_seed, crate::flood::now());
+        }
         return Reason::Tcp;
     }
     let ip_len = h.family.ip_len() as u32;
@@ -626,7 +738,9 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp) -> Reason {
             20,
         )
     };
+    drop(socket);
     if checked == 0 {
+        peers::mark(packet, config.hash_seed, crate::flood::now());
         Reason::ValidCookie
     } else {
         Reason::BadCookie

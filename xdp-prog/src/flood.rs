@@ -169,13 +169,13 @@ pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
         return true;
     }
     let host_key = source_key(packet, host_len);
-    let host_bucket = Found::look(&host_key, host, config.budget_seed, now);
+    let host_bucket = Found::look(&host_key, host, config.hash_seed, now);
     if !host_bucket.has_token() {
         host_bucket.write(now, 0).over(&host_key, now);
         return false;
     }
     let net_key = source_key(packet, net_len);
-    let net_bucket = Found::look(&net_key, net, config.budget_seed, now);
+    let net_bucket = Found::look(&net_key, net, config.hash_seed, now);
     if !net_bucket.has_token() {
         // The host's bucket keeps its refill, but not this SYN.
         if let Found::Present { .. } = host_bucket {

@@ -9,6 +9,7 @@ mod counters;
 mod flood;
 mod lists;
 mod parse;
+mod peers;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use parse::{L4, Packet, Tcp};
@@ -56,8 +57,13 @@ fn verdict(ctx: &XdpContext) -> Reason {
     if tcp.flags.is_syn() {
         syn(ctx, &packet, &listed, &tcp, config)
     } else if tcp.flags.is_handshake_ack() && flood::active(config) {
-        cookie::check_ack(ctx, &packet, &tcp)
+        cookie::check_ack(ctx, &packet, &tcp, config)
     } else {
+        // A connection closing: its source stays a recent peer through
+        // the TIME_WAIT that may follow.
+        if tcp.flags.is_fin() {
+            peers::mark(&packet, config.hash_seed, flood::now());
+        }
         Reason::Tcp
     }
 }

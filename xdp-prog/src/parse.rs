@@ -62,6 +62,12 @@ impl TcpFlags {
         self.0 & Self::SYN != 0 && self.0 & (Self::FIN | Self::RST) != 0
     }
 
+    /// The end of the sender's data.
+    #[inline(always)]
+    pub fn is_fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+
     /// An ACK that could complete a handshake: ACK without SYN or RST.
     #[inline(always)]
     pub fn is_handshake_ack(self) -> bool {

@@ -59,6 +59,22 @@ pub struct Class {
     pub fresh: bool,
 }
 
+/// Single calls a round for a class over its budget: a budget of 1 SYN/s
+/// refills one SYN a second, so the class must be timed well within one
+/// (a single call, syscall included, takes tens of µs here).
+pub const OVER_BUDGET_CALLS: usize = 2_000;
+
+impl Class {
+    /// Single calls per round for this class.
+    pub fn calls(&self, options: &Options) -> usize {
+        if self.spend_budget {
+            options.calls().min(OVER_BUDGET_CALLS)
+        } else {
+            options.calls()
+        }
+    }
+}
+
 /// `count` SYNs to the listener from as many sources in 10.0.0.0/8 (a
 /// bijection of the index, so no two share one), spread over its /24s.
 fn fresh_syns_v4(count: usize, target: IpAddr) -> Vec<Vec<u8>> {

@@ -240,7 +240,7 @@ impl<'a> Bench<'a> {
                     class,
                     options,
                     start,
-                    options.calls(),
+                    class.calls(options),
                     bpf::XDP_PASS,
                 )?);
                 let expected = match class.reason.verdict() {
@@ -263,7 +263,12 @@ impl<'a> Bench<'a> {
                         None => self.instance(),
                         Some(i) => self.compared_instance(i),
                     };
-                    let ns = self.checked_time(ebpf, class, options, start, expected)?;
+                    let ns = self
+                        .checked_time(ebpf, class, options, start, expected)
+                        .with_context(|| match which {
+                            None => "synguard".to_string(),
+                            Some(i) => format!("compared {}", i + 1),
+                        })?;
                     match which {
                         None => result.synguard.push(ns),
                         Some(i) => result.compared[i].push(ns),
@@ -276,7 +281,7 @@ impl<'a> Bench<'a> {
                         class,
                         options,
                         start,
-                        options.calls(),
+                        class.calls(options),
                         class.peer_action,
                     )?);
                 }
@@ -287,8 +292,7 @@ impl<'a> Bench<'a> {
 
     /// `time` on one instance of synguard, checking that every run was
     /// counted under the class's reason. A class over its budget has it
-    /// spent first, and again every `SPEND_EVERY` calls: it refills as
-    /// time passes (1 SYN/s), and a single call takes tens of µs here.
+    /// spent first.
     fn checked_time(
         &self,
         ebpf: &Ebpf,
@@ -297,44 +301,28 @@ impl<'a> Bench<'a> {
         start: usize,
         expected: u32,
     ) -> Result<f64> {
-        let (chunk, chunks) = match class.timing {
-            Timing::Single if class.spend_budget => {
-                let chunk = SPEND_EVERY.min(options.calls());
-                (chunk, options.calls().div_ceil(chunk))
-            }
-            Timing::Single => (options.calls(), 1),
-            Timing::Repeated => (1, 1),
-        };
-        let mut total = 0.0;
-        let mut timed = 0;
-        for i in 0..chunks {
-            let from = start + i * chunk;
-            let calls = chunk.min(options.calls().saturating_sub(i * chunk)).max(1);
-            if class.spend_budget {
-                // With the chunk's first source: one spent earlier may
-                // still be over its own budget, so its SYNs would be
-                // dropped without spending its network's budget.
-                let first = &class.frames[from % class.frames.len()];
-                spend_budget_of(program_fd(ebpf), first, self.ifindex)?;
-            }
-            let before = counters(ebpf)?;
-            let ns = self.time(program_fd(ebpf), class, options, from, calls, expected)?;
-            let delta = counters(ebpf)?.since(&before);
-            let runs = match class.timing {
-                Timing::Repeated => u64::from(options.repeat()),
-                Timing::Single => calls as u64,
-            };
-            ensure!(
-                delta.get(class.reason).packets == runs && delta.total_packets() == runs,
-                "{}: synguard counted {:?}, want {runs} under {}",
-                class.name,
-                delta.rows(),
-                class.reason.name()
-            );
-            total += ns * calls as f64;
-            timed += calls;
+        if class.spend_budget {
+            // With the round's first source: one spent in an earlier round
+            // may still be over its own budget, so its SYNs would be
+            // dropped without spending its network's budget.
+            spend_budget_of(program_fd(ebpf), &class.frames[start], self.ifindex)?;
         }
-        Ok(total / timed as f64)
+        let calls = class.calls(options);
+        let before = counters(ebpf)?;
+        let ns = self.time(program_fd(ebpf), class, options, start, calls, expected)?;
+        let delta = counters(ebpf)?.since(&before);
+        let runs = match class.timing {
+            Timing::Repeated => u64::from(options.repeat()),
+            Timing::Single => calls as u64,
+        };
+        ensure!(
+            delta.get(class.reason).packets == runs && delta.total_packets() == runs,
+            "{}: synguard counted {:?}, want {runs} under {}",
+            class.name,
+            delta.rows(),
+            class.reason.name()
+        );
+        Ok(ns)
     }
 
     /// ns per packet of `prog` on the class's frames (`calls` single
@@ -369,9 +357,10 @@ impl<'a> Bench<'a> {
                     let run = bpf::test_run_on(prog, frame, Some(&mut out), 1, ifindex)?;
                     ensure!(
                         run.action == action,
-                        "{}: action {} (want {action})",
+                        "{}: action {} (want {action}) at frame {}",
                         class.name,
-                        run.action
+                        run.action,
+                        start + i
                     );
                     total += u64::from(run.duration_ns);
                 }
@@ -393,9 +382,6 @@ fn host() -> KernelFacts {
         mtu: 1500,
     }
 }
-
-/// Calls between two spends of a budget (`Bench::checked_time`).
-const SPEND_EVERY: usize = 500;
 
 /// Sends SYNs from the frame's source until `prog` drops one over its
 /// budget.

@@ -100,10 +100,11 @@ impl Report<'_> {
     pub fn markdown(&self) -> String {
         let o = self.options;
         let mut s = format!(
-            "## Per-packet cost (BPF_PROG_TEST_RUN, {} rounds; repeated runs x{}, single calls x{})\n\n",
+            "## Per-packet cost (BPF_PROG_TEST_RUN, {} rounds; repeated runs x{}, single calls x{}, over budget x{})\n\n",
             o.rounds(),
             o.repeat(),
-            o.calls()
+            o.calls(),
+            o.calls().min(crate::classes::OVER_BUDGET_CALLS)
         );
         s += "ns/packet: median (min-max) over rounds; ratio: to the XDP_PASS floor on the same frames, same timing, median of per-round ratios.\n\n";
         s += "| class | timing | synguard verdict | floor ns | synguard ns | synguard / floor |";

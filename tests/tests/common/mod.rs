@@ -178,7 +178,7 @@ impl Harness {
     pub fn budget(&self, key: SourceKey) -> Option<BudgetSlot> {
         let config = self.ebpf.map(maps::CONFIG).expect("CONFIG map");
         let config: Array<_, Config> = Array::try_from(config).expect("an array");
-        let seed = config.get(&0, 0).expect("read CONFIG").budget_seed;
+        let seed = config.get(&0, 0).expect("read CONFIG").hash_seed;
         let (set, tag) = budget::place(&key, seed);
         let map = self.ebpf.map(maps::BUDGETS).expect("BUDGETS map");
         let budgets: Array<_, BudgetSet> = Array::try_from(map).expect("an array");
