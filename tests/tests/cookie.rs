@@ -522,16 +522,20 @@ fn a_network_over_budget_drops_without_spending_its_hosts_budgets() {
         addr[..4].copy_from_slice(&[198, 18, 0, last]);
         SourceKey { prefix_len, addr }
     };
-    // .1 spends its own burst of 2, .9 the /24's third SYN.
+    // .1 spends its own burst of 2. Its third SYN is over its own budget
+    // (the /24 has a token left): dropped and recorded as the host, and
+    // the /24 keeps its token, which .9 then spends.
     assert_reason(&lab.run(&syn(1, 1)), XDP_TX, Reason::SynAck);
     assert_reason(&lab.run(&syn(1, 2)), XDP_TX, Reason::SynAck);
-    assert_reason(&lab.run(&syn(9, 3)), XDP_TX, Reason::SynAck);
+    assert_reason(&lab.run(&syn(1, 3)), XDP_DROP, Reason::Rate);
+    assert_eq!(lab.harness.over_budget(key(32, 1)), Some(1));
+    assert_reason(&lab.run(&syn(9, 4)), XDP_TX, Reason::SynAck);
     // The /24 is out: .9 (a token left) and a new host .10 are dropped
     // and the /24 recorded (the first drop at once, later ones counted in
     // its slot and added within the second); .9 keeps its token, .10 gets
     // no bucket.
-    assert_reason(&lab.run(&syn(9, 4)), XDP_DROP, Reason::Rate);
-    assert_reason(&lab.run(&syn(10, 5)), XDP_DROP, Reason::Rate);
+    assert_reason(&lab.run(&syn(9, 5)), XDP_DROP, Reason::Rate);
+    assert_reason(&lab.run(&syn(10, 6)), XDP_DROP, Reason::Rate);
     // Drops recorded, and drops still counted in the prefix's slot.
     let accounted = |lab: &CookieLab, key: SourceKey| {
         let recorded = lab.harness.over_budget(key).unwrap_or(0);
@@ -544,9 +548,11 @@ fn a_network_over_budget_drops_without_spending_its_hosts_budgets() {
     let left = lab.harness.budget(key(32, 9)).expect(".9 has a bucket");
     assert!(left.milli_tokens >= 1000, "{left:?}");
     assert_eq!(lab.harness.budget(key(32, 10)), None);
-    // A host over its own budget is recorded as itself, as before.
-    assert_reason(&lab.run(&syn(1, 6)), XDP_DROP, Reason::Rate);
-    assert_eq!(lab.harness.over_budget(key(32, 1)), Some(1));
+    assert_eq!(
+        accounted(&lab, key(32, 1)),
+        (1, 0),
+        "drops of the /24 are not the host's"
+    );
     // A second on (the /24 has refilled one token), the next drop adds
     // what its slot counted meanwhile.
     std::thread::sleep(std::time::Duration::from_millis(1100));

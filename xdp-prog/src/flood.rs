@@ -150,15 +150,16 @@ fn total_syns() -> u64 {
     total
 }
 
-/// Spends one SYN (at `now`) from the source's host and network budgets;
+/// Spends one SYN (at `now`) from the source's network and host budgets;
 /// false when either is empty (and counts the drop against the prefix
-/// that ran out: the host's if it is empty, else the network's).
+/// that ran out: the network's if it is empty, else the host's).
 ///
-/// Both buckets are looked at before either is written, so a SYN the
-/// network's budget drops spends nothing from the host's and, for a host
-/// seen for the first time, takes no slot: in a spoofed flood most SYNs
-/// come from new hosts of networks already over budget, and a slot each
-/// would push out the buckets of hosts that keep sending.
+/// The network is looked at first: in a spoofed flood most SYNs come from
+/// new hosts of networks already over budget, and those are dropped
+/// without a look at (or a slot for) the host, a random read in a table
+/// that would otherwise take one slot per spoofed address. Both buckets
+/// are looked at before either is written, so a SYN the host's budget
+/// drops spends nothing from its network's.
 #[inline(always)]
 pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
     let (host, net, host_len, net_len) = match packet.family {
@@ -168,24 +169,24 @@ pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
     if host.rate == 0 && net.rate == 0 {
         return true;
     }
-    let host_key = source_key(packet, host_len);
-    let host_bucket = Found::look(&host_key, host, config.hash_seed, now);
-    if !host_bucket.has_token() {
-        host_bucket.write(now, 0).over(&host_key, now);
-        return false;
-    }
     let net_key = source_key(packet, net_len);
     let net_bucket = Found::look(&net_key, net, config.hash_seed, now);
     if !net_bucket.has_token() {
-        // The host's bucket keeps its refill, but not this SYN.
-        if let Found::Present { .. } = host_bucket {
-            host_bucket.write(now, 0);
-        }
         net_bucket.write(now, 0).over(&net_key, now);
         return false;
     }
-    host_bucket.write(now, MILLI);
+    let host_key = source_key(packet, host_len);
+    let host_bucket = Found::look(&host_key, host, config.hash_seed, now);
+    if !host_bucket.has_token() {
+        // The network's bucket keeps its refill, but not this SYN.
+        if let Found::Present { .. } = net_bucket {
+            net_bucket.write(now, 0);
+        }
+        host_bucket.write(now, 0).over(&host_key, now);
+        return false;
+    }
     net_bucket.write(now, MILLI);
+    host_bucket.write(now, MILLI);
     true
 }
 
