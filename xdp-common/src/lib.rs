@@ -165,7 +165,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 6;
+pub const MAP_LAYOUT_VERSION: u32 = 7;
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
@@ -177,14 +177,15 @@ pub mod maps {
     pub const FLOOD: &str = "FLOOD";
     /// Per interface: `PerCpuArray<u64>`, one entry: SYNs seen, per CPU.
     pub const SYN_COUNT: &str = "SYN_COUNT";
-    /// Per interface: `Array<BudgetSet>`, SYN budgets in a flood (see
-    /// [`super::budget`]).
+    /// Per interface: `Array<BudgetSet>`, networks' SYN budgets in a flood
+    /// (see [`super::budget`]).
     pub const BUDGETS: &str = "BUDGETS";
+    /// Per interface: `Array<SourceSet>`, hosts' SYN budgets and recent
+    /// peers (see [`super::sources`]).
+    pub const SOURCES: &str = "SOURCES";
     /// Per interface: `Array<ListenerSlot>` by destination port (see
     /// [`super::listeners`]).
     pub const LISTENERS: &str = "LISTENERS";
-    /// Per interface: `Array<PeerWords>` (see [`super::peers`]).
-    pub const PEERS: &str = "PEERS";
     /// Per interface: `LruHashMap<SourceKey, u64>`, SYNs dropped over budget
     /// per source prefix, for userspace to turn into timed blocks; the data
     /// path adds to it at most once a second per prefix.
@@ -235,7 +236,7 @@ pub mod maps {
         BUDGETS,
         OVER_BUDGET,
         LISTENERS,
-        PEERS,
+        SOURCES,
     ];
 }
 
@@ -367,7 +368,7 @@ pub struct Config {
     pub budget_v4_net: Budget,
     pub budget_v6_host: Budget,
     pub budget_v6_net: Budget,
-    /// Keys the data path's hashes ([`budget::place`], [`peers::place`]);
+    /// Keys the data path's hashes ([`budget::place`], [`sources::place`]);
     /// random per interface, kept across settings updates.
     pub hash_seed: u64,
     /// Destination ports whose SYNs go to the kernel even in a flood (the
@@ -430,29 +431,47 @@ pub struct SourceKey {
     pub addr: [u8; 16],
 }
 
-/// A source prefix's token bucket in `BUDGETS`.
+/// A source prefix's token bucket: in `BUDGETS` for a network, in
+/// `SOURCES` for a host.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct BudgetSlot {
-    /// Whose bucket this is ([`budget::place`]); 0: nobody's.
-    pub tag: u64,
-    /// Thousandths of a SYN, as of `last_ns`.
-    pub milli_tokens: u64,
+    /// Whose bucket this is ([`budget::place`], [`sources::place`]); 0:
+    /// nobody's.
+    pub tag: u32,
+    /// Thousandths of a SYN, as of `last_ns` (a burst is held to
+    /// 4,294,967 SYNs).
+    pub milli_tokens: u32,
     pub last_ns: u64,
     /// SYNs dropped over this budget since they were last added to
-    /// `OVER_BUDGET`, and when that was (`now >> 30`, about seconds).
+    /// `OVER_BUDGET`, and when that was (`now >> 30`, about seconds,
+    /// wrapping).
     pub dropped: u32,
-    pub reported: u32,
+    pub reported: u16,
+    pub _pad: u16,
 }
 
-/// Two slots: where a source prefix's bucket may be. 64 bytes, one cache
-/// line.
+/// Where a network's bucket may be: two slots, in one cache line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
-pub struct BudgetSet(pub [BudgetSlot; 2]);
+pub struct BudgetSet {
+    pub slots: [BudgetSlot; 2],
+    pub _pad: [u64; 2],
+}
 
-/// Per-source SYN budgets: token buckets in a set-associative table (two
-/// ways), hosts in the first half of `BUDGETS` and networks in the second,
+/// What the data path keeps per source address, in one cache line: the
+/// recent-peer bits of the addresses that hash here (one word per
+/// generation, [`sources`]) and two slots for their hosts' buckets, so a
+/// SYN in a flood reads one random line for both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SourceSet {
+    pub peers: [u64; 2],
+    pub hosts: [BudgetSlot; 2],
+}
+
+/// Per-source SYN budgets: token buckets in set-associative tables (two
+/// ways), networks in `BUDGETS` and hosts in `SOURCES` ([`sources`]),
 /// found by a keyed hash of the prefix. An array lookup the verifier
 /// inlines, and a hash of a few multiplies, where an LRU hash map costs a
 /// helper call, a jhash and a list update per lookup. A new prefix takes
@@ -464,22 +483,15 @@ pub struct BudgetSet(pub [BudgetSlot; 2]);
 pub mod budget {
     use super::SourceKey;
 
-    /// Sets per half (hosts, networks).
+    /// Sets of `BUDGETS` (networks).
     pub const SETS: u32 = 16_384;
-    /// Entries of `BUDGETS`.
-    pub const ENTRIES: u32 = 2 * SETS;
 
-    /// The set of `BUDGETS` where `key`'s bucket may be, and its tag
-    /// (never 0). Networks are /24 and /64 keys; the rest are hosts.
+    /// The set of `BUDGETS` where a network's bucket may be (a /24 or /64
+    /// key), and its tag (never 0).
     #[inline(always)]
-    pub fn place(key: &SourceKey, seed: u64) -> (u32, u64) {
+    pub fn place(key: &SourceKey, seed: u64) -> (u32, u32) {
         let h = super::hash_address(&key.addr, key.prefix_len as u64, seed);
-        let half = if key.prefix_len == 24 || key.prefix_len == 64 {
-            SETS
-        } else {
-            0
-        };
-        (half + (h >> 32) as u32 % SETS, h | 1)
+        ((h >> 32) as u32 % SETS, h as u32 | 1)
     }
 }
 
@@ -536,49 +548,40 @@ pub struct ListenerSlot {
     pub checked_ns: u64,
 }
 
-/// Recent peers, per interface (`PEERS`): a bit per hash slot of source
-/// addresses seen in a connection the kernel has (a FIN of a connection
-/// it holds, an ACK with a valid cookie), in two generations of about a
-/// minute each. A SYN from a recent peer may be for a 4-tuple the kernel
-/// still holds (TIME_WAIT after the server closed, 60 s), where the kernel
-/// itself would not just answer with a cookie; so in a flood such a SYN
-/// takes the full socket lookup, and the rest (spoofed sources are never
-/// peers) the cheap path. A slot shared by two addresses only sends more
-/// SYNs down the full path. Small (256 KiB) on purpose: every SYN in a
-/// flood reads a random slot, and a table the caches and the TLB hold
-/// keeps that read cheap.
-pub mod peers {
-    /// Word pairs (one word per generation) per entry of `PEERS`, and
-    /// entries.
-    pub const PAIRS_PER_ENTRY: u32 = 256;
-    pub const ENTRIES: u32 = 64;
-    /// Slots per word: the low 56 bits; the top byte holds the word's
-    /// generation.
+/// What the data path keeps per source address, per interface
+/// (`SOURCES`, an array of [`SourceSet`]): host budgets, and recent peers.
+///
+/// Recent peers: a bit per hash slot of source addresses seen in a
+/// connection the kernel has (a FIN of a connection it holds, an ACK with
+/// a valid cookie), in two generations of about a minute each. A SYN from
+/// a recent peer may be for a 4-tuple the kernel still holds (TIME_WAIT
+/// after the server closed, 60 s), where the kernel itself would not just
+/// answer with a cookie; so in a flood such a SYN takes the full socket
+/// lookup, and the rest (spoofed sources are never peers) the cheap path.
+/// A slot shared by two addresses only sends more SYNs down the full path.
+pub mod sources {
+    /// Sets (64 bytes each): 1 MiB, 32,768 host buckets and 917,504
+    /// recent-peer slots.
+    pub const SETS: u32 = 16_384;
+    /// Peer slots per generation word: the low 56 bits; the top byte holds
+    /// the word's generation.
     pub const BITS: u64 = 56;
     /// A generation lasts 2^36 ns (about 69 s); a peer is recent if seen
     /// in this one or the last (69 to 137 s).
     pub const GENERATION_SHIFT: u32 = 36;
 
-    /// Where a source address's slot is: entry, pair in the entry, bit.
+    /// A source address's set, the tag of its host bucket (never 0), and
+    /// its recent-peer bit.
     #[inline(always)]
-    pub fn place(addr: &[u8; 16], seed: u64) -> (u32, usize, u64) {
-        let h = super::hash_address(addr, 0x70ee, seed);
-        let pair = (h >> 32) as u32 % (PAIRS_PER_ENTRY * ENTRIES);
-        // A bit in [0, 56) from 16 bits of the hash, without a division.
-        let bit = ((h & 0xffff) * BITS) >> 16;
-        (
-            pair / PAIRS_PER_ENTRY,
-            (pair % PAIRS_PER_ENTRY) as usize,
-            1 << bit,
-        )
+    pub fn place(addr: &[u8; 16], v6: bool, seed: u64) -> (u32, u32, u64) {
+        let h = super::hash_address(addr, if v6 { 128 } else { 32 }, seed);
+        let set = (h >> 32) as u32 % SETS;
+        // A bit in [0, 56) from 16 bits the set and tag do not use,
+        // without a division.
+        let bit = (((h >> 48) & 0xffff) * BITS) >> 16;
+        (set, h as u32 | 1, 1 << bit)
     }
 }
-
-/// An entry of `PEERS`: word pairs, the first word of a pair for even
-/// generations, the second for odd ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub struct PeerWords(pub [[u64; 2]; peers::PAIRS_PER_ENTRY as usize]);
 
 /// Bounds of the parser, documented in the README.
 pub mod limits {
@@ -606,7 +609,7 @@ mod user {
     unsafe impl aya::Pod for super::BudgetSlot {}
     unsafe impl aya::Pod for super::BudgetSet {}
     unsafe impl aya::Pod for super::ListenerSlot {}
-    unsafe impl aya::Pod for super::PeerWords {}
+    unsafe impl aya::Pod for super::SourceSet {}
     unsafe impl aya::Pod for super::IndexChunk {}
     unsafe impl aya::Pod for super::HostGroup {}
 }
@@ -631,29 +634,45 @@ mod tests {
         assert_eq!(size_of::<Config>(), 4 * 4 + 2 * 2 + 4 + 4 * 8 + 8 + 8192);
         assert_eq!(size_of::<FloodState>(), 5 * 8 + 2 * 4);
         assert_eq!(size_of::<SourceKey>(), 4 + 16);
-        assert_eq!(size_of::<BudgetSlot>(), 32);
+        assert_eq!(size_of::<BudgetSlot>(), 24);
         assert_eq!(size_of::<BudgetSet>(), 64);
+        assert_eq!(size_of::<SourceSet>(), 64);
         assert_eq!(size_of::<ListenerSlot>(), 32);
     }
 
     #[test]
-    fn budget_places_split_hosts_from_networks_and_spread() {
-        let key = |prefix_len, last: u8| {
+    fn budget_and_source_places_spread() {
+        let addr = |last: u8| {
             let mut addr = [0; 16];
             addr[..4].copy_from_slice(&[198, 18, 7, last]);
-            SourceKey { prefix_len, addr }
+            addr
         };
         let mut used = [0u32; 64];
+        let mut bits = 0u64;
         for last in 0..=255u8 {
-            let (set, tag) = budget::place(&key(32, last), 7);
-            assert!(set < budget::SETS && tag & 1 == 1);
+            let (set, tag, bit) = sources::place(&addr(last), false, 7);
+            assert!(set < sources::SETS && tag & 1 == 1);
+            assert!(bit != 0 && bit < 1 << sources::BITS);
+            bits |= bit;
             used[(set % 64) as usize] += 1;
-            let (set, _) = budget::place(&key(24, last), 7);
-            assert!((budget::SETS..budget::ENTRIES).contains(&set));
+            let key = SourceKey {
+                prefix_len: 24,
+                addr: addr(last),
+            };
+            let (set, tag) = budget::place(&key, 7);
+            assert!(set < budget::SETS && tag & 1 == 1);
         }
         assert!(used.iter().all(|&n| n < 16), "256 hosts bunch up: {used:?}");
-        // The seed moves them.
-        assert_ne!(budget::place(&key(32, 1), 7), budget::place(&key(32, 1), 8));
+        assert!(bits.count_ones() > 48, "peer bits bunch up: {bits:#x}");
+        // The seed moves them; IPv4 and IPv6 addresses are apart.
+        assert_ne!(
+            sources::place(&addr(1), false, 7),
+            sources::place(&addr(1), false, 8)
+        );
+        assert_ne!(
+            sources::place(&addr(1), false, 7),
+            sources::place(&addr(1), true, 7)
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use xdp_common::{Config, ListenerSlot, Reason, limits::MAX_TCP_OPTIONS, listener
 
 use crate::{
     parse::{Family, Packet, Tcp, ptr_at},
-    peers,
+    sources,
 };
 
 /// include/net/tcp_states.h `TCP_LISTEN`.
@@ -247,7 +247,7 @@ impl Headers {
 /// cookie only when the kernel would. Its answer is remembered per port
 /// and address for a second (`LISTENERS`), and meanwhile SYNs to that
 /// port are dropped if no socket was there, or get their cookie from the
-/// raw helper, unless they come from a recent peer (`crate::peers`): for
+/// raw helper, unless they come from a recent peer (`crate::sources`): for
 /// those the lookup may find a connection the kernel still holds.
 #[inline(always)]
 pub fn answer_syn(
@@ -262,7 +262,7 @@ pub fn answer_syn(
     };
     let generated = match cached_listener(tcp.dport, &h, now) {
         Some(listeners::NONE) => return Reason::NoListener,
-        Some(_) if !peers::recent(packet, config.hash_seed, now) => h.raw_cookie(),
+        Some(_) if !sources::recent_peer(packet, config.hash_seed, now) => h.raw_cookie(),
         _ => -1,
     };
     let generated = if generated >= 0 {
@@ -723,7 +723,7 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) 
         // Established, TIME_WAIT, or a request socket the kernel made.
         drop(socket);
         if tcp.flags.is_fin() {
-            peers::mark(packet, config.hash_seed, crate::flood::now());
+            sources::mark_peer(packet, config.hash_seed, crate::flood::now());
         }
         return Reason::Tcp;
     }
@@ -740,7 +740,7 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) 
     };
     drop(socket);
     if checked == 0 {
-        peers::mark(packet, config.hash_seed, crate::flood::now());
+        sources::mark_peer(packet, config.hash_seed, crate::flood::now());
         Reason::ValidCookie
     } else {
         Reason::BadCookie

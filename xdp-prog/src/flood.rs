@@ -19,7 +19,10 @@ use xdp_common::{
     budget, limits::MAX_CPUS, sizes,
 };
 
-use crate::parse::{Family, Packet};
+use crate::{
+    parse::{Family, Packet},
+    sources,
+};
 
 /// This interface's settings, written by userspace.
 #[map(name = "CONFIG")]
@@ -33,11 +36,11 @@ static FLOOD: Array<FloodState> = Array::with_max_entries(1, 0);
 #[map(name = "SYN_COUNT")]
 static SYN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// SYN token buckets per source prefix, used only in flood mode (see
-/// `xdp_common::budget`): a spoofed flood can churn them, but never
-/// evict an operator's list entry.
+/// SYN token buckets per source network, used only in flood mode (see
+/// `xdp_common::budget`; the hosts' are in `crate::sources`): a spoofed
+/// flood can churn them, but never evict an operator's list entry.
 #[map(name = "BUDGETS")]
-static BUDGETS: Array<BudgetSet> = Array::with_max_entries(budget::ENTRIES, 0);
+static BUDGETS: Array<BudgetSet> = Array::with_max_entries(budget::SETS, 0);
 
 /// SYNs dropped over budget, per source prefix, for userspace.
 #[map(name = "OVER_BUDGET")]
@@ -170,13 +173,21 @@ pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
         return true;
     }
     let net_key = source_key(packet, net_len);
-    let net_bucket = Found::look(&net_key, net, config.hash_seed, now);
+    let (set, tag) = budget::place(&net_key, config.hash_seed);
+    let net_bucket = match BUDGETS.get_ptr_mut(set) {
+        // SAFETY: a pointer into our own map's value, valid for this run.
+        Some(set) => Found::look(unsafe { &raw mut (*set).slots }, tag, net, now),
+        None => Found::Off,
+    };
     if !net_bucket.has_token() {
         net_bucket.write(now, 0).over(&net_key, now);
         return false;
     }
     let host_key = source_key(packet, host_len);
-    let host_bucket = Found::look(&host_key, host, config.hash_seed, now);
+    let host_bucket = match sources::host_slots(packet, config.hash_seed) {
+        Some((slots, tag)) => Found::look(slots, tag, host, now),
+        None => Found::Off,
+    };
     if !host_bucket.has_token() {
         // The network's bucket keeps its refill, but not this SYN.
         if let Found::Present { .. } = net_bucket {
@@ -214,7 +225,7 @@ enum Found {
     /// of its set used least recently.
     Missing {
         slot: *mut BudgetSlot,
-        tag: u64,
+        tag: u32,
         capacity: u64,
     },
     /// Its slot, and its thousandths of a token refilled up to now.
@@ -222,21 +233,18 @@ enum Found {
 }
 
 impl Found {
+    /// Finds the bucket tagged `tag` in `slots`.
     #[inline(always)]
-    fn look(key: &SourceKey, budget: Budget, seed: u64, now: u64) -> Found {
+    fn look(slots: *mut [BudgetSlot; 2], tag: u32, budget: Budget, now: u64) -> Found {
         if budget.rate == 0 {
             return Found::Off;
         }
-        let capacity = budget.burst as u64 * MILLI;
-        let (set, tag) = budget::place(key, seed);
-        let Some(set) = BUDGETS.get_ptr_mut(set) else {
-            return Found::Off;
-        };
+        // Held to what a slot stores.
+        let capacity = (budget.burst as u64 * MILLI).min(u32::MAX as u64);
         // SAFETY: the pointer is valid for this run; races between CPUs
         // only blur the estimate.
         unsafe {
-            let ways = &raw mut (*set).0;
-            let (first, second) = (&raw mut (*ways)[0], &raw mut (*ways)[1]);
+            let (first, second) = (&raw mut (*slots)[0], &raw mut (*slots)[1]);
             let slot = if (*first).tag == tag {
                 first
             } else if (*second).tag == tag {
@@ -257,7 +265,7 @@ impl Found {
             let refill = elapsed * budget.rate as u64 / (NS_PER_SEC / MILLI);
             Found::Present {
                 slot,
-                tokens: ((*slot).milli_tokens + refill).min(capacity),
+                tokens: ((*slot).milli_tokens as u64 + refill).min(capacity),
             }
         }
     }
@@ -278,12 +286,13 @@ impl Found {
     /// off).
     #[inline(always)]
     fn write(&self, now: u64, spent: u64) -> Option<*mut BudgetSlot> {
-        // SAFETY: as in `look`.
+        // SAFETY: as in `look`. The token counts are at most `capacity`,
+        // which fits in a u32.
         unsafe {
             match *self {
                 Found::Off => None,
                 Found::Present { slot, tokens } => {
-                    (*slot).milli_tokens = tokens.saturating_sub(spent);
+                    (*slot).milli_tokens = tokens.saturating_sub(spent) as u32;
                     (*slot).last_ns = now;
                     Some(slot)
                 }
@@ -294,10 +303,11 @@ impl Found {
                 } => {
                     *slot = BudgetSlot {
                         tag,
-                        milli_tokens: capacity.saturating_sub(spent),
+                        milli_tokens: capacity.saturating_sub(spent) as u32,
                         last_ns: now,
                         dropped: 0,
                         reported: 0,
+                        _pad: 0,
                     };
                     Some(slot)
                 }
@@ -321,11 +331,11 @@ impl Over for Option<*mut BudgetSlot> {
         let Some(slot) = self else {
             return;
         };
-        let second = (now >> 30) as u32;
+        let second = (now >> 30) as u16;
         // SAFETY: as in `Found::look`; a count lost to a race between CPUs
         // only undercounts a diagnostic.
         unsafe {
-            (*slot).dropped += 1;
+            (*slot).dropped = (*slot).dropped.saturating_add(1);
             if (*slot).reported == second {
                 return;
             }

@@ -9,7 +9,7 @@ mod counters;
 mod flood;
 mod lists;
 mod parse;
-mod peers;
+mod sources;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use parse::{L4, Packet, Tcp};
@@ -62,7 +62,7 @@ fn verdict(ctx: &XdpContext) -> Reason {
         // A connection closing: its source stays a recent peer through
         // the TIME_WAIT that may follow.
         if tcp.flags.is_fin() {
-            peers::mark(&packet, config.hash_seed, flood::now());
+            sources::mark_peer(&packet, config.hash_seed, flood::now());
         }
         Reason::Tcp
     }

@@ -16,7 +16,8 @@ use synguard_tests::{
     require_root,
 };
 use xdp_common::{
-    BudgetSet, BudgetSlot, Config, FloodMode, Reason, SourceKey, Verdict, budget, list_in_use, maps,
+    BudgetSet, BudgetSlot, Config, FloodMode, Reason, SourceKey, SourceSet, Verdict, budget,
+    list_in_use, maps, sources,
 };
 use xdp_daemon::{
     counters::Counters,
@@ -173,17 +174,25 @@ pub fn list_named(list: &str) -> List {
 }
 
 impl Harness {
-    /// The token bucket of a source prefix in `BUDGETS`, if it has one
-    /// (found as the data path finds it, with the seed in `CONFIG`).
+    /// The token bucket of a source prefix, if it has one: a network's in
+    /// `BUDGETS`, a host's in `SOURCES` (found as the data path finds it,
+    /// with the seed in `CONFIG`).
     pub fn budget(&self, key: SourceKey) -> Option<BudgetSlot> {
         let config = self.ebpf.map(maps::CONFIG).expect("CONFIG map");
         let config: Array<_, Config> = Array::try_from(config).expect("an array");
         let seed = config.get(&0, 0).expect("read CONFIG").hash_seed;
-        let (set, tag) = budget::place(&key, seed);
-        let map = self.ebpf.map(maps::BUDGETS).expect("BUDGETS map");
-        let budgets: Array<_, BudgetSet> = Array::try_from(map).expect("an array");
-        let set = budgets.get(&set, 0).expect("read BUDGETS");
-        set.0.into_iter().find(|slot| slot.tag == tag)
+        let (slots, tag) = if key.prefix_len == 24 || key.prefix_len == 64 {
+            let (set, tag) = budget::place(&key, seed);
+            let map = self.ebpf.map(maps::BUDGETS).expect("BUDGETS map");
+            let sets: Array<_, BudgetSet> = Array::try_from(map).expect("an array");
+            (sets.get(&set, 0).expect("read BUDGETS").slots, tag)
+        } else {
+            let (set, tag, _) = sources::place(&key.addr, key.prefix_len == 128, seed);
+            let map = self.ebpf.map(maps::SOURCES).expect("SOURCES map");
+            let sets: Array<_, SourceSet> = Array::try_from(map).expect("an array");
+            (sets.get(&set, 0).expect("read SOURCES").hosts, tag)
+        };
+        slots.into_iter().find(|slot| slot.tag == tag)
     }
 
     /// SYNs dropped over budget for a source prefix, from `OVER_BUDGET`.
