@@ -485,6 +485,8 @@ pub mod budget {
 
     /// Sets of `BUDGETS` (networks).
     pub const SETS: u32 = 16_384;
+    /// The largest burst a bucket holds (thousandths of a SYN in a u32).
+    pub const MAX_BURST: u32 = u32::MAX / 1000;
 
     /// The set of `BUDGETS` where a network's bucket may be (a /24 or /64
     /// key), and its tag (never 0).

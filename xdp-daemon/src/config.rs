@@ -141,6 +141,15 @@ impl Config {
             if rate > 0 && burst < rate.min(1) {
                 return Err(at(raw.burst.span(), "burst must be at least 1".into()));
             }
+            if burst > xdp_common::budget::MAX_BURST {
+                return Err(at(
+                    raw.burst.span(),
+                    format!(
+                        "burst must be at most {} (what a bucket holds)",
+                        xdp_common::budget::MAX_BURST
+                    ),
+                ));
+            }
             Ok(Budget { rate, burst })
         };
         let mut ports: Vec<u16> = Vec::new();
@@ -747,6 +756,22 @@ mod tests {
         let c = parse("[budgets]\nenabled = false\nblock_over_budget_for = \"5m\"\n").unwrap();
         assert_eq!(c.flood.budget_v4_host.rate, 0);
         assert_eq!(c.block_over_budget, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn a_burst_larger_than_a_bucket_holds_is_refused() {
+        let max = xdp_common::budget::MAX_BURST;
+        let ok = format!("[budgets]\nv4_net = {{ rate = 500, burst = {max} }}\n");
+        assert_eq!(parse(&ok).unwrap().flood.budget_v4_net.burst, max);
+        let too_big = format!(
+            "[budgets]\nv4_net = {{ rate = 500, burst = {} }}\n",
+            max + 1
+        );
+        let err = parse(&too_big).unwrap_err().to_string();
+        assert!(
+            err.contains(":2:") && err.contains("at most 4294967"),
+            "{err}"
+        );
     }
 }
 
