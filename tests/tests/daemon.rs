@@ -286,6 +286,9 @@ block_files = ["more.txt"]"#,
     assert!(!synguard.state_dir().join("daemon.json").exists());
     let status = synguard.run(t, &["status"]).unwrap();
     assert!(status.contains("daemon: not running"), "{status}");
+    // The lists stay, and so does the IPv4 index the data path reads.
+    assert!(status.contains("IPv4 list index: "), "{status}");
+    assert!(!status.contains("full:"), "{status}");
 }
 
 #[test]

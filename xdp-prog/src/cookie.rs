@@ -3,14 +3,18 @@
 //! if it had sent the SYN-ACK itself.
 //!
 //! Why the socket-bound helpers (bpf_skc_lookup_tcp + bpf_tcp_gen_syncookie)
-//! and not the raw ones: the kernel accepts a cookie ACK only within two
-//! minutes of an overflow recorded on that listener (include/net/tcp.h
+//! at least once a second per port, and the raw ones only in between: the
+//! kernel accepts a cookie ACK only within two minutes of an overflow
+//! recorded on that listener (include/net/tcp.h
 //! `tcp_synq_no_recent_overflow`). bpf_tcp_gen_syncookie records one
 //! (net/ipv4/tcp_ipv4.c `tcp_v4_get_syncookie` calls `tcp_synq_overflow`);
-//! the raw helpers do not, so with them handshakes fail two minutes into a
-//! flood. The helper also hands out a cookie only when the kernel would use
-//! one (listen queue full, or net.ipv4.tcp_syncookies=2); otherwise the SYN
-//! goes to the kernel, which answers it with full options and retransmits.
+//! the raw helpers do not, so with them alone handshakes fail two minutes
+//! into a flood. The helper also hands out a cookie only when the kernel
+//! would use one (listen queue full, or net.ipv4.tcp_syncookies=2);
+//! otherwise the SYN goes to the kernel, which answers it with full options
+//! and retransmits. The raw helpers compute the same cookie (the same
+//! secret, MSS table and inputs) without the socket lookup, a hash walk
+//! that is most of a SYN's cost (see `answer_syn`).
 use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{

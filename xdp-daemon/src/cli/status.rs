@@ -22,6 +22,9 @@ struct Status {
     daemon_running: bool,
     interfaces: Vec<IfaceStatus>,
     lists: Vec<ListSize>,
+    /// The IPv4 list index: how many of its groups are used, and how many
+    /// ranges it left to the tries (0 when it holds everything).
+    list_index: Option<IndexStatus>,
     sysctls: Vec<sysctl::Row>,
     /// Where the desired sysctls came from.
     desired_from: String,
@@ -44,6 +47,15 @@ struct IfaceStatus {
 struct ListSize {
     list: &'static str,
     entries: usize,
+}
+
+#[derive(Serialize)]
+struct IndexStatus {
+    net_groups: usize,
+    net_groups_max: u32,
+    host_groups: usize,
+    host_groups_max: u32,
+    ranges_left_to_the_tries: usize,
 }
 
 #[derive(Serialize)]
@@ -82,8 +94,16 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         });
     }
     let mut list_sizes = Vec::new();
+    let mut list_index = None;
     if cx.layout.shared_map(xdp_common::maps::INDEX_V4).exists() {
         let maps = ListMaps::open(&cx.layout)?;
+        list_index = maps.index_stats().ok().map(|s| IndexStatus {
+            net_groups: s.nets,
+            net_groups_max: xdp_common::index::NET_GROUPS,
+            host_groups: s.hosts,
+            host_groups_max: xdp_common::index::HOST_GROUPS,
+            ranges_left_to_the_tries: s.fallbacks,
+        });
         for (label, list) in [
             ("blocked", List::Block),
             ("allowed", List::Allow),
@@ -111,6 +131,7 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         daemon_running,
         interfaces,
         lists: list_sizes,
+        list_index,
     };
     if cx.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -182,6 +203,19 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             sizes.join(", ")
         }
     );
+    if let Some(i) = &status.list_index {
+        println!(
+            "IPv4 list index: {} of {} /16 groups, {} of {} /24 groups{}",
+            i.net_groups,
+            i.net_groups_max,
+            i.host_groups,
+            i.host_groups_max,
+            match i.ranges_left_to_the_tries {
+                0 => String::new(),
+                n => format!("; full: {n} ranges looked up in the tries (slower, as exact)"),
+            }
+        );
+    }
     println!("sysctls (desired from {}):", status.desired_from);
     for row in &status.sysctls {
         let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
