@@ -159,6 +159,7 @@ block_files = ["more.txt"]"#,
     assert_eq!(blocklist_drops(&body, iface) - before, 60, "{body}");
     for (name, labels, value) in [
         ("synguard_list_entries", r#"list="block""#, 2.0),
+        ("synguard_list_index_ranges_in_tries", "", 0.0),
         (
             "synguard_attached",
             &format!(r#"interface="{iface}",mode="native""#),

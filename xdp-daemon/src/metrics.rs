@@ -195,8 +195,12 @@ impl Collector for SynguardCollector {
         )?;
 
         let mut list_rows = Vec::new();
+        let mut index_rows = Vec::new();
         match ListMaps::open(&self.layout) {
             Ok(maps) => {
+                if let Ok(stats) = maps.index_stats() {
+                    index_rows.push((Vec::new(), stats.fallbacks as i64));
+                }
                 for (label, list) in [
                     ("block", List::Block),
                     ("allow", List::Allow),
@@ -217,6 +221,12 @@ impl Collector for SynguardCollector {
             "synguard_list_entries",
             "Entries in each CIDR list.",
             &list_rows,
+        )?;
+        gauge(
+            &mut enc,
+            "synguard_list_index_ranges_in_tries",
+            "/16s and /24s the IPv4 list index had no group for, looked up in the tries (slower, as exact); 0 while it holds every list.",
+            &index_rows,
         )?;
 
         match kernel::netstat() {
