@@ -482,3 +482,74 @@ fn sysctl_apply_and_restore_round_trip() {
         .unwrap();
     assert!(out.contains("nothing to restore"), "{out}");
 }
+
+#[test]
+fn an_upgrade_carries_the_lists_of_an_older_map_layout_over_once() {
+    use xdp_daemon::{
+        lists::{List, ListMaps},
+        pins::PinLayout,
+        program,
+    };
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let dir = ConfigDir::new();
+    let t = &lab.target;
+    // The lists an older synguard left: the pins of layout v3 (their tries
+    // have had one format since the first layout), made here by loading
+    // this program with its maps pinned in that version's directory.
+    let older = PinLayout::of_version(synguard.pin_root(), 3);
+    older.prepare().unwrap();
+    drop(program::load(Some(&older), None).unwrap());
+    let net = |s: &str| -> ipnet::IpNet { s.parse().unwrap() };
+    let far = xdp_daemon::state::unix_now() + 3600;
+    {
+        let mut lists = ListMaps::open(&older).unwrap();
+        lists.add(List::Block, net("198.18.5.0/24"), 0).unwrap();
+        lists.add(List::Block, net("2001:2:0:5::/64"), far).unwrap();
+        lists.add(List::Block, net("198.18.6.0/24"), 1).unwrap(); // expired
+        lists.add(List::Allow, net("198.18.0.9/32"), 0).unwrap();
+    }
+    let path = dir.write("synguard.toml", &config(&lab, ""));
+    let list = |which: &str| synguard.run(t, &["list", which]).unwrap();
+
+    let mut daemon = synguard.daemon(t, &path).unwrap();
+    wait_healthy(t, &mut daemon);
+    assert!(
+        daemon.wait_for_log("carried over from map layout v3", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    let blocked = list("blocked");
+    assert!(blocked.contains("198.18.5.0/24"), "{blocked}");
+    assert!(blocked.contains("2001:2:0:5::/64"), "{blocked}");
+    assert!(!blocked.contains("198.18.6.0/24"), "expired: {blocked}");
+    assert!(list("allowed").contains("198.18.0.9/32"));
+    // And they act: the carried-over block drops.
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 1), 7);
+    assert_eq!(
+        synguard
+            .count(t, &lab.target_if, "drop", "blocklist")
+            .unwrap(),
+        7
+    );
+    // Once: an entry removed after the import stays removed across a
+    // restart.
+    synguard.run(t, &["unblock", "198.18.5.0/24"]).unwrap();
+    daemon.signal(libc::SIGTERM);
+    assert!(
+        daemon
+            .wait(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+    let mut daemon = synguard.daemon(t, &path).unwrap();
+    wait_healthy(t, &mut daemon);
+    assert!(!list("blocked").contains("198.18.5.0/24"));
+    assert!(!daemon.log().contains("carried over"), "{}", daemon.log());
+    daemon.signal(libc::SIGTERM);
+    assert!(
+        daemon
+            .wait(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+}

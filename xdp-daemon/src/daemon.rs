@@ -113,7 +113,8 @@ impl Daemon {
         for other in self.options.layout.other_versions().unwrap_or_default() {
             warn!(
                 "{} holds pins of another map layout (from another synguard version); they are \
-                 left alone and not read: detach with that version, or remove the directory",
+                 left alone, and not read but for their lists, which an older layout's carry \
+                 over once: detach with that version, or remove the directory",
                 other.display()
             );
         }
@@ -201,6 +202,9 @@ impl Daemon {
             info!("sysctl {name}: {from} -> {to}");
         }
 
+        if previous.is_none() {
+            import_older_lists(layout, state);
+        }
         self.sync_lists()?;
 
         let old: Vec<Interface> = previous.map(|p| p.interfaces.clone()).unwrap_or_default();
@@ -562,6 +566,46 @@ impl Daemon {
                 "writing {}: {e}",
                 self.options.state.status_path().display()
             );
+        }
+    }
+}
+
+/// Carries the lists of older map layouts (pins an earlier synguard left)
+/// into this one, once per older layout: an upgrade keeps what operators
+/// and the daemon had blocked and allowed. A marker in the state directory
+/// records each import, so entries removed afterwards stay removed. The
+/// caller holds the state lock.
+fn import_older_lists(layout: &PinLayout, state: &StateDir) {
+    let older = layout
+        .other_layouts()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.version() < xdp_common::MAP_LAYOUT_VERSION);
+    for older in older {
+        let marker = state
+            .path()
+            .join(format!("lists-imported-from-v{}", older.version()));
+        if marker.exists() {
+            continue;
+        }
+        let imported = ListMaps::open(layout).and_then(|mut maps| maps.import(&older, unix_now()));
+        match imported {
+            Ok(counts) => {
+                for (list, n) in &counts {
+                    info!(
+                        "{n} entries of the {} carried over from map layout v{}",
+                        list.name(),
+                        older.version()
+                    );
+                }
+                if let Err(e) = state.write_atomic(&marker, b"") {
+                    warn!("recording the import from v{}: {e}", older.version());
+                }
+            }
+            Err(e) => warn!(
+                "the lists of map layout v{} could not be carried over: {e}",
+                older.version()
+            ),
         }
     }
 }

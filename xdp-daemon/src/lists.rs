@@ -235,6 +235,45 @@ impl ListMaps {
         results
     }
 
+    /// Adds the entries of an older map layout's lists (their tries have
+    /// kept one format since the first layout) that these lists lack,
+    /// with their expiry; expired ones are left out. Reads the old pins
+    /// only, creating nothing there. Returns how many went into each list.
+    pub fn import(&mut self, older: &PinLayout, now: u64) -> Result<Vec<(List, usize)>, ListError> {
+        let mut imported = Vec::new();
+        for list in List::ALL {
+            let (v4, v6) = list.maps();
+            let mut old = Vec::new();
+            for name in [v4, v6] {
+                let path = older.shared_map(name);
+                if !path.exists() {
+                    continue;
+                }
+                let map = Map::LpmTrie(MapData::from_pin(path)?);
+                if name == v4 {
+                    old.extend(read(&LpmTrie::<_, [u8; 4], u64>::try_from(map)?)?);
+                } else {
+                    old.extend(read(&LpmTrie::<_, [u8; 16], u64>::try_from(map)?)?);
+                }
+            }
+            let present = self.present(list)?;
+            let missing: Vec<(IpNet, u64)> = old
+                .into_iter()
+                .filter(|(net, expires)| {
+                    !present.contains(net) && (*expires == 0 || *expires > now)
+                })
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            for result in self.add_many(list, &missing) {
+                result?;
+            }
+            imported.push((list, missing.len()));
+        }
+        Ok(imported)
+    }
+
     /// Removes `net` from `list`. Returns false if it was not there.
     pub fn remove(&mut self, list: List, net: IpNet) -> Result<bool, ListError> {
         let net = net.trunc();

@@ -22,11 +22,26 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 #[derive(Clone, Debug)]
 pub struct PinLayout {
     root: PathBuf,
+    /// The map layout version whose directory this is: this build's, or
+    /// an older one whose lists are carried over.
+    version: u32,
 }
 
 impl PinLayout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self::of_version(root, MAP_LAYOUT_VERSION)
+    }
+
+    /// The pins of another map layout version under the same root.
+    pub fn of_version(root: impl Into<PathBuf>, version: u32) -> Self {
+        Self {
+            root: root.into(),
+            version,
+        }
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     pub fn root(&self) -> &Path {
@@ -34,7 +49,7 @@ impl PinLayout {
     }
 
     fn versioned(&self) -> PathBuf {
-        self.root.join(format!("v{MAP_LAYOUT_VERSION}"))
+        self.root.join(format!("v{}", self.version))
     }
 
     fn ifaces(&self) -> PathBuf {
@@ -90,27 +105,40 @@ impl PinLayout {
     }
 
     /// Pin directories of other map layout versions (`v<N>` other than
-    /// this build's): state of another synguard version, never read.
+    /// this build's): state of another synguard version, never read but
+    /// for their lists ([`crate::lists::ListMaps::import`]).
     pub fn other_versions(&self) -> io::Result<Vec<PathBuf>> {
-        let mine = self.versioned();
+        Ok(self
+            .other_layouts()?
+            .into_iter()
+            .map(|l| l.versioned())
+            .collect())
+    }
+
+    /// The layouts of the other versions found under the root, oldest
+    /// first.
+    pub fn other_layouts(&self) -> io::Result<Vec<PinLayout>> {
         let mut out = Vec::new();
         match fs::read_dir(&self.root) {
             Ok(entries) => {
                 for entry in entries {
                     let path = entry?.path();
                     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    let numbered = name.len() > 1
-                        && name.starts_with('v')
-                        && name[1..].bytes().all(|b| b.is_ascii_digit());
-                    if numbered && path != mine {
-                        out.push(path);
+                    let version = name
+                        .strip_prefix('v')
+                        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|n| n.parse().ok());
+                    if let Some(version) = version
+                        && version != self.version
+                    {
+                        out.push(PinLayout::of_version(self.root.clone(), version));
                     }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        out.sort();
+        out.sort_by_key(|l| l.version);
         Ok(out)
     }
 
