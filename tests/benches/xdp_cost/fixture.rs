@@ -309,7 +309,13 @@ impl<'a> Bench<'a> {
         }
         let calls = class.calls(options);
         let before = counters(ebpf)?;
-        let ns = self.time(program_fd(ebpf), class, options, start, calls, expected)?;
+        let ns = match self.time(program_fd(ebpf), class, options, start, calls, expected) {
+            Ok(ns) => ns,
+            Err(e) => {
+                let delta = counters(ebpf)?.since(&before);
+                return Err(e.context(format!("counted so far: {:?}", delta.rows())));
+            }
+        };
         let delta = counters(ebpf)?.since(&before);
         let runs = match class.timing {
             Timing::Repeated => u64::from(options.repeat()),
