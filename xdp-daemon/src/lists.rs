@@ -149,8 +149,6 @@ pub struct ListMaps {
 /// What the last index rebuild made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexStats {
-    /// The live copy (0 or 1).
-    pub copy: u32,
     /// Groups used: /16s and /24s that hold finer entries.
     pub nets: usize,
     pub hosts: usize,
@@ -389,16 +387,14 @@ impl ListMaps {
         ))
     }
 
-    /// Which copy of the IPv4 index is live, and how full it is.
+    /// How full the live copy of the IPv4 index is.
     pub fn index_stats(&self) -> Result<IndexStats, ListError> {
         let live = self.in_use.get(&list_in_use::INDEX_V4, 0)?;
         if live == 0 {
             return Err(io::Error::other("no IPv4 list index is live").into());
         }
-        let copy = live - 1;
-        let built = self.build(copy)?;
+        let built = self.build(live - 1)?;
         Ok(IndexStats {
-            copy,
             nets: built.nets.len(),
             hosts: built.hosts.len(),
             fallbacks: built.fallbacks,

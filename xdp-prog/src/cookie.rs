@@ -264,18 +264,19 @@ pub fn answer_syn(
     let Some(mut h) = Headers::copy(ctx, packet, tcp, true) else {
         return Reason::Internal;
     };
-    let generated = match cached_listener(tcp.dport, &h, now) {
+    let cheap = match cached_listener(tcp.dport, &h, now) {
         Some(listeners::NONE) => return Reason::NoListener,
-        Some(_) if !sources::recent_peer(packet, config.hash_seed, now) => h.raw_cookie(),
-        _ => -1,
+        Some(_) if !sources::recent_peer(packet, config.hash_seed, now) => {
+            Some(h.raw_cookie()).filter(|&generated| generated >= 0)
+        }
+        _ => None,
     };
-    let generated = if generated >= 0 {
-        generated
-    } else {
-        match h.socket_cookie(ctx, tcp.dport, now) {
+    let generated = match cheap {
+        Some(generated) => generated,
+        None => match h.socket_cookie(ctx, tcp.dport, now) {
             Ok(generated) => generated,
             Err(reason) => return reason,
-        }
+        },
     };
     build_syn_ack(ctx, packet.l3, h, generated as u32, config, now)
 }

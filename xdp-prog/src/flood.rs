@@ -180,10 +180,9 @@ pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
         None => Found::Off,
     };
     if !net_bucket.has_token() {
-        net_bucket.write(now, 0).over(&net_key, now);
+        count_over(net_bucket.write(now, 0), &net_key, now);
         return false;
     }
-    let host_key = source_key(packet, host_len);
     let host_bucket = match sources::host_slots(packet, config.hash_seed) {
         Some((slots, tag)) => Found::look(slots, tag, host, now),
         None => Found::Off,
@@ -193,7 +192,11 @@ pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
         if let Found::Present { .. } = net_bucket {
             net_bucket.write(now, 0);
         }
-        host_bucket.write(now, 0).over(&host_key, now);
+        count_over(
+            host_bucket.write(now, 0),
+            &source_key(packet, host_len),
+            now,
+        );
         return false;
     }
     net_bucket.write(now, MILLI);
@@ -316,37 +319,30 @@ impl Found {
     }
 }
 
-/// Counting drops over a budget.
-trait Over {
-    fn over(self, key: &SourceKey, now: u64);
-}
-
-impl Over for Option<*mut BudgetSlot> {
-    /// Counts a SYN dropped over the budget in this slot, and adds the
-    /// drops to `OVER_BUDGET` at most once a second (`now >> 30`) for the
-    /// prefix: an LRU hash update per dropped SYN would cost more than the
-    /// rest of the drop.
-    #[inline(always)]
-    fn over(self, key: &SourceKey, now: u64) {
-        let Some(slot) = self else {
+/// Counts a SYN dropped over the budget in `slot` (none with the budget
+/// off), and adds the drops to `OVER_BUDGET` at most once a second
+/// (`now >> 30`) for the prefix: an LRU hash update per dropped SYN would
+/// cost more than the rest of the drop.
+#[inline(always)]
+fn count_over(slot: Option<*mut BudgetSlot>, key: &SourceKey, now: u64) {
+    let Some(slot) = slot else {
+        return;
+    };
+    let second = (now >> 30) as u16;
+    // SAFETY: as in `Found::look`; a count lost to a race between CPUs
+    // only undercounts a diagnostic.
+    unsafe {
+        (*slot).dropped = (*slot).dropped.saturating_add(1);
+        if (*slot).reported == second {
             return;
-        };
-        let second = (now >> 30) as u16;
-        // SAFETY: as in `Found::look`; a count lost to a race between CPUs
-        // only undercounts a diagnostic.
-        unsafe {
-            (*slot).dropped = (*slot).dropped.saturating_add(1);
-            if (*slot).reported == second {
-                return;
-            }
-            let dropped = (*slot).dropped as u64;
-            (*slot).dropped = 0;
-            (*slot).reported = second;
-            match OVER_BUDGET.get_ptr_mut(key) {
-                Some(count) => *count += dropped,
-                None => {
-                    let _ = OVER_BUDGET.insert(key, &dropped, 0);
-                }
+        }
+        let dropped = (*slot).dropped as u64;
+        (*slot).dropped = 0;
+        (*slot).reported = second;
+        match OVER_BUDGET.get_ptr_mut(key) {
+            Some(count) => *count += dropped,
+            None => {
+                let _ = OVER_BUDGET.insert(key, &dropped, 0);
             }
         }
     }

@@ -145,8 +145,9 @@ pub fn build(entries: &[(Ipv4Net, u8)], capacity: Capacity, bases: Bases) -> Bui
 }
 
 /// What the built index says of `addr`, as the data path reads it
-/// (`None`: ask the tries). For tests.
-pub fn flags_of(built: &Built, bases: Bases, addr: std::net::Ipv4Addr) -> Option<u16> {
+/// (`None`: ask the tries).
+#[cfg(test)]
+fn flags_of(built: &Built, bases: Bases, addr: std::net::Ipv4Addr) -> Option<u16> {
     let [a, b, c, d] = addr.octets();
     let entry = built.chunks[a as usize].0[b as usize];
     let entry = if entry & GROUP == 0 {
