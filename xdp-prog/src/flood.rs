@@ -113,7 +113,7 @@ pub fn on_syn(config: &Config, now: u64) -> bool {
 /// Ends the current window: measures its rate and moves the flood state.
 #[inline(always)]
 fn close_window(state: &mut FloodState, config: &Config, now: u64, elapsed: u64) {
-    let total = total_syns();
+    let total = synguard_total_syns();
     let syns = total.wrapping_sub(state.window_start_syns);
     state.window_start_syns = total;
     state.window_start_ns = now;
@@ -134,9 +134,12 @@ fn close_window(state: &mut FloodState, config: &Config, now: u64, elapsed: u64)
     }
 }
 
-/// SYNs seen by all CPUs together.
-#[inline(always)]
-fn total_syns() -> u64 {
+/// SYNs seen by all CPUs together. A global BPF function: the verifier
+/// walks its loop over the CPUs once, on its own, not again for every
+/// state the program reaches it in.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synguard_total_syns() -> u64 {
     let map = &SYN_COUNT as *const PerCpuArray<u64> as *mut c_void;
     let key = 0u32;
     let mut total = 0u64;
