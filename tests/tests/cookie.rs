@@ -227,6 +227,56 @@ fn ipv6_and_vlan_tagged_syns_are_answered_too() {
 }
 
 #[test]
+fn a_syn_is_answered_alike_in_place_and_from_a_copy() {
+    // An untagged SYN with Linux's options and no payload is answered where
+    // it lies; a VLAN tag sends the same SYN through the copy to scratch.
+    let mut lab = CookieLab::new(flood_config());
+    for v6 in [false, true] {
+        let syn = if v6 { syn_v6() } else { syn_v4() };
+        let in_place = lab.run(&syn.clone().frame());
+        let copied = lab.run(&syn.vlans(&[100]).frame());
+        assert_reason(&in_place, XDP_TX, Reason::SynAck);
+        assert_reason(&copied, XDP_TX, Reason::SynAck);
+        let (a, b) = (
+            parse_syn_ack(&in_place.output, v6),
+            parse_syn_ack(&copied.output, v6),
+        );
+        assert_eq!(b.vlans, 1);
+        // Byte for byte past L2, but for the TCP checksum and the
+        // timestamp's clock (coarse milliseconds, which may have ticked
+        // between the two runs); its low 6 bits, the options, compared.
+        let (a_l3, b_l3) = (&in_place.output[14..], &copied.output[18..]);
+        assert_eq!(a_l3.len(), b_l3.len(), "as long (v6: {v6})");
+        let tcp = if v6 { 40 } else { 20 };
+        let (ts_a, ts_b) = (
+            timestamp(&a.options).unwrap(),
+            timestamp(&b.options).unwrap(),
+        );
+        assert_eq!(ts_a.0 & 0x3f, ts_b.0 & 0x3f, "options in the timestamp");
+        assert_eq!(ts_a.1, ts_b.1, "the client's timestamp echoed");
+        for (i, (x, y)) in a_l3.iter().zip(b_l3).enumerate() {
+            let clock = (tcp + 16..tcp + 18).contains(&i) || (tcp + 28..tcp + 32).contains(&i);
+            assert!(
+                clock || x == y,
+                "byte {i} of the answer (v6: {v6}): {x:#x} vs {y:#x}"
+            );
+        }
+        assert_eq!(a.seq, b.seq, "the same cookie");
+    }
+}
+
+#[test]
+fn without_the_cookie_program_a_syn_goes_to_the_kernel() {
+    // The data path hands SYNs to the cookie path's program with a tail
+    // call; should that program be missing, the kernel gets the SYN.
+    let mut lab = CookieLab::new(flood_config());
+    lab.harness.clear_tail();
+    let outcome = lab.run(&syn_v4().frame());
+    assert_reason(&outcome, XDP_PASS, Reason::CookieFallback);
+    assert_eq!(outcome.output, syn_v4().frame(), "the SYN untouched");
+}
+
+#[test]
 fn without_timestamp_cookies_or_client_options_only_the_mss_is_offered() {
     // tcp_timestamps=1 would corrupt options decoded from an XDP timestamp,
     // so with ts_cookies off the answer carries the MSS only.

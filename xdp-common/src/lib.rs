@@ -165,7 +165,13 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 7;
+pub const MAP_LAYOUT_VERSION: u32 = 8;
+
+/// The XDP program attached to each interface, in the object.
+pub const PROGRAM: &str = "synguard";
+/// The cookie path's program, in the object: a tail call's target
+/// ([`maps::TAIL`]), never attached itself.
+pub const COOKIE_PROGRAM: &str = "synguard_syn";
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
@@ -186,6 +192,11 @@ pub mod maps {
     /// Per interface: `Array<ListenerSlot>` by destination port (see
     /// [`super::listeners`]).
     pub const LISTENERS: &str = "LISTENERS";
+    /// Per interface: `ProgramArray`, the cookie path's program
+    /// ([`super::COOKIE_PROGRAM`]) at index 0, which the data path hands the
+    /// SYNs it answers with a tail call. Pinned with the rest, so that the
+    /// program attached goes on answering when the daemon has stopped.
+    pub const TAIL: &str = "TAIL";
     /// Per interface: `LruHashMap<SourceKey, u64>`, SYNs dropped over budget
     /// per source prefix, for userspace to turn into timed blocks; the data
     /// path adds to it at most once a second per prefix.
@@ -228,7 +239,7 @@ pub mod maps {
         INDEX_V4_HOSTS,
     ];
     /// Maps each interface's instance has for itself.
-    pub const PER_INTERFACE: [&str; 8] = [
+    pub const PER_INTERFACE: [&str; 9] = [
         COUNTERS,
         CONFIG,
         FLOOD,
@@ -237,6 +248,7 @@ pub mod maps {
         OVER_BUDGET,
         LISTENERS,
         SOURCES,
+        TAIL,
     ];
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::ProgramArray,
     programs::{ProgramError, Xdp},
 };
 use xdp_common::maps;
@@ -14,14 +15,16 @@ use crate::pins::PinLayout;
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-prog"));
 
 /// The XDP entry point's name in the object.
-pub const PROGRAM: &str = "synguard";
+pub use xdp_common::{COOKIE_PROGRAM, PROGRAM};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("loading the XDP object: {0}")]
     Object(#[from] aya::EbpfError),
-    #[error("the XDP object has no program named {PROGRAM}")]
-    MissingProgram,
+    #[error("the XDP object has no XDP program named {0}")]
+    MissingProgram(&'static str),
+    #[error("handing the cookie path's program to the data path ({TAIL}): {0}", TAIL = maps::TAIL)]
+    Tail(#[source] aya::maps::MapError),
     #[error("the kernel verifier rejected the XDP program: {0}")]
     Verifier(#[source] ProgramError),
 }
@@ -57,13 +60,32 @@ pub fn load_object(
         loader.map_pin_path(name, path.as_path());
     }
     let mut ebpf = loader.load(object)?;
-    let program: &mut Xdp = ebpf
-        .program_mut(PROGRAM)
-        .ok_or(LoadError::MissingProgram)?
-        .try_into()
-        .map_err(|_| LoadError::MissingProgram)?;
-    program.load().map_err(LoadError::Verifier)?;
+    for name in [PROGRAM, COOKIE_PROGRAM] {
+        xdp_named(&mut ebpf, name)?
+            .load()
+            .map_err(LoadError::Verifier)?;
+    }
+    // The cookie path's program at index 0 of the data path's tail calls
+    // (replacing the one an adopted pin held, from an older load).
+    let cookie = xdp_named(&mut ebpf, COOKIE_PROGRAM)?
+        .fd()
+        .map_err(LoadError::Verifier)?
+        .try_clone()
+        .map_err(|e| LoadError::Verifier(ProgramError::IOError(e)))?;
+    let map =
+        ebpf.map_mut(maps::TAIL)
+            .ok_or(LoadError::Tail(aya::maps::MapError::InvalidName {
+                name: maps::TAIL.to_string(),
+            }))?;
+    let mut tail = ProgramArray::try_from(map).map_err(LoadError::Tail)?;
+    tail.set(0, &cookie, 0).map_err(LoadError::Tail)?;
     Ok(ebpf)
+}
+
+fn xdp_named<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoadError> {
+    ebpf.program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(LoadError::MissingProgram(name))
 }
 
 /// The loaded XDP program of `ebpf`.

@@ -25,7 +25,7 @@ use aya_ebpf::{
         bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     macros::map,
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use xdp_common::{Config, ListenerSlot, Reason, limits::MAX_TCP_OPTIONS, listeners};
@@ -76,6 +76,19 @@ pub struct Scratch {
     out_ip: [u8; IP_END],
     /// The answer's TCP header.
     out_tcp: [u8; 40],
+    /// The SYN, as `hand_over` passes it to `synguard_syn`.
+    syn: HandedSyn,
+}
+
+/// What the parse found about a SYN the cookie path is to answer.
+#[repr(C)]
+struct HandedSyn {
+    src: [u8; 16],
+    l3: u32,
+    l4: u32,
+    header_len: u32,
+    v6: u32,
+    now: u64,
 }
 
 /// Where the answer's IP header ends and its TCP header begins.
@@ -100,6 +113,13 @@ impl Family {
 
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The cookie path's program (`synguard_syn`), at index 0: the data path
+/// hands it the SYNs it answers with a tail call (`hand_over`), so that
+/// the verifier checks it once, as a program of its own with a stack of
+/// its own, not again for every state the parse reaches it in.
+#[map(name = "TAIL")]
+static TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// What the last full look at each destination port found (see
 /// `xdp_common::listeners`).
@@ -126,19 +146,111 @@ impl Socket {
     }
 }
 
-/// The IP and TCP headers of a segment, copied to per-CPU scratch memory.
-/// The cookie path works on these copies and writes its answer back with
+/// The IP and TCP headers of a segment, where the cookie path reads them
+/// and writes its answer.
+///
+/// A SYN laid out as most are (no VLAN tag, no IPv4 options or IPv6
+/// extension headers, the 40-byte TCP header Linux sends, no payload)
+/// is read where it lies, and its answer, as long (40 bytes of TCP), is
+/// written over it: no copy, no resize. Any other segment is copied to
+/// per-CPU scratch memory, and its answer written back with
 /// bpf_xdp_store_bytes, at offsets that are plain scalars: no packet
-/// pointer arithmetic, so the verifier can prune the paths that differ only
-/// by VLAN tags or IPv6 extension headers instead of walking each of them.
+/// pointer arithmetic, so the verifier can prune the paths that differ
+/// only by VLAN tags or IPv6 extension headers instead of walking each.
 struct Headers {
     family: Family,
-    /// Bytes of TCP header copied, in [20, 60].
+    /// Bytes of TCP header the helpers read, in [20, 60].
     tcp_len: u32,
-    s: &'static mut Scratch,
+    /// The fixed IP header (IPv4's 20 bytes, then the TCP header's).
+    ip: *mut [u8; 40],
+    /// The TCP header's first 40 bytes (past `tcp_len`: scratch, unused).
+    tcp: *mut [u8; 40],
+    /// Where the answer's IP header goes, and its TCP header, right after:
+    /// over the segment's own headers, or scratch for bpf_xdp_store_bytes.
+    out_ip: *mut u8,
+    out_tcp: *mut [u8; 40],
+    /// The answer is written in the frame: nothing to store, no resize.
+    in_frame: bool,
 }
 
+/// What the configuration lets an answer offer, read once per SYN: a
+/// change by userspace mid-SYN must not change the answer's length. The
+/// settings' own bytes (non-zero: on), not bools: the verifier would carry
+/// each combination of constants through the rest of the path.
+#[derive(Clone, Copy)]
+struct Offer {
+    ts_cookies: u8,
+    sack: u8,
+    window_scaling: u8,
+}
+
+impl Offer {
+    #[inline(always)]
+    fn of(config: &Config) -> Offer {
+        Offer {
+            ts_cookies: config.ts_cookies,
+            sack: config.tcp_sack,
+            window_scaling: config.tcp_window_scaling,
+        }
+    }
+}
+
+/// Where the frame form's headers lie: after an untagged Ethernet header.
+const IN_FRAME_L3: usize = 14;
+/// The frame form's TCP header length, and its answer's.
+const IN_FRAME_TCP: usize = 40;
+
 impl Headers {
+    /// The SYN's headers in the frame, if it has the layout most SYNs
+    /// have and its answer is as long (timestamps and window scaling
+    /// offered); else a copy.
+    #[inline(always)]
+    fn of_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, offer: Offer) -> Option<Headers> {
+        let ip_len = packet.family.ip_len();
+        let fits = packet.l3 == IN_FRAME_L3
+            && tcp.l4 == IN_FRAME_L3 + ip_len
+            && tcp.header_len == IN_FRAME_TCP
+            && ctx.data_end() - ctx.data() == IN_FRAME_L3 + ip_len + IN_FRAME_TCP
+            && offer.ts_cookies != 0
+            && offer.window_scaling != 0;
+        if fits && let Some(h) = Headers::in_frame(ctx, packet.family) {
+            return Some(h);
+        }
+        Headers::copy(ctx, packet, tcp, true)
+    }
+
+    /// The headers of an untagged frame of IP and 40 bytes of TCP, in
+    /// place, if its options are Linux's.
+    #[inline(always)]
+    fn in_frame(ctx: &XdpContext, family: Family) -> Option<Headers> {
+        // Constant offsets, checked against the frame's end here, so the
+        // verifier follows every access below.
+        let (ip, tcp) = match family {
+            Family::V4 => {
+                let at = ptr_at::<[u8; 20 + IN_FRAME_TCP]>(ctx, IN_FRAME_L3)? as *mut u8;
+                (at, at.wrapping_add(20))
+            }
+            Family::V6 => {
+                let at = ptr_at::<[u8; 40 + IN_FRAME_TCP]>(ctx, IN_FRAME_L3)? as *mut u8;
+                (at, at.wrapping_add(40))
+            }
+        };
+        let tcp = tcp as *mut [u8; 40];
+        // SAFETY: `ptr_at` checked that the 40 bytes lie inside the frame.
+        linux_syn_options(unsafe { &*tcp }, IN_FRAME_TCP as u32)?;
+        Some(Headers {
+            family,
+            tcp_len: IN_FRAME_TCP as u32,
+            ip: ip as *mut [u8; 40],
+            tcp,
+            out_ip: ip,
+            out_tcp: tcp,
+            in_frame: true,
+        })
+    }
+
+    /// Copies the headers to scratch: the IP header, and the TCP header
+    /// whole, or its first 20 bytes.
     #[inline(always)]
     fn copy(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, whole_tcp: bool) -> Option<Headers> {
         let scratch = SCRATCH.get_ptr_mut(0)?;
@@ -166,17 +278,42 @@ impl Headers {
         if failed {
             return None;
         }
-        Some(Headers {
-            family: packet.family,
+        Some(Headers::in_scratch(s, packet.family, tcp_len))
+    }
+
+    /// The headers `copy` left in scratch.
+    #[inline(always)]
+    fn in_scratch(s: &mut Scratch, family: Family, tcp_len: u32) -> Headers {
+        Headers {
+            family,
             tcp_len,
-            s,
-        })
+            ip: &raw mut s.ip,
+            tcp: s.tcp.as_mut_ptr() as *mut [u8; 40],
+            // SAFETY: within `out_ip` (`ip_at` <= 20).
+            out_ip: unsafe { s.out_ip.as_mut_ptr().add(family.ip_at()) },
+            out_tcp: &raw mut s.out_tcp,
+            in_frame: false,
+        }
+    }
+
+    /// The segment's IP header.
+    #[inline(always)]
+    fn ip(&self) -> &[u8; 40] {
+        // SAFETY: in the frame (checked) or scratch, valid for this run.
+        unsafe { &*self.ip }
+    }
+
+    /// The segment's TCP header, its first 40 bytes.
+    #[inline(always)]
+    fn tcp(&self) -> &[u8; 40] {
+        // SAFETY: as in `ip`.
+        unsafe { &*self.tcp }
     }
 
     /// The client's address and the server's (ours), in network order.
     #[inline(always)]
     fn v4_addrs(&self) -> ([u8; 4], [u8; 4]) {
-        let ip = &self.s.ip;
+        let ip = self.ip();
         (
             [ip[12], ip[13], ip[14], ip[15]],
             [ip[16], ip[17], ip[18], ip[19]],
@@ -189,10 +326,10 @@ impl Headers {
         // Not zeroed first: only the member the helper reads (`size` bytes)
         // is written. Zeroing it cost a call to a byte-at-a-time memset.
         let mut tuple = MaybeUninit::<bpf_sock_tuple>::uninit();
-        let t = &self.s.tcp;
+        let t = self.tcp();
         let sport = u16::from_ne_bytes([t[0], t[1]]);
         let dport = u16::from_ne_bytes([t[2], t[3]]);
-        let ip = &self.s.ip;
+        let ip = self.ip();
         let size = match self.family {
             Family::V4 => {
                 let (client, server) = self.v4_addrs();
@@ -261,10 +398,13 @@ pub fn answer_syn(
     config: &Config,
     now: u64,
 ) -> Reason {
-    let Some(mut h) = Headers::copy(ctx, packet, tcp, true) else {
+    let offer = Offer::of(config);
+    let Some(mut h) = Headers::of_syn(ctx, packet, tcp, offer) else {
         return Reason::Internal;
     };
-    let cheap = match cached_listener(tcp.dport, &h, now) {
+    let t = h.tcp();
+    let dport = u16::from_be_bytes([t[2], t[3]]);
+    let cheap = match cached_listener(dport, &h, now) {
         Some(listeners::NONE) => return Reason::NoListener,
         Some(_) if !sources::recent_peer(packet, config.hash_seed, now) => {
             Some(h.raw_cookie()).filter(|&generated| generated >= 0)
@@ -273,12 +413,64 @@ pub fn answer_syn(
     };
     let generated = match cheap {
         Some(generated) => generated,
-        None => match h.socket_cookie(ctx, tcp.dport, now) {
+        None => match h.socket_cookie(ctx, dport, now) {
             Ok(generated) => generated,
             Err(reason) => return reason,
         },
     };
-    build_syn_ack(ctx, packet.l3, h, generated as u32, config, now)
+    build_syn_ack(ctx, packet.l3, h, generated as u32, offer, config, now)
+}
+
+/// Hands a SYN to the cookie path's program (`synguard_syn`), with what
+/// the parse found, and ends this program there. If that program is not
+/// in `TAIL` (a broken load), the SYN goes to the kernel, which answers
+/// it with a cookie of its own: `cookie_fallback`.
+#[inline(always)]
+pub fn hand_over(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, now: u64) -> Reason {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Reason::Internal;
+    };
+    // SAFETY: this CPU's scratch slot, used by one program run at a time
+    // (the tail call runs on the same CPU, in the same run).
+    unsafe {
+        (*scratch).syn = HandedSyn {
+            src: packet.src,
+            l3: packet.l3 as u32,
+            l4: tcp.l4 as u32,
+            header_len: tcp.header_len as u32,
+            v6: (packet.family == Family::V6) as u32,
+            now,
+        };
+        TAIL.tail_call(ctx, 0);
+    }
+    Reason::CookieFallback
+}
+
+/// The cookie path's program's side of `hand_over`: the SYN it was
+/// handed, answered.
+#[inline(always)]
+pub fn answer_handed(ctx: &XdpContext) -> Reason {
+    let (Some(scratch), Some(config)) = (SCRATCH.get_ptr(0), crate::flood::config()) else {
+        return Reason::Internal;
+    };
+    // SAFETY: this CPU's scratch slot, written by `hand_over` in this run.
+    let syn = unsafe { &(*scratch).syn };
+    let family = if syn.v6 != 0 { Family::V6 } else { Family::V4 };
+    let tcp = Tcp {
+        l4: syn.l4 as usize,
+        header_len: syn.header_len as usize,
+        flags: crate::parse::TcpFlags(0),
+        dport: 0,
+    };
+    let packet = Packet {
+        family,
+        l3: syn.l3 as usize,
+        src: syn.src,
+        unicast: true,
+        l4: crate::parse::L4::Tcp(tcp),
+    };
+    let now = syn.now;
+    answer_syn(ctx, &packet, &tcp, config, now)
 }
 
 /// What the last full look at the SYN's port and address found, if it is
@@ -315,7 +507,7 @@ impl Headers {
     /// bytes), with the family as `ListenerSlot` keeps it.
     #[inline(always)]
     fn local_addr(&self) -> (u32, [u8; 16]) {
-        let ip = &self.s.ip;
+        let ip = self.ip();
         let mut addr = [0u8; 16];
         match self.family {
             Family::V4 => {
@@ -333,10 +525,11 @@ impl Headers {
     /// no socket): cookie | MSS << 32, or negative.
     #[inline(always)]
     fn raw_cookie(&mut self) -> i64 {
-        let ip = self.s.ip.as_mut_ptr();
-        let th = self.s.tcp.as_mut_ptr() as *mut tcphdr;
+        let ip = self.ip as *mut u8;
+        let th = self.tcp as *mut tcphdr;
         // SAFETY: the helpers read the fixed IP header (20 or 40 bytes of
-        // `ip`) and tcp_len (= doff * 4) bytes of `tcp`, both in scratch.
+        // `ip`) and tcp_len (= doff * 4) bytes of `tcp`, in the frame
+        // (checked) or in scratch.
         unsafe {
             match self.family {
                 Family::V4 => bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th, self.tcp_len),
@@ -365,9 +558,9 @@ impl Headers {
         let generated = unsafe {
             bpf_tcp_gen_syncookie(
                 socket.0 as *mut c_void,
-                self.s.ip.as_mut_ptr() as *mut c_void,
+                self.ip as *mut c_void,
                 ip_len,
-                self.s.tcp.as_mut_ptr() as *mut tcphdr,
+                self.tcp as *mut tcphdr,
                 self.tcp_len,
             )
         };
@@ -397,6 +590,7 @@ fn header_copy_len(tcp: &Tcp) -> u32 {
 /// one word: LLVM turns runs of zeroed fields into a call to memset, which
 /// in BPF is a loop a byte at a time.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct ClientOptions {
     /// Offset of the next option in the header copy.
     at: u64,
@@ -451,10 +645,7 @@ fn byte(th: &[u8; HEADER_COPY], i: u64) -> u8 {
 /// `tcp_parse_options` does: stop at EOL, at a length below 2, or at an
 /// option that runs past the header.
 #[inline(always)]
-fn client_options(th: &[u8; HEADER_COPY], len: u32) -> ClientOptions {
-    if let Some(linux) = linux_syn_options(th, len) {
-        return linux;
-    }
+fn client_options(len: u32) -> ClientOptions {
     let found = synguard_syn_options(len);
     ClientOptions {
         at: len as u64,
@@ -502,7 +693,7 @@ pub extern "C" fn synguard_syn_options(len: u32) -> u64 {
 /// is 0 in a SYN), without its callback per option; anything else is left
 /// to the loop.
 #[inline(always)]
-fn linux_syn_options(th: &[u8; HEADER_COPY], len: u32) -> Option<ClientOptions> {
+fn linux_syn_options<const N: usize>(th: &[u8; N], len: u32) -> Option<ClientOptions> {
     let layout = [
         (20, OPT_MSS),
         (21, 4),
@@ -568,44 +759,96 @@ extern "C" fn option_step(_index: u64, ctx: *mut c_void) -> i64 {
     LOOP_CONTINUE
 }
 
-/// Writes the SYN-ACK that answers the SYN over it: addresses and ports
-/// swapped, seq = cookie, ack = the client's seq + 1, and the options the
-/// kernel's own cookie SYN-ACK would carry. IP options, IPv6 extension
-/// headers and any SYN payload are not carried over.
+/// What the answer takes from the SYN, read before any of it is written
+/// (the frame form writes the answer over the SYN).
+struct Syn {
+    /// The SYN's source and destination ports, as in its header.
+    ports: [u8; 4],
+    seq: u32,
+    options: ClientOptions,
+    /// The client's address and the server's.
+    addrs: Addrs,
+}
+
+enum Addrs {
+    V4 { client: [u8; 4], server: [u8; 4] },
+    V6 { client: [u8; 16], server: [u8; 16] },
+}
+
+impl Syn {
+    #[inline(always)]
+    fn read(h: &Headers) -> Syn {
+        let th = h.tcp();
+        let options = match linux_syn_options(th, h.tcp_len) {
+            Some(options) => options,
+            // (The frame form has Linux's options: `Headers::in_frame`.)
+            None => client_options(h.tcp_len),
+        };
+        let ip = h.ip();
+        // Not zeroed arrays filled in: zeroing costs a call to memset.
+        let addrs = match h.family {
+            Family::V4 => {
+                let (client, server) = h.v4_addrs();
+                Addrs::V4 { client, server }
+            }
+            Family::V6 => {
+                let mut client = MaybeUninit::<[u8; 16]>::uninit();
+                let mut server = MaybeUninit::<[u8; 16]>::uninit();
+                // SAFETY: every byte of both is written before they are read.
+                unsafe {
+                    (*client.as_mut_ptr()).copy_from_slice(&ip[8..24]);
+                    (*server.as_mut_ptr()).copy_from_slice(&ip[24..40]);
+                    Addrs::V6 {
+                        client: client.assume_init(),
+                        server: server.assume_init(),
+                    }
+                }
+            }
+        };
+        Syn {
+            ports: [th[0], th[1], th[2], th[3]],
+            seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
+            options,
+            addrs,
+        }
+    }
+}
+
+/// Writes the SYN-ACK that answers the SYN: addresses and ports swapped,
+/// seq = cookie, ack = the client's seq + 1, and the options the kernel's
+/// own cookie SYN-ACK would carry. IP options, IPv6 extension headers and
+/// any SYN payload are not carried over.
 #[inline(always)]
 fn build_syn_ack(
     ctx: &XdpContext,
     l3: usize,
     h: Headers,
     cookie: u32,
+    offer: Offer,
     config: &Config,
     now: u64,
 ) -> Reason {
-    let (client_addr, server_addr) = h.v4_addrs();
-    let Headers {
-        family,
-        tcp_len: th_len,
-        s,
-    } = h;
-    let th = &s.tcp;
-    let client = client_options(th, th_len);
-    let client_seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+    let family = h.family;
+    let syn = Syn::read(&h);
+    let client = syn.options;
 
     // Timestamps carry the options through the handshake (syncookies.c
     // `cookie_init_timestamp`); without them the cookie holds the MSS only.
-    let use_ts = config.ts_cookies != 0 && client.timestamps();
-    let sack = use_ts && client.sack() && config.tcp_sack != 0;
+    let use_ts = offer.ts_cookies != 0 && client.timestamps();
+    let sack = use_ts && client.sack() && offer.sack != 0;
     let client_wscale = client.wscale();
-    let wscale = use_ts && config.tcp_window_scaling != 0 && client_wscale.is_some();
+    let wscale = use_ts && offer.window_scaling != 0 && client_wscale.is_some();
 
     // Every byte of the answer up to its length is written below, none
     // zeroed first: a zeroed buffer costs a call to memset, which in BPF
     // loops a byte at a time.
-    let out = &mut s.out_tcp;
-    out[0..2].copy_from_slice(&th[2..4]);
-    out[2..4].copy_from_slice(&th[0..2]);
+    // SAFETY: the frame's own headers (checked) or scratch; the SYN's
+    // bytes were all read into `syn` above.
+    let out = unsafe { &mut *h.out_tcp };
+    out[0..2].copy_from_slice(&syn.ports[2..4]);
+    out[2..4].copy_from_slice(&syn.ports[0..2]);
     out[4..8].copy_from_slice(&cookie.to_be_bytes());
-    out[8..12].copy_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
+    out[8..12].copy_from_slice(&syn.seq.wrapping_add(1).to_be_bytes());
     out[13] = 0x12; // SYN | ACK
     out[14..16].copy_from_slice(&SYN_ACK_WINDOW.to_be_bytes());
     // The checksum, 0 while it is computed, and the urgent pointer.
@@ -653,57 +896,79 @@ fn build_syn_ack(
     }
     out[12] = ((tcp_len / 4) as u8) << 4;
 
-    let ip = &mut s.out_ip;
-    let pseudo = match family {
-        Family::V4 => {
-            // At 20..40 (`Family::ip_at`), right before the TCP header.
-            ip[20] = 0x45;
-            ip[21] = 0; // DSCP, ECN
-            ip[22..24].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-            ip[24..26].copy_from_slice(&0u16.to_be_bytes()); // identification
-            ip[26] = 0x40; // don't fragment, offset 0
-            ip[27] = 0;
-            ip[28] = SYN_ACK_TTL;
-            ip[29] = IPPROTO_TCP;
-            ip[30..32].copy_from_slice(&0u16.to_be_bytes()); // checksum, below
-            ip[32..36].copy_from_slice(&server_addr);
-            ip[36..40].copy_from_slice(&client_addr);
-            let ip_sum = fold(sum_words(ip, 20, 40, 0));
-            ip[30..32].copy_from_slice(&(!ip_sum).to_be_bytes());
-            sum_words(&server_addr, 0, 4, 0) + sum_words(&client_addr, 0, 4, 0)
+    let pseudo = match syn.addrs {
+        Addrs::V4 { client, server } => {
+            // SAFETY: 20 bytes where the answer's IP header goes.
+            let ip = unsafe { &mut *(h.out_ip as *mut [u8; 20]) };
+            ip[0] = 0x45;
+            ip[1] = 0; // DSCP, ECN
+            ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&0u16.to_be_bytes()); // identification
+            ip[6] = 0x40; // don't fragment, offset 0
+            ip[7] = 0;
+            ip[8] = SYN_ACK_TTL;
+            ip[9] = IPPROTO_TCP;
+            ip[10..12].copy_from_slice(&0u16.to_be_bytes()); // checksum, below
+            ip[12..16].copy_from_slice(&server);
+            ip[16..20].copy_from_slice(&client);
+            let ip_sum = fold(sum_words(ip, 0, 20, 0));
+            ip[10..12].copy_from_slice(&(!ip_sum).to_be_bytes());
+            sum_words(&server, 0, 4, 0) + sum_words(&client, 0, 4, 0)
         }
-        Family::V6 => {
+        Addrs::V6 { client, server } => {
+            // SAFETY: 40 bytes where the answer's IP header goes.
+            let ip = unsafe { &mut *(h.out_ip as *mut [u8; 40]) };
             // Version 6, traffic class and flow label 0.
             ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
             ip[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
             ip[6] = IPPROTO_TCP;
             ip[7] = SYN_ACK_TTL;
-            ip[8..24].copy_from_slice(&s.ip[24..40]);
-            ip[24..40].copy_from_slice(&s.ip[8..24]);
+            ip[8..24].copy_from_slice(&server);
+            ip[24..40].copy_from_slice(&client);
             // RFC 8200 8.1: the pseudo-header holds both addresses.
             sum_words(ip, 8, 40, 0)
         }
     };
     let pseudo = pseudo + IPPROTO_TCP as u32 + tcp_len as u32;
-    let tcp_sum = fold(sum_words(&s.out_tcp, 0, tcp_len, pseudo));
-    s.out_tcp[16..18].copy_from_slice(&(!tcp_sum).to_be_bytes());
-    emit(ctx, l3, s, family, tcp_len)
+    let tcp_sum = fold(sum_words(out, 0, tcp_len, pseudo));
+    out[16..18].copy_from_slice(&(!tcp_sum).to_be_bytes());
+    emit(ctx, l3, &h, tcp_len)
 }
 
-/// Resizes the frame to L2 + IP + TCP and writes the answer into it: the
-/// MACs swapped in place (constant offsets, no helper), then both headers
-/// in one helper call. The resize comes first: if the driver cannot,
+/// Puts the answer in the frame and swaps the MACs (constant offsets, no
+/// helper). The frame form's answer is there already, as long as the
+/// SYN. A copy's is written back in one helper call, after the frame is
+/// resized to L2 + IP + TCP; the resize comes first: if the driver cannot,
 /// nothing has been touched yet and the SYN goes to the kernel instead.
 #[inline(always)]
-fn emit(ctx: &XdpContext, l3: usize, s: &Scratch, family: Family, tcp_len: usize) -> Reason {
-    let ip_len = family.ip_len();
+fn emit(ctx: &XdpContext, l3: usize, h: &Headers, tcp_len: usize) -> Reason {
+    let ip_len = h.family.ip_len();
     let old_len = ctx.data_end() - ctx.data();
     let new_len = l3 + ip_len + tcp_len;
-    let delta = new_len as i32 - old_len as i32;
-    let tcp_len = tcp_len.min(40);
-    // SAFETY: plain helper calls on our context and scratch memory.
-    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-        return Reason::CookieFallback;
+    if h.in_frame {
+        // `Headers::of_syn` took this form only for answers as long.
+        if new_len != old_len {
+            return Reason::Internal;
+        }
+    } else {
+        let delta = new_len as i32 - old_len as i32;
+        // SAFETY: plain helper calls on our context and scratch memory.
+        if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+            return Reason::CookieFallback;
+        }
+        let tcp_len = tcp_len.min(40);
+        // SAFETY: `out_ip + ip_len` is `out_tcp` (`Headers::copy`).
+        let stored = unsafe {
+            bpf_xdp_store_bytes(
+                ctx.ctx,
+                l3 as u32,
+                h.out_ip as *mut c_void,
+                (ip_len + tcp_len) as u32,
+            )
+        };
+        if stored != 0 {
+            return Reason::Internal;
+        }
     }
     // The resize moved the frame's end: `ptr_at` checks against the new one.
     let Some(macs) = ptr_at::<[u8; 12]>(ctx, 0) else {
@@ -716,19 +981,6 @@ fn emit(ctx: &XdpContext, l3: usize, s: &Scratch, family: Family, tcp_len: usize
         *macs = [
             m[6], m[7], m[8], m[9], m[10], m[11], m[0], m[1], m[2], m[3], m[4], m[5],
         ];
-    }
-    // SAFETY: `ip_at + ip_len` is the end of `out_ip`, where `out_tcp`
-    // begins (repr(C), no padding).
-    let stored = unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx,
-            l3 as u32,
-            s.out_ip.as_ptr().add(family.ip_at()) as *mut c_void,
-            (ip_len + tcp_len) as u32,
-        )
-    };
-    if stored != 0 {
-        return Reason::Internal;
     }
     Reason::SynAck
 }
@@ -758,9 +1010,9 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) 
     let checked = unsafe {
         bpf_tcp_check_syncookie(
             socket.0 as *mut c_void,
-            h.s.ip.as_mut_ptr() as *mut c_void,
+            h.ip as *mut c_void,
             ip_len,
-            h.s.tcp.as_mut_ptr() as *mut tcphdr,
+            h.tcp as *mut tcphdr,
             20,
         )
     };

@@ -25,6 +25,22 @@ pub fn synguard(ctx: XdpContext) -> u32 {
     let len = ctx.data_end() - ctx.data();
     let reason = verdict(&ctx);
     counters::count(reason, len);
+    action(reason)
+}
+
+/// The cookie path: a program of its own, which `synguard` hands the SYNs
+/// it answers in a flood with a tail call (`cookie::hand_over`).
+#[xdp]
+pub fn synguard_syn(ctx: XdpContext) -> u32 {
+    let len = ctx.data_end() - ctx.data();
+    let reason = cookie::answer_handed(&ctx);
+    counters::count(reason, len);
+    action(reason)
+}
+
+/// The XDP action for a reason's verdict.
+#[inline(always)]
+fn action(reason: Reason) -> u32 {
     match reason.verdict() {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
@@ -101,7 +117,7 @@ fn syn(
     if !packet.unicast {
         return Reason::Syn;
     }
-    cookie::answer_syn(ctx, packet, tcp, config, now)
+    cookie::hand_over(ctx, packet, tcp, now)
 }
 
 #[cfg(not(test))]

@@ -5,7 +5,7 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, ProgramArray},
     programs::{TestRun, TestRunOptions},
 };
 use ipnet::IpNet;
@@ -146,6 +146,15 @@ impl Harness {
         let map = self.ebpf.map_mut(maps::CONFIG).expect("CONFIG map");
         let mut array: Array<_, Config> = Array::try_from(map).expect("CONFIG is an array");
         array.set(0, config, 0).expect("write CONFIG");
+    }
+
+    /// Takes the cookie path's program out of the data path's tail calls,
+    /// as a broken load would leave it.
+    #[allow(dead_code)]
+    pub fn clear_tail(&mut self) {
+        let map = self.ebpf.map_mut(maps::TAIL).expect("TAIL map");
+        let mut tail = ProgramArray::try_from(map).expect("TAIL is a program array");
+        tail.clear_index(&0).expect("clear TAIL[0]");
     }
 
     /// Adds `net` to one of the program's lists (BLOCK, ALLOW, MARTIAN)
