@@ -73,7 +73,8 @@ pub enum Reason {
     /// The program failed internally (a helper returned an unexpected error).
     Internal = 17,
     /// A SYN the program meant to answer with a cookie but could not (the
-    /// frame could not be resized): handed to the kernel, which answers it.
+    /// frame could not be resized, or the cookie path's program is missing
+    /// from `TAIL`): handed to the kernel, which answers it.
     CookieFallback = 18,
 }
 
