@@ -210,6 +210,11 @@ impl Headers {
         let fits = packet.l3 == IN_FRAME_L3
             && tcp.l4 == IN_FRAME_L3 + ip_len
             && tcp.header_len == IN_FRAME_TCP
+            // No payload: the answer, as long as the SYN, fills the frame.
+            // (Compared before `in_frame`'s bounds check, 3% faster than
+            // after it. Should LLVM ever drop that check as implied by the
+            // length, the verifier, which does not follow the length,
+            // refuses the program: the packet tests load it.)
             && ctx.data_end() - ctx.data() == IN_FRAME_L3 + ip_len + IN_FRAME_TCP
             && offer.ts_cookies != 0
             && offer.window_scaling != 0;
