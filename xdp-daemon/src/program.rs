@@ -14,7 +14,8 @@ use crate::pins::PinLayout;
 /// The eBPF object (ELF, bpfel).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-prog"));
 
-/// The XDP entry point's name in the object.
+/// The programs' names in the object: the one attached, and the cookie
+/// path's, which it reaches by a tail call.
 pub use xdp_common::{COOKIE_PROGRAM, PROGRAM};
 
 #[derive(Debug, thiserror::Error)]

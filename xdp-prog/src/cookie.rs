@@ -91,6 +91,13 @@ struct HandedSyn {
     now: u64,
 }
 
+impl HandedSyn {
+    #[inline(always)]
+    fn family(&self) -> Family {
+        if self.v6 != 0 { Family::V6 } else { Family::V4 }
+    }
+}
+
 /// Where the answer's IP header ends and its TCP header begins.
 const IP_END: usize = 40;
 
@@ -205,11 +212,12 @@ impl Headers {
     /// have and its answer is as long (timestamps and window scaling
     /// offered); else a copy.
     #[inline(always)]
-    fn of_syn(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, offer: Offer) -> Option<Headers> {
-        let ip_len = packet.family.ip_len();
-        let fits = packet.l3 == IN_FRAME_L3
-            && tcp.l4 == IN_FRAME_L3 + ip_len
-            && tcp.header_len == IN_FRAME_TCP
+    fn of_syn(ctx: &XdpContext, syn: &HandedSyn, offer: Offer) -> Option<Headers> {
+        let family = syn.family();
+        let ip_len = family.ip_len();
+        let fits = syn.l3 as usize == IN_FRAME_L3
+            && syn.l4 as usize == IN_FRAME_L3 + ip_len
+            && syn.header_len as usize == IN_FRAME_TCP
             // No payload: the answer, as long as the SYN, fills the frame.
             // (Compared before `in_frame`'s bounds check, 3% faster than
             // after it. Should LLVM ever drop that check as implied by the
@@ -218,10 +226,11 @@ impl Headers {
             && ctx.data_end() - ctx.data() == IN_FRAME_L3 + ip_len + IN_FRAME_TCP
             && offer.ts_cookies != 0
             && offer.window_scaling != 0;
-        if fits && let Some(h) = Headers::in_frame(ctx, packet.family) {
+        if fits && let Some(h) = Headers::in_frame(ctx, family) {
             return Some(h);
         }
-        Headers::copy(ctx, packet, tcp, true)
+        let tcp_len = header_copy_len(syn.header_len);
+        Headers::copy(ctx, family, syn.l3, syn.l4, tcp_len)
     }
 
     /// The headers of an untagged frame of IP and 40 bytes of TCP, in
@@ -254,14 +263,13 @@ impl Headers {
         })
     }
 
-    /// Copies the headers to scratch: the IP header, and the TCP header
-    /// whole, or its first 20 bytes.
+    /// Copies the headers to scratch: the fixed IP header at `l3`, and
+    /// `tcp_len` bytes of the TCP header at `l4`.
     #[inline(always)]
-    fn copy(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, whole_tcp: bool) -> Option<Headers> {
+    fn copy(ctx: &XdpContext, family: Family, l3: u32, l4: u32, tcp_len: u32) -> Option<Headers> {
         let scratch = SCRATCH.get_ptr_mut(0)?;
         // SAFETY: this CPU's scratch slot, used by one program run at a time.
         let s = unsafe { &mut *scratch };
-        let tcp_len = if whole_tcp { header_copy_len(tcp) } else { 20 };
         // Two copies even when the headers are adjacent: one copy then
         // (a branch on l4 == l3 + ip_len) made the verifier walk the rest
         // of the cookie path twice over, past its 1M-instruction limit.
@@ -269,21 +277,16 @@ impl Headers {
         let failed = unsafe {
             bpf_xdp_load_bytes(
                 ctx.ctx,
-                packet.l3 as u32,
+                l3,
                 s.ip.as_mut_ptr() as *mut c_void,
-                packet.family.ip_len() as u32,
+                family.ip_len() as u32,
             ) != 0
-                || bpf_xdp_load_bytes(
-                    ctx.ctx,
-                    tcp.l4 as u32,
-                    s.tcp.as_mut_ptr() as *mut c_void,
-                    tcp_len,
-                ) != 0
+                || bpf_xdp_load_bytes(ctx.ctx, l4, s.tcp.as_mut_ptr() as *mut c_void, tcp_len) != 0
         };
         if failed {
             return None;
         }
-        Some(Headers::in_scratch(s, packet.family, tcp_len))
+        Some(Headers::in_scratch(s, family, tcp_len))
     }
 
     /// The headers `copy` left in scratch.
@@ -396,22 +399,17 @@ impl Headers {
 /// raw helper, unless they come from a recent peer (`crate::sources`): for
 /// those the lookup may find a connection the kernel still holds.
 #[inline(always)]
-pub fn answer_syn(
-    ctx: &XdpContext,
-    packet: &Packet,
-    tcp: &Tcp,
-    config: &Config,
-    now: u64,
-) -> Reason {
+fn answer_syn(ctx: &XdpContext, syn: &HandedSyn, config: &Config) -> Reason {
+    let now = syn.now;
     let offer = Offer::of(config);
-    let Some(mut h) = Headers::of_syn(ctx, packet, tcp, offer) else {
+    let Some(mut h) = Headers::of_syn(ctx, syn, offer) else {
         return Reason::Internal;
     };
     let t = h.tcp();
     let dport = u16::from_be_bytes([t[2], t[3]]);
     let cheap = match cached_listener(dport, &h, now) {
         Some(listeners::NONE) => return Reason::NoListener,
-        Some(_) if !sources::recent_peer(packet, config.hash_seed, now) => {
+        Some(_) if !sources::recent_peer(&syn.src, h.family, config.hash_seed, now) => {
             Some(h.raw_cookie()).filter(|&generated| generated >= 0)
         }
         _ => None,
@@ -423,7 +421,15 @@ pub fn answer_syn(
             Err(reason) => return reason,
         },
     };
-    build_syn_ack(ctx, packet.l3, h, generated as u32, offer, config, now)
+    build_syn_ack(
+        ctx,
+        syn.l3 as usize,
+        h,
+        generated as u32,
+        offer,
+        config,
+        now,
+    )
 }
 
 /// Hands a SYN to the cookie path's program (`synguard_syn`), with what
@@ -459,23 +465,7 @@ pub fn answer_handed(ctx: &XdpContext) -> Reason {
         return Reason::Internal;
     };
     // SAFETY: this CPU's scratch slot, written by `hand_over` in this run.
-    let syn = unsafe { &(*scratch).syn };
-    let family = if syn.v6 != 0 { Family::V6 } else { Family::V4 };
-    let tcp = Tcp {
-        l4: syn.l4 as usize,
-        header_len: syn.header_len as usize,
-        flags: crate::parse::TcpFlags(0),
-        dport: 0,
-    };
-    let packet = Packet {
-        family,
-        l3: syn.l3 as usize,
-        src: syn.src,
-        unicast: true,
-        l4: crate::parse::L4::Tcp(tcp),
-    };
-    let now = syn.now;
-    answer_syn(ctx, &packet, &tcp, config, now)
+    answer_syn(ctx, unsafe { &(*scratch).syn }, config)
 }
 
 /// What the last full look at the SYN's port and address found, if it is
@@ -559,7 +549,8 @@ impl Headers {
         }
         let ip_len = self.family.ip_len() as u32;
         // SAFETY: the helper reads ip_len bytes of `ip` and tcp_len of
-        // `tcp`, both within scratch; th_len == doff * 4 as it requires.
+        // `tcp`, in the frame (checked) or in scratch; th_len == doff * 4
+        // as it requires.
         let generated = unsafe {
             bpf_tcp_gen_syncookie(
                 socket.0 as *mut c_void,
@@ -584,8 +575,8 @@ impl Headers {
 /// The copy length: doff * 4, in [20, 60], computed so that the verifier
 /// sees it bounded by [20, 80].
 #[inline(always)]
-fn header_copy_len(tcp: &Tcp) -> u32 {
-    let extra_words = ((tcp.header_len as u32 >> 2).wrapping_sub(5)) & 0xf;
+fn header_copy_len(header_len: u32) -> u32 {
+    let extra_words = ((header_len >> 2).wrapping_sub(5)) & 0xf;
     20 + extra_words * 4
 }
 
@@ -996,7 +987,7 @@ fn emit(ctx: &XdpContext, l3: usize, h: &Headers, tcp_len: usize) -> Reason {
 /// peer.
 #[inline(always)]
 pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) -> Reason {
-    let Some(mut h) = Headers::copy(ctx, packet, tcp, false) else {
+    let Some(mut h) = Headers::copy(ctx, packet.family, packet.l3 as u32, tcp.l4 as u32, 20) else {
         return Reason::Internal;
     };
     let Some(socket) = h.lookup(ctx) else {

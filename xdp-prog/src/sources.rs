@@ -18,17 +18,17 @@ static SOURCES: Array<SourceSet> = Array::with_max_entries(sources::SETS, 0);
 /// The generation a peer word holds, in its top byte.
 const GENERATION: u64 = 0xff << 56;
 
-/// The packet's source: its set, its host bucket's tag, its peer bit.
+/// A source address's set, its host bucket's tag, its peer bit.
 #[inline(always)]
-fn place(packet: &Packet, seed: u64) -> Option<(*mut SourceSet, u32, u64)> {
-    let (set, tag, bit) = sources::place(&packet.src, packet.family == Family::V6, seed);
+fn place(src: &[u8; 16], family: Family, seed: u64) -> Option<(*mut SourceSet, u32, u64)> {
+    let (set, tag, bit) = sources::place(src, family == Family::V6, seed);
     Some((SOURCES.get_ptr_mut(set)?, tag, bit))
 }
 
 /// The two slots where the source's host bucket may be, and its tag.
 #[inline(always)]
 pub fn host_slots(packet: &Packet, seed: u64) -> Option<(*mut [BudgetSlot; 2], u32)> {
-    let (set, tag, _) = place(packet, seed)?;
+    let (set, tag, _) = place(&packet.src, packet.family, seed)?;
     // SAFETY: a pointer into our own map's value, valid for this run.
     Some((unsafe { &raw mut (*set).hosts }, tag))
 }
@@ -38,7 +38,7 @@ pub fn host_slots(packet: &Packet, seed: u64) -> Option<(*mut [BudgetSlot; 2], u
 /// older generation is started afresh.
 #[inline(always)]
 pub fn mark_peer(packet: &Packet, seed: u64, now: u64) {
-    let Some((set, _, bit)) = place(packet, seed) else {
+    let Some((set, _, bit)) = place(&packet.src, packet.family, seed) else {
         return;
     };
     let generation = now >> GENERATION_SHIFT;
@@ -61,8 +61,8 @@ pub fn mark_peer(packet: &Packet, seed: u64, now: u64) {
 /// the last (or may have been: its slot is shared, or the map could not
 /// be read).
 #[inline(always)]
-pub fn recent_peer(packet: &Packet, seed: u64, now: u64) -> bool {
-    let Some((set, _, bit)) = place(packet, seed) else {
+pub fn recent_peer(src: &[u8; 16], family: Family, seed: u64, now: u64) -> bool {
+    let Some((set, _, bit)) = place(src, family, seed) else {
         return true;
     };
     let generation = now >> GENERATION_SHIFT;
