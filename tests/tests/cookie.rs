@@ -16,7 +16,7 @@ use synguard_tests::{
         pad_options, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
     },
 };
-use xdp_common::{Budget, Config, FloodMode, Reason, SourceKey};
+use xdp_common::{ALIGNED_ARRAY, Budget, Config, FloodMode, Reason, SourceKey, maps};
 
 const CLIENT_SEQ: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0102_0304;
@@ -650,6 +650,21 @@ fn martian_sources_are_dropped_only_for_syns_and_never_on_loopback() {
     });
     lab.harness.list_add("MARTIAN", "198.18.0.0/24");
     assert_reason(&lab.run(&syn_v4().frame()), XDP_PASS, Reason::Syn);
+}
+
+/// A SYN in a spoofed flood reads one random set of each table: one cache
+/// line each only if the kernel starts the values on a page.
+#[test]
+fn the_tables_read_at_random_start_on_a_page() {
+    let lab = CookieLab::new(flood_config());
+    for name in [maps::BUDGETS, maps::SOURCES] {
+        let flags = lab.harness.map_flags(name);
+        assert_ne!(
+            flags & ALIGNED_ARRAY,
+            0,
+            "{name} was created without BPF_F_MMAPABLE (flags {flags:#x})"
+        );
+    }
 }
 
 #[test]

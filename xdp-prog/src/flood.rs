@@ -15,7 +15,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use xdp_common::{
-    Budget, BudgetSet, BudgetSlot, Config, FLOOD_WINDOW_NS, FloodMode, FloodState, SourceKey,
+    ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, Config, FLOOD_WINDOW_NS, FloodMode, FloodState, SourceKey,
     budget, limits::MAX_CPUS, sizes,
 };
 
@@ -40,7 +40,7 @@ static SYN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// `xdp_common::budget`; the hosts' are in `crate::sources`): a spoofed
 /// flood can churn them, but never evict an operator's list entry.
 #[map(name = "BUDGETS")]
-static BUDGETS: Array<BudgetSet> = Array::with_max_entries(budget::SETS, 0);
+static BUDGETS: Array<BudgetSet> = Array::with_max_entries(budget::SETS, ALIGNED_ARRAY);
 
 /// SYNs dropped over budget, per source prefix, for userspace.
 #[map(name = "OVER_BUDGET")]

@@ -6,14 +6,14 @@
 //! line for the two.
 use aya_ebpf::{macros::map, maps::Array};
 use xdp_common::{
-    BudgetSlot, SourceSet,
+    ALIGNED_ARRAY, BudgetSlot, SourceSet,
     sources::{self, GENERATION_SHIFT},
 };
 
 use crate::parse::{Family, Packet};
 
 #[map(name = "SOURCES")]
-static SOURCES: Array<SourceSet> = Array::with_max_entries(sources::SETS, 0);
+static SOURCES: Array<SourceSet> = Array::with_max_entries(sources::SETS, ALIGNED_ARRAY);
 
 /// The generation a peer word holds, in its top byte.
 const GENERATION: u64 = 0xff << 56;

@@ -204,6 +204,14 @@ impl Harness {
         slots.into_iter().find(|slot| slot.tag == tag)
     }
 
+    /// The flags the kernel created a map of the program with.
+    pub fn map_flags(&self, name: &str) -> u32 {
+        let aya::maps::Map::Array(data) = self.ebpf.map(name).expect("the map") else {
+            panic!("{name} is not an array");
+        };
+        data.info().expect("the map's info").map_flags()
+    }
+
     /// SYNs dropped over budget for a source prefix, from `OVER_BUDGET`.
     pub fn over_budget(&self, key: SourceKey) -> Option<u64> {
         let map = self.ebpf.map(maps::OVER_BUDGET).expect("OVER_BUDGET map");
