@@ -653,11 +653,12 @@ fn martian_sources_are_dropped_only_for_syns_and_never_on_loopback() {
 }
 
 /// A SYN in a spoofed flood reads one random set of each table: one cache
-/// line each only if the kernel starts the values on a page.
+/// line each only if the kernel starts the values on a page (and a port's
+/// listener slot is one line then, too).
 #[test]
 fn the_tables_read_at_random_start_on_a_page() {
     let lab = CookieLab::new(flood_config());
-    for name in [maps::BUDGETS, maps::SOURCES] {
+    for name in [maps::BUDGETS, maps::SOURCES, maps::LISTENERS] {
         let flags = lab.harness.map_flags(name);
         assert_ne!(
             flags & ALIGNED_ARRAY,

@@ -28,7 +28,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
-use xdp_common::{Config, ListenerSlot, Reason, limits::MAX_TCP_OPTIONS, listeners};
+use xdp_common::{ALIGNED_ARRAY, Config, ListenerSlot, Reason, limits::MAX_TCP_OPTIONS, listeners};
 
 use crate::{
     parse::{Family, Packet, Tcp, ptr_at},
@@ -131,7 +131,7 @@ static TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
 /// What the last full look at each destination port found (see
 /// `xdp_common::listeners`).
 #[map(name = "LISTENERS")]
-static LISTENERS: Array<ListenerSlot> = Array::with_max_entries(65_536, 0);
+static LISTENERS: Array<ListenerSlot> = Array::with_max_entries(65_536, ALIGNED_ARRAY);
 
 /// A socket reference from bpf_skc_lookup_tcp, released when dropped, as
 /// the verifier demands on every path.
