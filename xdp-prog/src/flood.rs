@@ -15,8 +15,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use xdp_common::{
-    ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, Config, FLOOD_WINDOW_NS, FloodMode, FloodState, SourceKey,
-    budget, limits::MAX_CPUS, sizes,
+    ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, Config, FLOOD_WINDOW_NS, FloodMode, FloodState,
+    SourceKey, budget, limits::MAX_CPUS, sizes,
 };
 
 use crate::{
