@@ -13,7 +13,7 @@ use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
     packets::{
         Flags, IPV6_DEST_OPTS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_ROUTING, L3, Segment,
-        pad_options, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
+        pad_options, push_vlan_tag, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
     },
 };
 use xdp_common::{ALIGNED_ARRAY, Budget, Config, FloodMode, Reason, SourceKey, maps};
@@ -429,6 +429,36 @@ fn the_answer_leaves_out_payload_ip_options_and_extension_headers() {
             "{} extension headers",
             chain.len()
         );
+    }
+}
+
+/// ip_rcv_core drops an IPv4 header whose checksum is wrong, so in a flood
+/// its SYN is dropped as malformed, not answered: in the frame form, from
+/// the copy (a VLAN tag), and with options, which the sum covers.
+#[test]
+fn a_syn_whose_ipv4_header_checksum_is_wrong_is_dropped_not_answered() {
+    let mut lab = CookieLab::new(flood_config());
+    let plain = syn_v4().frame();
+    let tagged = push_vlan_tag(&plain, 0x8100, 7);
+    let with_options = with_ipv4_options(&plain, &[1, 1, 1, 0]);
+    for (name, frame, l3) in [
+        ("plain", plain, L3),
+        ("VLAN-tagged", tagged, L3 + 4),
+        ("with options", with_options, L3),
+    ] {
+        let outcome = lab.run(&frame);
+        assert_reason(&outcome, XDP_TX, Reason::SynAck);
+        let mut bad_checksum = frame.clone();
+        bad_checksum[l3 + 11] ^= 0x40;
+        let mut bad_header = frame.clone();
+        // The last byte of the header: an option's, or the destination's.
+        let ihl = usize::from(frame[l3] & 0x0f) * 4;
+        bad_header[l3 + ihl - 1] ^= 0x01;
+        for (what, corrupt) in [("checksum", bad_checksum), ("header", bad_header)] {
+            let outcome = lab.run(&corrupt);
+            assert_reason(&outcome, XDP_DROP, Reason::Malformed);
+            assert_eq!(outcome.output, corrupt, "{name}, {what}: left untouched");
+        }
     }
 }
 

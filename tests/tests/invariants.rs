@@ -16,7 +16,8 @@
 //!    first fragment that could carry one;
 //! 4. what leaves with XDP_TX is a well-formed SYN-ACK to the sender, with
 //!    valid checksums, answering a SYN addressed to this host alone (not
-//!    to a multicast or broadcast MAC or IP address).
+//!    to a multicast or broadcast MAC or IP address) whose IPv4 header
+//!    checksum is right.
 //!
 //! "What the kernel would answer" is modelled here after the receive path
 //! (net/core/dev.c VLAN handling, ip_rcv_core, ipv6_rcv and its extension
@@ -655,6 +656,11 @@ fn check_syn_ack(frame: &[u8], l: &Layers, out: &[u8]) -> Result<(), String> {
     let Some(ip) = &l.ip else {
         return fail("answers a frame that is not IP");
     };
+    // ip_rcv_core drops a header whose checksum is wrong; so does the
+    // cookie path (the TCP checksum it cannot check: see the README).
+    if !ip.header_checksum_ok {
+        return fail("answers a SYN whose IPv4 header checksum is wrong");
+    }
     let group = frame[0] & 1 != 0
         || if ip.v6 {
             ip.dst[0] == 0xff

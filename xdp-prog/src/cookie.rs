@@ -65,9 +65,9 @@ const HEADER_COPY: usize = 80;
 /// the answer it builds are too large for the 512-byte BPF stack.
 #[repr(C)]
 pub struct Scratch {
-    /// The fixed IP header of the segment (IPv4 options and IPv6 extension
-    /// headers are not copied).
-    ip: [u8; 40],
+    /// The IP header of the segment: IPv4's with its options (checksummed,
+    /// not answered), IPv6's fixed header (extension headers not copied).
+    ip: [u8; IPV4_MAX],
     /// The TCP header of the segment, options included.
     tcp: [u8; HEADER_COPY],
     /// The answer's IP header, ending where `out_tcp` begins (IPv4's in
@@ -100,6 +100,8 @@ impl HandedSyn {
 
 /// Where the answer's IP header ends and its TCP header begins.
 const IP_END: usize = 40;
+/// The longest IPv4 header, options included.
+const IPV4_MAX: usize = 60;
 
 impl Family {
     /// The length of the fixed IP header.
@@ -168,7 +170,8 @@ struct Headers {
     family: Family,
     /// Bytes of TCP header the helpers read, in [20, 60].
     tcp_len: u32,
-    /// The fixed IP header (IPv4's 20 bytes, then the TCP header's).
+    /// The IP header (IPv4's 20 bytes, then the TCP header's in the frame
+    /// form, its options in scratch); `IPV4_MAX` bytes readable in both.
     ip: *mut [u8; 40],
     /// The TCP header's first 40 bytes (past `tcp_len`: scratch, unused).
     tcp: *mut [u8; 40],
@@ -273,14 +276,14 @@ impl Headers {
         // Two copies even when the headers are adjacent: one copy then
         // (a branch on l4 == l3 + ip_len) made the verifier walk the rest
         // of the cookie path twice over, past its 1M-instruction limit.
+        // IPv4's options too, for its header checksum (`ipv4_header_ok`).
+        let ip_len = match family {
+            Family::V4 => l4.wrapping_sub(l3).clamp(20, IPV4_MAX as u32),
+            Family::V6 => 40,
+        };
         // SAFETY: the buffers hold at least the lengths loaded.
         let failed = unsafe {
-            bpf_xdp_load_bytes(
-                ctx.ctx,
-                l3,
-                s.ip.as_mut_ptr() as *mut c_void,
-                family.ip_len() as u32,
-            ) != 0
+            bpf_xdp_load_bytes(ctx.ctx, l3, s.ip.as_mut_ptr() as *mut c_void, ip_len) != 0
                 || bpf_xdp_load_bytes(ctx.ctx, l4, s.tcp.as_mut_ptr() as *mut c_void, tcp_len) != 0
         };
         if failed {
@@ -295,7 +298,7 @@ impl Headers {
         Headers {
             family,
             tcp_len,
-            ip: &raw mut s.ip,
+            ip: s.ip.as_mut_ptr() as *mut [u8; 40],
             tcp: s.tcp.as_mut_ptr() as *mut [u8; 40],
             // SAFETY: within `out_ip` (`ip_at` <= 20).
             out_ip: unsafe { s.out_ip.as_mut_ptr().add(family.ip_at()) },
@@ -309,6 +312,24 @@ impl Headers {
     fn ip(&self) -> &[u8; 40] {
         // SAFETY: in the frame (checked) or scratch, valid for this run.
         unsafe { &*self.ip }
+    }
+
+    /// Whether the IPv4 header's checksum is right: ip_rcv_core drops the
+    /// packet otherwise, so its SYN must not be answered. `header_len`: the
+    /// header's length, options included (20 in the frame form). (The TCP
+    /// checksum is not checked: on veth, a local sender's segments carry
+    /// only the pseudo-header's sum, for the receiver to finish.)
+    #[inline(always)]
+    fn ipv4_header_ok(&self, header_len: u32) -> bool {
+        // SAFETY: IPV4_MAX bytes are readable at `ip` in both forms (the
+        // frame form checked 20 + 40 bytes; scratch holds IPV4_MAX).
+        let ip = unsafe { &*(self.ip as *const [u8; IPV4_MAX]) };
+        let sum = if self.in_frame {
+            sum_words(ip, 0, 20, 0)
+        } else {
+            sum_words(ip, 0, header_len as usize, 0)
+        };
+        fold(sum) == 0xffff
     }
 
     /// The segment's TCP header, its first 40 bytes.
@@ -405,6 +426,9 @@ fn answer_syn(ctx: &XdpContext, syn: &HandedSyn, config: &Config) -> Reason {
     let Some(mut h) = Headers::of_syn(ctx, syn, offer) else {
         return Reason::Internal;
     };
+    if h.family == Family::V4 && !h.ipv4_header_ok(syn.l4.wrapping_sub(syn.l3)) {
+        return Reason::Malformed;
+    }
     let t = h.tcp();
     let dport = u16::from_be_bytes([t[2], t[3]]);
     let cheap = match cached_listener(dport, &h, now) {
