@@ -54,6 +54,11 @@ impl Synguard {
         }
     }
 
+    /// The binary it runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     pub fn pin_root(&self) -> &Path {
         &self.pin_root
     }

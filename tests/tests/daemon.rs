@@ -6,6 +6,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
+    process::Command,
     time::Duration,
 };
 
@@ -430,6 +431,41 @@ fn a_bad_config_or_cidr_fails_naming_the_problem_and_touches_nothing() {
         "a bad config touches nothing"
     );
     assert!(!Path::new(&synguard.state_dir().join("daemon.json")).exists());
+}
+
+/// `ip netns exec` runs its command in a mount namespace of its own, where
+/// /sys/fs/bpf is an empty directory of the namespace's sysfs: a bpffs
+/// synguard mounted there would go with the command, and the attachment
+/// with it, after reporting success. synguard refuses, saying why, and
+/// attaches nothing.
+#[test]
+fn attach_refuses_a_private_mount_namespace_without_bpffs() {
+    require_root();
+    let ns = Netns::create(&format!("{}-mnt", unique_prefix())).unwrap();
+    let synguard = Synguard::new(ns.name());
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .arg(synguard.bin())
+        .args(["attach", "lo", "--mode", "skb"])
+        .env("SYNGUARD_PIN_ROOT", synguard.pin_root())
+        .env("SYNGUARD_STATE_DIR", synguard.state_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not the host's") && err.contains("nsenter --net="),
+        "{err}"
+    );
+    let link = ns
+        .command("ip")
+        .args(["link", "show", "lo"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "nothing attached"
+    );
 }
 
 #[test]

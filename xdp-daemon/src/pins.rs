@@ -157,6 +157,15 @@ impl PinLayout {
     fn ensure_bpffs(&self) -> io::Result<()> {
         let bpffs = Path::new(BPFFS_MOUNT);
         if self.root.starts_with(bpffs) && !is_bpffs(bpffs)? {
+            if !in_lasting_mount_namespace() {
+                return Err(io::Error::other(format!(
+                    "{BPFFS_MOUNT} holds no bpf filesystem in this mount namespace, which is \
+                     not the host's (as under `ip netns exec`): a bpffs mounted here would go \
+                     with this process, and the pins and attachments with it. Enter only the \
+                     network namespace (`nsenter --net=/run/netns/NAME synguard ...`), or mount \
+                     a bpffs there that outlives synguard"
+                )));
+            }
             mount_bpffs(bpffs)?;
         }
         let parent = self.root.parent().unwrap_or(Path::new("/"));
@@ -169,6 +178,21 @@ impl PinLayout {
         }
         Ok(())
     }
+}
+
+/// Whether this process's mount namespace is the one a bpffs it mounts
+/// outlives it in: PID 1's, or if that cannot be read, its parent's (a
+/// command that `ip netns exec` or `unshare -m` runs has one of its own,
+/// which ends with it). True if /proc cannot tell.
+fn in_lasting_mount_namespace() -> bool {
+    let Ok(own) = fs::read_link("/proc/self/ns/mnt") else {
+        return true;
+    };
+    let parent = format!("/proc/{}/ns/mnt", std::os::unix::process::parent_id());
+    ["/proc/1/ns/mnt", parent.as_str()]
+        .into_iter()
+        .find_map(|other| fs::read_link(other).ok())
+        .is_none_or(|other| other == own)
 }
 
 fn is_bpffs(path: &Path) -> io::Result<bool> {
