@@ -865,10 +865,22 @@ fn build_syn_ack(
     // SAFETY: the frame's own headers (checked) or scratch; the SYN's
     // bytes were all read into `syn` above.
     let out = unsafe { &mut *h.out_tcp };
+    // The checksum is summed from the values written, not read back from
+    // the bytes: each 16-bit word read back cost two byte loads, a shift
+    // and an or in BPF.
+    let ack = syn.seq.wrapping_add(1);
+    let mut sum = words(u32::from_be_bytes([
+        syn.ports[2],
+        syn.ports[3],
+        syn.ports[0],
+        syn.ports[1],
+    ])) + words(cookie)
+        + words(ack)
+        + SYN_ACK_WINDOW as u32;
     out[0..2].copy_from_slice(&syn.ports[2..4]);
     out[2..4].copy_from_slice(&syn.ports[0..2]);
     out[4..8].copy_from_slice(&cookie.to_be_bytes());
-    out[8..12].copy_from_slice(&syn.seq.wrapping_add(1).to_be_bytes());
+    out[8..12].copy_from_slice(&ack.to_be_bytes());
     out[13] = 0x12; // SYN | ACK
     out[14..16].copy_from_slice(&SYN_ACK_WINDOW.to_be_bytes());
     // The checksum, 0 while it is computed, and the urgent pointer.
@@ -883,6 +895,7 @@ fn build_syn_ack(
     out[20] = OPT_MSS;
     out[21] = 4;
     out[22..24].copy_from_slice(&mss.to_be_bytes());
+    sum += word(OPT_MSS, 4) + mss as u32;
     let mut tcp_len = 24usize;
     if use_ts {
         let mut options = match client_wscale {
@@ -902,19 +915,24 @@ fn build_syn_ack(
         }
         if sack {
             out[24..26].copy_from_slice(&[OPT_SACK_PERM, 2]);
+            sum += word(OPT_SACK_PERM, 2);
         } else {
             out[24..26].copy_from_slice(&[OPT_NOP, OPT_NOP]);
+            sum += word(OPT_NOP, OPT_NOP);
         }
         out[26..28].copy_from_slice(&[OPT_TIMESTAMP, 10]);
         out[28..32].copy_from_slice(&(ts as u32).to_be_bytes());
         out[32..36].copy_from_slice(&(client.tsval as u32).to_be_bytes());
+        sum += word(OPT_TIMESTAMP, 10) + words(ts as u32) + words(client.tsval as u32);
         tcp_len = 36;
         if wscale {
             out[36..40].copy_from_slice(&[OPT_NOP, OPT_WSCALE, 3, config.wscale]);
+            sum += word(OPT_NOP, OPT_WSCALE) + word(3, config.wscale);
             tcp_len = 40;
         }
     }
     out[12] = ((tcp_len / 4) as u8) << 4;
+    sum += word(out[12], 0x12);
 
     let pseudo = match syn.addrs {
         Addrs::V4 { client, server } => {
@@ -931,9 +949,16 @@ fn build_syn_ack(
             ip[10..12].copy_from_slice(&0u16.to_be_bytes()); // checksum, below
             ip[12..16].copy_from_slice(&server);
             ip[16..20].copy_from_slice(&client);
-            let ip_sum = fold(sum_words(ip, 0, 20, 0));
+            let addrs = words(u32::from_be_bytes(server)) + words(u32::from_be_bytes(client));
+            let ip_sum = fold(
+                word(0x45, 0)
+                    + (20 + tcp_len) as u32
+                    + word(0x40, 0)
+                    + word(SYN_ACK_TTL, IPPROTO_TCP)
+                    + addrs,
+            );
             ip[10..12].copy_from_slice(&(!ip_sum).to_be_bytes());
-            sum_words(&server, 0, 4, 0) + sum_words(&client, 0, 4, 0)
+            addrs
         }
         Addrs::V6 { client, server } => {
             // SAFETY: 40 bytes where the answer's IP header goes.
@@ -946,11 +971,10 @@ fn build_syn_ack(
             ip[8..24].copy_from_slice(&server);
             ip[24..40].copy_from_slice(&client);
             // RFC 8200 8.1: the pseudo-header holds both addresses.
-            sum_words(ip, 8, 40, 0)
+            address_words(&server) + address_words(&client)
         }
     };
-    let pseudo = pseudo + IPPROTO_TCP as u32 + tcp_len as u32;
-    let tcp_sum = fold(sum_words(out, 0, tcp_len, pseudo));
+    let tcp_sum = fold(sum + pseudo + IPPROTO_TCP as u32 + tcp_len as u32);
     out[16..18].copy_from_slice(&(!tcp_sum).to_be_bytes());
     emit(ctx, l3, &h, tcp_len)
 }
@@ -1054,6 +1078,27 @@ fn sum_words<const N: usize>(bytes: &[u8; N], from: usize, to: usize, mut sum: u
         i += 2;
     }
     sum
+}
+
+/// The sum of a u32's two 16-bit words.
+#[inline(always)]
+fn words(x: u32) -> u32 {
+    (x >> 16) + (x & 0xffff)
+}
+
+/// The 16-bit word of two bytes, in network order.
+#[inline(always)]
+fn word(high: u8, low: u8) -> u32 {
+    (high as u32) << 8 | low as u32
+}
+
+/// The sum of an IPv6 address's 16-bit words.
+#[inline(always)]
+fn address_words(a: &[u8; 16]) -> u32 {
+    words(u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
+        + words(u32::from_be_bytes([a[4], a[5], a[6], a[7]]))
+        + words(u32::from_be_bytes([a[8], a[9], a[10], a[11]]))
+        + words(u32::from_be_bytes([a[12], a[13], a[14], a[15]]))
 }
 
 /// RFC 1071: fold a 32-bit sum into 16 bits.
