@@ -688,7 +688,14 @@ fn martian_sources_are_dropped_only_for_syns_and_never_on_loopback() {
 #[test]
 fn the_tables_read_at_random_start_on_a_page() {
     let lab = CookieLab::new(flood_config());
-    for name in [maps::BUDGETS, maps::SOURCES, maps::LISTENERS] {
+    for name in [
+        maps::BUDGETS,
+        maps::SOURCES,
+        maps::LISTENERS,
+        maps::FLOOD,
+        maps::CONFIG,
+        maps::LIST_IN_USE,
+    ] {
         let flags = lab.harness.map_flags(name);
         assert_ne!(
             flags & ALIGNED_ARRAY,

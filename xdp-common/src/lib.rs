@@ -170,10 +170,11 @@ pub const MAP_LAYOUT_VERSION: u32 = 9;
 
 /// `BPF_F_MMAPABLE`, for the arrays whose values are laid out to fit cache
 /// lines (`BUDGETS`, `SOURCES`: 64-byte sets read at random in a flood;
-/// `LISTENERS`: 32-byte slots): the kernel then starts their values on a
-/// page. Without it they start 56 bytes into a line (after `struct
-/// bpf_array`), and every set spans two lines: a SYN in a spoofed flood
-/// missed four lines instead of two. Nothing maps them.
+/// `LISTENERS`: 32-byte slots; `FLOOD`, `CONFIG`, `LIST_IN_USE`, read for
+/// every SYN or packet): the kernel then starts their values on a page.
+/// Without it they start 56 bytes into a line (after `struct bpf_array`),
+/// and every set spans two lines: a SYN in a spoofed flood missed four
+/// lines instead of two. Nothing maps them.
 pub const ALIGNED_ARRAY: u32 = 1 << 10;
 
 /// The XDP program attached to each interface, in the object.

@@ -26,11 +26,11 @@ use crate::{
 
 /// This interface's settings, written by userspace.
 #[map(name = "CONFIG")]
-static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+static CONFIG: Array<Config> = Array::with_max_entries(1, ALIGNED_ARRAY);
 
 /// This interface's flood detection state.
 #[map(name = "FLOOD")]
-static FLOOD: Array<FloodState> = Array::with_max_entries(1, 0);
+static FLOOD: Array<FloodState> = Array::with_max_entries(1, ALIGNED_ARRAY);
 
 /// SYNs seen by each CPU, ever (never reset, so no CPU writes another's).
 #[map(name = "SYN_COUNT")]

@@ -11,7 +11,7 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, lpm_trie::Key},
 };
 use xdp_common::{
-    HostGroup, IndexChunk,
+    ALIGNED_ARRAY, HostGroup, IndexChunk,
     index::{self, ALLOW, BLOCK, GROUP, MARTIAN, TRIES},
     list_in_use, sizes,
 };
@@ -42,7 +42,7 @@ static MARTIAN_V6: LpmTrie<[u8; 16], u64> = LpmTrie::with_max_entries(sizes::MAR
 /// after a delete left the trie empty, so it never under-states. Slot
 /// `INDEX_V4` says which copy of the IPv4 index is live.
 #[map(name = "LIST_IN_USE")]
-static LIST_IN_USE: Array<u32> = Array::with_max_entries(list_in_use::COUNT, 0);
+static LIST_IN_USE: Array<u32> = Array::with_max_entries(list_in_use::COUNT, ALIGNED_ARRAY);
 
 /// The IPv4 list index: first-level chunks, /16 groups, /24 groups, each
 /// map holding both copies.
