@@ -682,11 +682,11 @@ fn martian_sources_are_dropped_only_for_syns_and_never_on_loopback() {
     assert_reason(&lab.run(&syn_v4().frame()), XDP_PASS, Reason::Syn);
 }
 
-/// A SYN in a spoofed flood reads one random set of each table: one cache
-/// line each only if the kernel starts the values on a page (and a port's
-/// listener slot is one line then, too).
+/// The data path's arrays laid out to fit cache lines start on a page: a
+/// SYN in a spoofed flood then reads one line of each table's random set,
+/// and one of a port's listener slot or the flood state, not two.
 #[test]
-fn the_tables_read_at_random_start_on_a_page() {
+fn the_data_paths_line_sized_arrays_start_on_a_page() {
     let lab = CookieLab::new(flood_config());
     for name in [
         maps::BUDGETS,

@@ -931,8 +931,9 @@ fn build_syn_ack(
             tcp_len = 40;
         }
     }
-    out[12] = ((tcp_len / 4) as u8) << 4;
-    sum += word(out[12], 0x12);
+    let doff = ((tcp_len / 4) as u8) << 4;
+    out[12] = doff;
+    sum += word(doff, 0x12);
 
     let pseudo = match syn.addrs {
         Addrs::V4 { client, server } => {
