@@ -525,7 +525,8 @@ fn syns_to_group_addresses_are_left_to_the_kernel_never_answered() {
             "{name}: {:?}",
             outcome.delta.rows()
         );
-        assert_eq!(outcome.delta.get(Reason::Syn).packets, 1, "{name}");
+        assert_eq!(outcome.delta.get(Reason::NotLocal).packets, 1, "{name}");
+        assert_eq!(outcome.output, frame, "{name}: untouched");
     }
     // The same SYN to our own unicast addresses is answered.
     assert_reason(

@@ -16,8 +16,9 @@
 //!    first fragment that could carry one;
 //! 4. what leaves with XDP_TX is a well-formed SYN-ACK to the sender, with
 //!    valid checksums, answering a SYN addressed to this host alone (not
-//!    to a multicast or broadcast MAC or IP address) whose IPv4 header
-//!    checksum is right.
+//!    to a multicast or broadcast MAC or IP address, nor to another host's
+//!    MAC, a VLAN the host has no device for, or a destination that is not
+//!    local) whose IPv4 header checksum is right.
 //!
 //! "What the kernel would answer" is modelled here after the receive path
 //! (net/core/dev.c VLAN handling, ip_rcv_core, ipv6_rcv and its extension
@@ -36,7 +37,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use common::{CookieLab, LISTEN_PORT, Outcome, XDP_DROP, XDP_PASS, XDP_TX, flood_config};
+use common::{CookieLab, LISTEN_PORT, Outcome, VLAN_MAC, XDP_DROP, XDP_PASS, XDP_TX, flood_config};
 use etherparse::TcpOptionElement;
 use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
@@ -397,8 +398,11 @@ fn vlan_tags(g: &mut Gen, mut frame: Vec<u8>) -> Vec<u8> {
         _ => 3,
     };
     for _ in 0..tags {
+        // The host's VLAN ids often, so frames reach its VLAN devices.
         let vid = if g.one_in(2) {
             0
+        } else if g.one_in(2) {
+            g.pick(&[7, 100, 200])
         } else {
             1 + g.below(4095) as u16
         };
@@ -432,7 +436,16 @@ fn mutate(g: &mut Gen, mut frame: Vec<u8>) -> Vec<u8> {
 fn frame(g: &mut Gen) -> Vec<u8> {
     let frame = if g.below(10) < 7 { tcp(g) } else { other(g) };
     let frame = network_layer(g, frame);
-    let frame = vlan_tags(g, frame);
+    let mut frame = vlan_tags(g, frame);
+    if g.one_in(10) {
+        // Another host's MAC, a VLAN device's, a group's.
+        let mac = g.pick(&[
+            [0x02, 0, 0x5e, 0, 0, 0x99],
+            VLAN_MAC,
+            [0x33, 0x33, 0, 0, 0, 2],
+        ]);
+        frame[..6].copy_from_slice(&mac);
+    }
     if g.below(10) < 4 {
         mutate(g, frame)
     } else {
@@ -461,28 +474,60 @@ fn within_bounds(l: &Layers) -> bool {
             .is_none_or(|ip| ip.extensions.len() <= xdp_common::limits::MAX_IPV6_EXT_HEADERS)
 }
 
-/// With no VLAN device, the kernel takes a frame whose tags all have VLAN
-/// id 0 (priority tags) as untagged, and drops any other tagged frame
-/// (net/core/dev.c __netif_receive_skb_core).
+/// The kernel strips priority tags (VLAN id 0), hands a frame tagged for
+/// a VLAN device it has to that device, and drops any other tagged frame
+/// (net/core/dev.c __netif_receive_skb_core, vlan_do_receive). The host
+/// (`common::target_host`) has 802.1Q VLANs 7 and 100, and 802.1Q 200
+/// in 802.1ad 100.
 fn kernel_takes_tags(l: &Layers) -> bool {
-    l.vlans.iter().all(|&(_, vid)| vid == 0)
+    let chain: Vec<(u16, u16)> = l
+        .vlans
+        .iter()
+        .copied()
+        .filter(|&(_, vid)| vid != 0)
+        .collect();
+    matches!(
+        chain[..],
+        [] | [(0x8100, 7)] | [(0x8100, 100)] | [(0x88a8, 100), (0x8100, 200)]
+    )
+}
+
+/// For this host: its MAC (or, on one of its VLANs, the VLAN device's),
+/// a VLAN chain it has devices for, one of its addresses.
+fn for_this_host(frame: &[u8], l: &Layers, ip: &IpLayers) -> bool {
+    let tagged = l.vlans.iter().any(|&(_, vid)| vid != 0);
+    (frame[..6] == TARGET_MAC || (tagged && frame[..6] == VLAN_MAC))
+        && kernel_takes_tags(l)
+        && if ip.v6 {
+            ip.dst == TARGET_V6.octets()
+        } else {
+            ip.dst[..4] == TARGET_V4.octets()
+        }
 }
 
 /// An IPv6 extension chain the kernel walks to the upper layer: hop-by-hop
 /// first only, routing headers with no segments left (and not segment
 /// routing, off by default), destination options, fragment headers of
-/// atomic fragments only (net/ipv6/exthdrs.c, reassembly.c). AH needs
+/// atomic fragments only, and one Fragment header at most (net/ipv6/
+/// exthdrs.c, reassembly.c `ipv6_frag_rcv` discards a second). AH needs
 /// IPsec state; mobility, HIP and shim6 headers have no TCP behind them.
 fn kernel_walks_extensions(frame: &[u8], ip: &IpLayers) -> bool {
-    ip.extensions
+    let fragment_headers = ip
+        .extensions
         .iter()
-        .enumerate()
-        .all(|(i, &(kind, at))| match kind {
-            IPV6_HOP_BY_HOP => i == 0,
-            IPV6_ROUTING => frame[at + 3] == 0 && !matches!(frame[at + 2], 3 | 4),
-            IPV6_DEST_OPTS | IPV6_FRAGMENT => true,
-            _ => false,
-        })
+        .filter(|&&(kind, _)| kind == IPV6_FRAGMENT)
+        .count();
+    fragment_headers <= 1
+        && ip
+            .extensions
+            .iter()
+            .enumerate()
+            .all(|(i, &(kind, at))| match kind {
+                IPV6_HOP_BY_HOP => i == 0,
+                IPV6_ROUTING => frame[at + 3] == 0 && !matches!(frame[at + 2], 3 | 4),
+                IPV6_DEST_OPTS | IPV6_FRAGMENT => true,
+                _ => false,
+            })
         && ip.fragment.is_none()
 }
 
@@ -505,15 +550,8 @@ fn kernel_view(frame: &[u8], l: &Layers) -> KernelView {
     {
         return KernelView::NeighbourDiscovery;
     }
-    // For this host: its MAC, no VLAN but priority tags, its address.
-    let ours = frame[..6] == TARGET_MAC
-        && kernel_takes_tags(l)
-        && if ip.v6 {
-            ip.dst == TARGET_V6.octets()
-        } else {
-            ip.dst[..4] == TARGET_V4.octets()
-        };
-    if ip.protocol != 6 || !ip.lengths_ok || !ip.header_checksum_ok || !ours {
+    if ip.protocol != 6 || !ip.lengths_ok || !ip.header_checksum_ok || !for_this_host(frame, l, ip)
+    {
         return KernelView::Other;
     }
     if let Some((true, 0)) = ip.fragment {
@@ -669,6 +707,9 @@ fn check_syn_ack(frame: &[u8], l: &Layers, out: &[u8]) -> Result<(), String> {
         };
     if group {
         return fail("answers a SYN to a group (multicast or broadcast) address");
+    }
+    if !for_this_host(frame, l, ip) {
+        return fail("answers a SYN not for this host (MAC, VLAN or a destination not local)");
     }
     let o = layers(out);
     let Some(oip) = &o.ip else {

@@ -76,11 +76,17 @@ pub enum Reason {
     /// frame could not be resized, or the cookie path's program is missing
     /// from `TAIL`): handed to the kernel, which answers it.
     CookieFallback = 18,
+    /// A SYN in a flood not addressed to this host: a frame for another
+    /// MAC, a VLAN the host has no device for, or a destination that is not
+    /// one of the namespace's local addresses (a router's forwarded
+    /// traffic, a subnet's broadcast). Handed to the kernel, which forwards
+    /// or discards it as it would without synguard.
+    NotLocal = 19,
 }
 
 impl Reason {
     /// How many reasons there are: the length of the counter array.
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 20;
 
     /// Every reason, in discriminant order.
     pub const ALL: [Reason; Reason::COUNT as usize] = [
@@ -103,6 +109,7 @@ impl Reason {
         Reason::HeaderChain,
         Reason::Internal,
         Reason::CookieFallback,
+        Reason::NotLocal,
     ];
 
     /// The verdict this reason always comes with.
@@ -115,7 +122,8 @@ impl Reason {
             | Reason::Allowlist
             | Reason::ValidCookie
             | Reason::Fragment
-            | Reason::CookieFallback => Verdict::Pass,
+            | Reason::CookieFallback
+            | Reason::NotLocal => Verdict::Pass,
             Reason::SynAck => Verdict::Tx,
             Reason::Malformed
             | Reason::Blocklist
@@ -152,6 +160,7 @@ impl Reason {
             Reason::HeaderChain => "header_chain",
             Reason::Internal => "internal",
             Reason::CookieFallback => "cookie_fallback",
+            Reason::NotLocal => "not_local",
         }
     }
 }
@@ -166,7 +175,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 9;
+pub const MAP_LAYOUT_VERSION: u32 = 10;
 
 /// `BPF_F_MMAPABLE`, for the arrays whose values are laid out to fit cache
 /// lines (`BUDGETS`, `SOURCES`: 64-byte sets read at random in a flood;
@@ -235,6 +244,17 @@ pub mod maps {
     pub const INDEX_V4: &str = "INDEX_V4";
     pub const INDEX_V4_NETS: &str = "INDEX_V4_NETS";
     pub const INDEX_V4_HOSTS: &str = "INDEX_V4_HOSTS";
+    /// Per interface: `Array<HostLink>`, one entry: the interface's own
+    /// MAC address (see [`super::host`]). Written by userspace.
+    pub const HOST: &str = "HOST";
+    /// Per interface: `HashMap<u32, HostLink>`, the VLAN devices the host
+    /// has on the interface, by [`super::host::vlan_key`], with their MACs.
+    pub const VLANS: &str = "VLANS";
+    /// Per interface: `LpmTrie<[u8; 4], u8>` and `LpmTrie<[u8; 16], u8>`:
+    /// the destinations local to the interface's namespace (its local
+    /// routes: every address, AnyIP ranges).
+    pub const LOCAL_V4: &str = "LOCAL_V4";
+    pub const LOCAL_V6: &str = "LOCAL_V6";
     /// Maps shared by every interface's program instance.
     pub const SHARED: [&str; 10] = [
         BLOCK_V4,
@@ -249,7 +269,7 @@ pub mod maps {
         INDEX_V4_HOSTS,
     ];
     /// Maps each interface's instance has for itself.
-    pub const PER_INTERFACE: [&str; 9] = [
+    pub const PER_INTERFACE: [&str; 13] = [
         COUNTERS,
         CONFIG,
         FLOOD,
@@ -259,6 +279,10 @@ pub mod maps {
         LISTENERS,
         SOURCES,
         TAIL,
+        HOST,
+        VLANS,
+        LOCAL_V4,
+        LOCAL_V6,
     ];
 }
 
@@ -607,6 +631,52 @@ pub mod sources {
     }
 }
 
+/// What makes a SYN this host's to answer, as the kernel decides it
+/// (net/ethernet/eth.c `eth_type_trans`, net/core/dev.c
+/// `__netif_receive_skb_core` and net/8021q/vlan_core.c `vlan_do_receive`,
+/// net/ipv4/route.c `ip_route_input_slow`, `tcp_v4_rcv`/`tcp_v6_rcv`, which
+/// discard any segment whose frame was not `PACKET_HOST`):
+/// - the frame is for the interface's own MAC, or, on a VLAN, for the
+///   VLAN device's (group MACs never: TCP discards them);
+/// - every VLAN tag other than a priority tag (VLAN id 0, which the kernel
+///   strips) names a VLAN device the host has on the interface, by id and
+///   tag protocol;
+/// - the destination is local to the namespace: on a local route, which
+///   is what every address of every interface adds (the weak host model),
+///   and AnyIP ranges too. A subnet's broadcast address has a broadcast
+///   route, not a local one. Loopback destinations only on loopback,
+///   IPv6 link-local ones only on the interface (and VLANs) they are on.
+///
+/// Userspace keeps the maps from netlink (`HOST`, `VLANS`, `LOCAL_V4`,
+/// `LOCAL_V6`); all empty, nothing is answered.
+pub mod host {
+    /// The VLAN chain of a frame as one key: for each tag that is not a
+    /// priority tag, outermost first, 13 bits: 802.1ad's bit, then the
+    /// VLAN id. 0: untagged (or priority tags only).
+    #[inline(always)]
+    pub fn vlan_key(key: u32, ad: bool, vid: u16) -> u32 {
+        if vid == 0 {
+            key
+        } else {
+            key << 13 | (ad as u32) << 12 | vid as u32
+        }
+    }
+
+    /// Entries of `VLANS`, `LOCAL_V4`, `LOCAL_V6`.
+    pub const MAX_VLANS: u32 = 4_096;
+    pub const MAX_LOCAL_V4: u32 = 16_384;
+    pub const MAX_LOCAL_V6: u32 = 16_384;
+}
+
+/// A MAC address of the host's, in `HOST` (the interface's own) and
+/// `VLANS` (a VLAN device's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct HostLink {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
 /// Bounds of the parser, documented in the README.
 pub mod limits {
     /// VLAN tags (802.1Q / 802.1ad) walked before the IP header; a frame with
@@ -636,6 +706,7 @@ mod user {
     unsafe impl aya::Pod for super::SourceSet {}
     unsafe impl aya::Pod for super::IndexChunk {}
     unsafe impl aya::Pod for super::HostGroup {}
+    unsafe impl aya::Pod for super::HostLink {}
 }
 
 #[cfg(test)]
@@ -662,6 +733,7 @@ mod tests {
         assert_eq!(size_of::<BudgetSet>(), 64);
         assert_eq!(size_of::<SourceSet>(), 64);
         assert_eq!(size_of::<ListenerSlot>(), 32);
+        assert_eq!(size_of::<HostLink>(), 8);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use aya::{
 use xdp_common::maps;
 
 use crate::{
+    host,
     lists::{ListError, ListMaps},
     pins::PinLayout,
     program::{self, LoadError},
@@ -93,6 +94,12 @@ pub enum AttachError {
         #[source]
         source: io::Error,
     },
+    #[error("reading or writing what makes a SYN the host's on {iface} (rtnetlink): {source}")]
+    Host {
+        iface: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("writing the settings of {iface}: {source}")]
     Settings {
         iface: String,
@@ -154,7 +161,19 @@ pub fn attach(
         source,
     })?;
     let config = settings::config(policy, &kernel);
+    let host_err = |source| AttachError::Host {
+        iface: iface.into(),
+        source,
+    };
+    let view = host::HostView::read().map_err(host_err)?;
+    let identity = view
+        .identity(iface)
+        .ok_or_else(|| AttachError::NoSuchInterface(iface.to_string()))?;
     if layout.link(iface).exists() {
+        let written = host::HostMaps::open(layout, iface)
+            .and_then(|mut maps| maps.write(&identity))
+            .map_err(host_err)?;
+        warn_left_out(iface, &written);
         settings::write_pinned(&layout.map(iface, maps::CONFIG), &config).map_err(|source| {
             AttachError::Settings {
                 iface: iface.into(),
@@ -180,7 +199,7 @@ pub fn attach(
     }
     let dir = layout.iface_dir(iface);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let result = attach_and_pin(layout, iface, mode, &config);
+    let result = attach_and_pin(layout, iface, mode, &config, &identity);
     if result.is_err() {
         // Leave nothing half made: no maps pinned without a link.
         let _ = fs::remove_dir_all(&dir);
@@ -193,8 +212,17 @@ fn attach_and_pin(
     iface: &str,
     mode: AttachMode,
     config: &xdp_common::Config,
+    identity: &host::Identity,
 ) -> Result<Attached, AttachError> {
     let mut ebpf = program::load(Some(layout), Some(iface))?;
+    // What makes a SYN ours, before the first packet.
+    let written = host::HostMaps::of(&ebpf)
+        .and_then(|mut maps| maps.write(identity))
+        .map_err(|source| AttachError::Host {
+            iface: iface.into(),
+            source,
+        })?;
+    warn_left_out(iface, &written);
     settings::write(ebpf.map_mut(maps::CONFIG), config).map_err(|source| {
         AttachError::Settings {
             iface: iface.into(),
@@ -241,6 +269,13 @@ fn attach_and_pin(
         mode,
         source,
     })
+}
+
+/// Says what did not fit the host maps (its SYNs go to the kernel).
+fn warn_left_out(iface: &str, written: &host::Written) {
+    for what in &written.left_out {
+        tracing::warn!("{iface}: not answered from XDP (the host maps are full): {what}");
+    }
 }
 
 /// What `detach` found or did.

@@ -19,13 +19,16 @@ use std::{
 use anyhow::{Context, bail};
 use ipnet::IpNet;
 use sd_notify::NotifyState;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    io::unix::{AsyncFd, AsyncFdReadyGuard},
+    signal::unix::{SignalKind, signal},
+};
 use tracing::{error, info, warn};
 
 use crate::{
     attach::{self, Attached, Detached},
     config::{Config, Interface},
-    flood,
+    flood, host,
     lists::{List, ListMaps},
     metrics::{self, Known},
     pins::PinLayout,
@@ -73,6 +76,19 @@ struct Daemon {
     ifindex: BTreeMap<String, u32>,
     started: u64,
     last_reload_error: Option<String>,
+    /// Per interface, what the last host sync left out of the maps (said
+    /// once, not every second).
+    host_left_out: BTreeMap<String, Vec<String>>,
+}
+
+/// Waits until the rtnetlink events socket is readable; forever without one.
+async fn readable(
+    events: Option<&AsyncFd<host::Events>>,
+) -> std::io::Result<AsyncFdReadyGuard<'_, host::Events>> {
+    match events {
+        Some(events) => events.readable().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn notify(states: &[NotifyState]) {
@@ -92,6 +108,7 @@ impl Daemon {
             ifindex: BTreeMap::new(),
             started: unix_now(),
             last_reload_error: None,
+            host_left_out: BTreeMap::new(),
         }
     }
 
@@ -155,8 +172,31 @@ impl Daemon {
             .unwrap_or(Duration::from_secs(1));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Address and link changes reach the data path at once; the tick
+        // catches the rest (AnyIP routes added by hand) within a second.
+        // SAFETY: `Events` owns its socket, which is neither replaced nor
+        // closed while the AsyncFd holds it.
+        let events = match host::Events::subscribe()
+            .and_then(|events| unsafe { AsyncFd::register(events) }.map_err(Into::into))
+        {
+            Ok(events) => Some(events),
+            Err(e) => {
+                warn!(
+                    "cannot follow address changes over rtnetlink ({e}); they reach the data \
+                     path within a second instead"
+                );
+                None
+            }
+        };
         loop {
             tokio::select! {
+                ready = readable(events.as_ref()) => {
+                    if let Ok(mut guard) = ready {
+                        guard.get_inner().drain();
+                        guard.clear_ready();
+                    }
+                    self.sync_hosts();
+                }
                 _ = hup.recv() => self.reload(),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -371,9 +411,45 @@ impl Daemon {
         notify(&[NotifyState::Ready, NotifyState::Status(&self.summary())]);
     }
 
+    /// Writes what makes a SYN the host's (MAC, VLANs, local destinations)
+    /// into the maps of every attached interface, as the namespace has it
+    /// now.
+    fn sync_hosts(&mut self) {
+        let view = match host::HostView::read() {
+            Ok(view) => view,
+            Err(e) => {
+                warn!("reading links and local addresses (rtnetlink): {e}");
+                return;
+            }
+        };
+        let layout = &self.options.layout;
+        for iface in layout.attached().unwrap_or_default() {
+            match host::sync(layout, &iface, &view) {
+                Ok(written) => {
+                    if !written.changes.is_empty() {
+                        info!("{iface}: {}", written.changes.join(", "));
+                    }
+                    let said = self.host_left_out.entry(iface.clone()).or_default();
+                    if *said != written.left_out {
+                        for what in &written.left_out {
+                            warn!(
+                                "{iface}: not answered from XDP (the host maps are full; SYNs \
+                                 go to the kernel): {what}"
+                            );
+                        }
+                        *said = written.left_out;
+                    }
+                }
+                Err(e) => warn!("{iface}: updating the host maps: {e}"),
+            }
+        }
+    }
+
     /// Once a second: expire list entries, block sources over budget (if
-    /// configured), re-attach interfaces that came back.
+    /// configured), re-attach interfaces that came back, sync the host
+    /// maps.
     fn housekeeping(&mut self) {
+        self.sync_hosts();
         let layout = self.options.layout.clone();
         let state = self.options.state.clone();
         let Ok(_lock) = state.lock() else {

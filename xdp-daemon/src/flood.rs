@@ -4,9 +4,49 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use ipnet::IpNet;
-use xdp_common::{FloodState, SourceKey, maps};
+use xdp_common::{Config, FloodMode, FloodState, SourceKey, maps};
 
 use crate::pins::PinLayout;
+
+/// How flood mode runs on an attached interface, as its data path has it.
+#[derive(Clone, Copy, Debug)]
+pub struct Running {
+    /// The policy in the interface's `CONFIG`.
+    pub policy: FloodMode,
+    /// Whether SYNs are answered from XDP now: always, or auto with a
+    /// flood detected.
+    pub engaged: bool,
+    pub state: FloodState,
+}
+
+impl Running {
+    pub fn policy_name(&self) -> &'static str {
+        match self.policy {
+            FloodMode::Off => "off",
+            FloodMode::Auto => "auto",
+            FloodMode::Always => "always",
+        }
+    }
+}
+
+/// The flood policy and state of an attached interface: what the data
+/// path reads (`xdp-prog` flood.rs `active`), whoever attached it.
+pub fn running(layout: &PinLayout, iface: &str) -> Result<Running, MapError> {
+    let map = Map::Array(MapData::from_pin(layout.map(iface, maps::CONFIG))?);
+    let config: Array<MapData, Config> = Array::try_from(map)?;
+    let mode = config.get(&0, 0)?.flood_mode;
+    let state = state(layout, iface)?;
+    let policy = match mode {
+        m if m == FloodMode::Always as u32 => FloodMode::Always,
+        m if m == FloodMode::Auto as u32 => FloodMode::Auto,
+        _ => FloodMode::Off,
+    };
+    Ok(Running {
+        policy,
+        engaged: policy == FloodMode::Always || (policy == FloodMode::Auto && state.active != 0),
+        state,
+    })
+}
 
 /// The flood state of an attached interface.
 pub fn state(layout: &PinLayout, iface: &str) -> Result<FloodState, MapError> {

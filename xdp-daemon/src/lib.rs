@@ -6,6 +6,7 @@ pub mod config;
 pub mod counters;
 pub mod daemon;
 pub mod flood;
+pub mod host;
 pub mod kernel;
 pub mod lists;
 pub mod metrics;

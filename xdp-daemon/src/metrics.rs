@@ -130,10 +130,10 @@ impl Collector for SynguardCollector {
                 }
                 Err(e) => tracing::warn!("metrics: counters of {name}: {e}"),
             }
-            match flood::state(&self.layout, name) {
-                Ok(s) => {
-                    flood_active.push((iface(name), i64::from(s.active)));
-                    syn_rate.push((iface(name), s.last_rate as i64));
+            match flood::running(&self.layout, name) {
+                Ok(r) => {
+                    flood_active.push((iface(name), i64::from(r.engaged)));
+                    syn_rate.push((iface(name), r.state.last_rate as i64));
                 }
                 Err(e) => tracing::warn!("metrics: flood state of {name}: {e}"),
             }
@@ -178,7 +178,7 @@ impl Collector for SynguardCollector {
         gauge(
             &mut enc,
             "synguard_flood_active",
-            "1 while the interface is in flood mode (SYNs answered from XDP).",
+            "1 while the interface is in flood mode (SYNs answered from XDP): flood always, or auto with a flood detected.",
             &flood_active,
         )?;
         gauge(

@@ -31,6 +31,7 @@ use aya_ebpf::{
 use xdp_common::{ALIGNED_ARRAY, Config, ListenerSlot, Reason, limits::MAX_TCP_OPTIONS, listeners};
 
 use crate::{
+    host,
     parse::{Family, Packet, Tcp, ptr_at},
     sources,
 };
@@ -88,6 +89,9 @@ struct HandedSyn {
     l4: u32,
     header_len: u32,
     v6: u32,
+    /// The frame's VLAN chain (`xdp_common::host::vlan_key`).
+    vlan: u32,
+    _pad: u32,
     now: u64,
 }
 
@@ -422,6 +426,9 @@ impl Headers {
 #[inline(always)]
 fn answer_syn(ctx: &XdpContext, syn: &HandedSyn, config: &Config) -> Reason {
     let now = syn.now;
+    if !host::frame_for_us(ctx, syn.vlan) {
+        return Reason::NotLocal;
+    }
     let offer = Offer::of(config);
     let Some(mut h) = Headers::of_syn(ctx, syn, offer) else {
         return Reason::Internal;
@@ -440,6 +447,9 @@ fn answer_syn(ctx: &XdpContext, syn: &HandedSyn, config: &Config) -> Reason {
     };
     let generated = match cheap {
         Some(generated) => generated,
+        // The full way, for a destination found local: a fresh slot in
+        // `LISTENERS` is one (`remember_listener` follows this check).
+        None if !h.local_destination() => return Reason::NotLocal,
         None => match h.socket_cookie(ctx, dport, now) {
             Ok(generated) => generated,
             Err(reason) => return reason,
@@ -474,6 +484,8 @@ pub fn hand_over(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, now: u64) -> Reas
             l4: tcp.l4 as u32,
             header_len: tcp.header_len as u32,
             v6: (packet.family == Family::V6) as u32,
+            vlan: packet.vlan,
+            _pad: 0,
             now,
         };
         TAIL.tail_call(ctx, 0);
@@ -538,6 +550,36 @@ impl Headers {
                 (6, addr)
             }
         }
+    }
+
+    /// Whether the segment's destination is local to the namespace
+    /// (`host`): bpf_skc_lookup_tcp finds a wildcard listener whatever the
+    /// destination, so a forwarded SYN would be answered.
+    #[inline(always)]
+    fn local_destination(&self) -> bool {
+        let ip = self.ip();
+        match self.family {
+            Family::V4 => host::local_v4([ip[16], ip[17], ip[18], ip[19]]),
+            Family::V6 => {
+                let mut addr = [0u8; 16];
+                addr.copy_from_slice(&ip[24..40]);
+                host::local_v6(addr)
+            }
+        }
+    }
+
+    /// Whether an ACK that reached a listener is for this host: its frame,
+    /// and its destination, which `LISTENERS` vouches for when the full
+    /// way found a listener there less than a second ago, else the trie.
+    #[inline(always)]
+    fn ack_for_us(&self, ctx: &XdpContext, vlan: u32) -> bool {
+        if !host::frame_for_us(ctx, vlan) {
+            return false;
+        }
+        let t = self.tcp();
+        let dport = u16::from_be_bytes([t[2], t[3]]);
+        let now = crate::flood::now();
+        cached_listener(dport, self, now) == Some(listeners::LISTENING) || self.local_destination()
     }
 
     /// A cookie from the raw helper (the kernel's secret and MSS table,
@@ -1049,6 +1091,12 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) 
             sources::mark_peer(packet, config.hash_seed, crate::flood::now());
         }
         return Reason::Tcp;
+    }
+    // The lookup finds a wildcard listener whatever the destination: an
+    // ACK of a connection this host forwards is not ours to judge (nor a
+    // frame for another MAC, or a VLAN it has no device for).
+    if !h.ack_for_us(ctx, packet.vlan) {
+        return Reason::NotLocal;
     }
     let ip_len = h.family.ip_len() as u32;
     // SAFETY: the helper reads ip_len bytes of `ip` and 20 of `tcp`.

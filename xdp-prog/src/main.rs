@@ -7,6 +7,7 @@
 mod cookie;
 mod counters;
 mod flood;
+mod host;
 mod lists;
 mod parse;
 mod sources;
@@ -113,9 +114,10 @@ fn syn(
     // silently discarded. The kernel does (tcp_v4_rcv drops frames not for
     // this host, tcp_v{4,6}_conn_request SYNs to group addresses); an answer
     // from here would come from a group address, from every host that got
-    // the SYN. The kernel gets it, and discards it.
+    // the SYN. The kernel gets it, and discards it. (The cookie path checks
+    // the rest of what makes a SYN ours: `host`.)
     if !packet.unicast {
-        return Reason::Syn;
+        return Reason::NotLocal;
     }
     cookie::hand_over(ctx, packet, tcp, now)
 }

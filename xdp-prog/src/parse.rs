@@ -15,7 +15,7 @@ use network_types::{
     vlan::VlanHdr,
 };
 use xdp_common::{
-    Reason,
+    Reason, host,
     limits::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS},
 };
 
@@ -87,6 +87,8 @@ pub struct Packet {
     /// 240/4 too). A subnet's broadcast address takes the routing table to
     /// recognise, which the parser has not got.
     pub unicast: bool,
+    /// The frame's VLAN chain (`xdp_common::host::vlan_key`); 0 untagged.
+    pub vlan: u32,
     pub l4: L4,
 }
 
@@ -135,11 +137,16 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
     // SAFETY: `ptr_at` checked that the header lies inside the frame.
     let (mut ether_type, mac_unicast) = unsafe { ((*eth).ether_type, (*eth).dst_addr[0] & 1 == 0) };
     let mut offset = EthHdr::LEN;
+    let mut vlan = 0;
     for _ in 0..MAX_VLAN_TAGS {
         if !is_vlan(ether_type) {
             break;
         }
         let tag: *const VlanHdr = ptr_at(ctx, offset).ok_or(Reason::Malformed)?;
+        // SAFETY: as above.
+        let tci = unsafe { (*tag).tci };
+        let vid = u16::from_be_bytes([tci[0] & 0x0f, tci[1]]);
+        vlan = host::vlan_key(vlan, ether_type == EtherType::Ieee8021ad as u16, vid);
         // SAFETY: as above.
         ether_type = unsafe { (*tag).ether_type };
         offset += VlanHdr::LEN;
@@ -155,6 +162,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
         Err(Reason::NonIp)
     }?;
     packet.unicast &= mac_unicast;
+    packet.vlan = vlan;
     Ok(packet)
 }
 
@@ -185,6 +193,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
         src,
         // 224/4 multicast, 240/4 reserved and 255.255.255.255.
         unicast: daddr[0] < 224,
+        vlan: 0,
         l4,
     };
     let header_len = ((vihl & 0x0f) as usize) * 4;
@@ -233,6 +242,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
         l3,
         src,
         unicast: !multicast,
+        vlan: 0,
         l4,
     };
     let mut l4 = l3 + size_of::<Ipv6Hdr>();
@@ -241,6 +251,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
     }
     let mut remaining = payload_len;
     let mut first_fragment = false;
+    let mut seen_fragment = false;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         let ext: *const [u8; 8] = match next {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AUTH | IPV6_DEST_OPTS
@@ -251,6 +262,13 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
         let ext = unsafe { *ext };
         let len = match next {
             IPV6_FRAGMENT => {
+                // One Fragment header a packet: the kernel discards a
+                // second (net/ipv6/reassembly.c `ipv6_frag_rcv` on a
+                // packet already IP6SKB_FRAGMENTED).
+                if seen_fragment {
+                    return Err(Reason::Malformed);
+                }
+                seen_fragment = true;
                 let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
                 if offset_flags >> 3 != 0 {
                     return Ok(packet(L4::Other(Reason::Fragment)));

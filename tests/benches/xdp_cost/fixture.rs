@@ -9,13 +9,14 @@ use anyhow::{Context, Result, bail, ensure};
 use aya::{Ebpf, maps::Array};
 use synguard_tests::{
     bench::bpf,
-    lab::{TARGET_V4, if_index},
+    lab::{TARGET_MAC, TARGET_V4, TARGET_V6, if_index, mac},
     netns::Netns,
     packets::{Flags, Rng, Segment},
 };
 use xdp_common::{Budget, Config, FloodMode, FloodState, list_in_use, maps};
 use xdp_daemon::{
     counters::Counters,
+    host::{HostMaps, HostView},
     lists::{List, ListMaps},
     program,
     settings::{self, FloodPolicy, KernelFacts},
@@ -57,10 +58,28 @@ impl<'a> Bench<'a> {
         // and timestamps without offsets, as on a protected host.
         ns.set_sysctl("net.ipv4.tcp_syncookies", "2")?;
         ns.set_sysctl("net.ipv4.tcp_timestamps", "2")?;
+        // The frames are for the lab's target MAC and addresses.
         ns.ip(&[
-            "link", "add", "bench0", "type", "veth", "peer", "name", "bench1",
+            "link",
+            "add",
+            "bench0",
+            "address",
+            &mac(TARGET_MAC),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "bench1",
         ])?;
         ns.ip(&["addr", "add", &format!("{TARGET_V4}/24"), "dev", "bench0"])?;
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{TARGET_V6}/64"),
+            "dev",
+            "bench0",
+            "nodad",
+        ])?;
         ns.ip(&["link", "set", "bench0", "up"])?;
         ns.ip(&["link", "set", "bench1", "up"])?;
         let ifindex = ns.run(|| if_index("bench0"));
@@ -72,13 +91,27 @@ impl<'a> Bench<'a> {
             .context("an established connection")?;
         let (server_side, _) = listener.accept()?;
 
+        let identity = ns
+            .run(HostView::read)?
+            .identity("bench0")
+            .context("bench0 in the namespace")?;
         let synguard = instances(program::OBJECT).context("loading synguard")?;
+        for ebpf in &synguard {
+            HostMaps::of(ebpf)?.write(&identity)?;
+        }
         let mut compared = Vec::new();
         for path in &options.compare {
             let object =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            compared
-                .push(instances(&object).with_context(|| format!("loading {}", path.display()))?);
+            let builds =
+                instances(&object).with_context(|| format!("loading {}", path.display()))?;
+            // A build from before the host maps has none to fill.
+            for ebpf in &builds {
+                if let Ok(mut maps) = HostMaps::of(ebpf) {
+                    maps.write(&identity)?;
+                }
+            }
+            compared.push(builds);
         }
         let floor = bpf::load_return("bench_floor", bpf::XDP_PASS)?;
         let peer = match Peer::load(ns, "bench0") {

@@ -8,19 +8,21 @@ use aya::{
     maps::{Array, HashMap, ProgramArray},
     programs::{TestRun, TestRunOptions},
 };
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::{net::TcpListener, os::fd::AsFd};
 
 use synguard_tests::{
+    lab::{TARGET_MAC, TARGET_V4, TARGET_V6},
     netns::{Netns, unique_prefix},
     require_root,
 };
 use xdp_common::{
-    BudgetSet, BudgetSlot, Config, FloodMode, Reason, SourceKey, SourceSet, Verdict, budget,
+    BudgetSet, BudgetSlot, Config, FloodMode, Reason, SourceKey, SourceSet, Verdict, budget, host,
     list_in_use, maps, sources,
 };
 use xdp_daemon::{
     counters::Counters,
+    host::{HostMaps, Identity},
     lists::{List, ListMaps},
     program,
 };
@@ -40,11 +42,25 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 
 impl Harness {
+    /// The program, loaded, on a host that is the lab's target
+    /// ([`target_host`]).
     pub fn new() -> Harness {
         require_root();
-        Harness {
+        let mut harness = Harness {
             ebpf: program::load(None, None).expect("load the XDP program"),
-        }
+        };
+        harness.set_host(&target_host());
+        harness
+    }
+
+    /// Writes what makes a SYN the host's, as synguard's host code does
+    /// (it is that code).
+    pub fn set_host(&mut self, identity: &Identity) {
+        let written = HostMaps::of(&self.ebpf)
+            .expect("the host maps")
+            .write(identity)
+            .expect("write the host maps");
+        assert!(written.left_out.is_empty(), "{:?}", written.left_out);
     }
 
     pub fn counters(&self) -> Counters {
@@ -169,6 +185,28 @@ impl Harness {
     /// The program's list maps.
     pub fn lists(&self) -> ListMaps {
         ListMaps::of(&self.ebpf).expect("the list maps")
+    }
+}
+
+/// The MAC of the VLAN devices of [`target_host`].
+pub const VLAN_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x01, 0x02];
+
+/// The lab's target as the host: its MAC, its IPv4 and IPv6 addresses
+/// local, and VLAN devices 7 and 100 (802.1Q) and 100.200 (802.1Q in
+/// 802.1ad, as etherparse tags two).
+pub fn target_host() -> Identity {
+    let q100 = host::vlan_key(0, false, 100);
+    let ad100 = host::vlan_key(0, true, 100);
+    Identity {
+        mac: TARGET_MAC,
+        vlans: [
+            (host::vlan_key(0, false, 7), VLAN_MAC),
+            (q100, VLAN_MAC),
+            (host::vlan_key(ad100, false, 200), VLAN_MAC),
+        ]
+        .into(),
+        local_v4: [Ipv4Net::from(TARGET_V4)].into(),
+        local_v6: [Ipv6Net::from(TARGET_V6)].into(),
     }
 }
 

@@ -4,6 +4,7 @@ use serde::Serialize;
 use xdp_daemon::{
     config::Config,
     flood,
+    host::HostView,
     lists::{List, ListMaps},
     state::DaemonStatus,
     sysctl,
@@ -34,10 +35,13 @@ struct Status {
 #[derive(Serialize)]
 struct IfaceStatus {
     name: String,
-    /// The attach mode, when the daemon attached it.
+    /// The attach mode the kernel reports (native, skb), whoever attached.
     mode: Option<String>,
     /// Whether an interface of that name exists in this namespace.
     present: bool,
+    /// The flood policy in the data path: auto, always or off.
+    flood_policy: Option<&'static str>,
+    /// Whether SYNs are answered from XDP now (always, or auto in a flood).
     flood_active: Option<bool>,
     syn_rate: Option<u64>,
     over_budget_sources: Option<usize>,
@@ -82,13 +86,16 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         },
     };
     let mut interfaces = Vec::new();
+    let view = HostView::read().ok();
     for name in cx.layout.attached()? {
-        let state = flood::state(&cx.layout, &name).ok();
+        let running = flood::running(&cx.layout, &name).ok();
+        let link = view.as_ref().and_then(|v| v.link(&name));
         interfaces.push(IfaceStatus {
-            mode: daemon.as_ref().and_then(|d| d.modes.get(&name).cloned()),
+            mode: link.and_then(|l| l.xdp).map(String::from),
             present: xdp_daemon::attach::if_index(&name) != 0,
-            flood_active: state.map(|s| s.active != 0),
-            syn_rate: state.map(|s| s.last_rate),
+            flood_policy: running.map(|r| r.policy_name()),
+            flood_active: running.map(|r| r.engaged),
+            syn_rate: running.map(|r| r.state.last_rate),
             over_budget_sources: flood::over_budget(&cx.layout, &name).ok().map(|v| v.len()),
             name,
         });
@@ -173,12 +180,13 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
     }
     for i in &status.interfaces {
         println!(
-            "  {:<16} mode {:<8} flood {:<4} syn/s {:<8} over-budget {}{}",
+            "  {:<16} mode {:<8} flood {:<6} {:<8} syn/s {:<8} over-budget {}{}",
             i.name,
             i.mode.as_deref().unwrap_or("-"),
+            i.flood_policy.unwrap_or("?"),
             match i.flood_active {
-                Some(true) => "ON",
-                Some(false) => "off",
+                Some(true) => "ENGAGED",
+                Some(false) => "idle",
                 None => "?",
             },
             i.syn_rate.map_or("?".into(), |r| r.to_string()),

@@ -1,0 +1,67 @@
+//! Whether a SYN is this host's to answer: the kernel answers only a
+//! segment in a frame for one of its MACs, on a VLAN it has a device for,
+//! to a destination local to its namespace (the rules are in
+//! `xdp_common::host`). Anything else it forwards or discards, so the
+//! cookie path must not answer it: on a router or a bridge host an answer
+//! would break every forwarded connection, and make the host a reflector
+//! for any source address on the link.
+//!
+//! The MAC (and VLAN) check runs for every SYN the cookie path would
+//! answer: a comparison with `HOST`, one array load the verifier inlines.
+//! The destination check runs only on the full way (a trie lookup), as the
+//! cheap way serves only a port and address the full way found local less
+//! than a second ago (`LISTENERS`).
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    programs::XdpContext,
+};
+use xdp_common::{ALIGNED_ARRAY, HostLink, host};
+
+use crate::parse::ptr_at;
+
+/// The interface's own MAC, at index 0.
+#[map(name = "HOST")]
+static HOST: Array<HostLink> = Array::with_max_entries(1, ALIGNED_ARRAY);
+
+/// The host's VLAN devices on the interface, by `host::vlan_key`.
+#[map(name = "VLANS")]
+static VLANS: HashMap<u32, HostLink> = HashMap::with_max_entries(host::MAX_VLANS, 0);
+
+/// Destinations local to the interface's namespace.
+#[map(name = "LOCAL_V4")]
+static LOCAL_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(host::MAX_LOCAL_V4, 0);
+#[map(name = "LOCAL_V6")]
+static LOCAL_V6: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(host::MAX_LOCAL_V6, 0);
+
+/// Whether the frame is for this host: its destination MAC is the
+/// interface's, or, on a VLAN, the VLAN device's; and every VLAN tag
+/// (priority tags aside) names a VLAN device the host has there.
+#[inline(always)]
+pub fn frame_for_us(ctx: &XdpContext, vlan: u32) -> bool {
+    let (Some(dst), Some(own)) = (ptr_at::<[u8; 6]>(ctx, 0), HOST.get(0)) else {
+        return false;
+    };
+    // SAFETY: `ptr_at` checked that the six bytes lie inside the frame.
+    let dst = unsafe { &*dst };
+    if vlan == 0 {
+        return *dst == own.mac;
+    }
+    // SAFETY: a lookup in our own map; the value is valid for this run.
+    match unsafe { VLANS.get(&vlan) } {
+        Some(device) => *dst == own.mac || *dst == device.mac,
+        None => false,
+    }
+}
+
+/// Whether an IPv4 destination (network order) is local to the namespace.
+#[inline(always)]
+pub fn local_v4(addr: [u8; 4]) -> bool {
+    LOCAL_V4.get(Key::new(32, addr)).is_some()
+}
+
+/// Whether an IPv6 destination is local to the namespace.
+#[inline(always)]
+pub fn local_v6(addr: [u8; 16]) -> bool {
+    LOCAL_V6.get(Key::new(128, addr)).is_some()
+}
