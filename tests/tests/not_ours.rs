@@ -244,3 +244,39 @@ fn an_ack_for_a_forwarded_connection_is_not_judged_as_a_cookie() {
         (XDP_DROP, 1)
     );
 }
+
+#[test]
+fn addresses_beyond_the_inline_ones_and_anyip_ranges_come_from_the_tries() {
+    // `HOST` holds four IPv4 and two IPv6 host addresses inline; more, and
+    // ranges (AnyIP: `ip route add local 198.18.64.0/24 dev lo`), are
+    // looked up in the tries.
+    let mut lab = CookieLab::new(flood_config());
+    let mut host = target_host();
+    for last in 10..16 {
+        host.local_v4
+            .insert(Ipv4Net::new([198, 18, 0, last].into(), 32).unwrap());
+    }
+    host.local_v4
+        .insert(Ipv4Net::new([198, 18, 64, 0].into(), 24).unwrap());
+    for last in 10..13u16 {
+        let addr = std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, last);
+        host.local_v6.insert(ipnet::Ipv6Net::from(addr));
+    }
+    lab.harness.set_host(&host);
+    for (name, dst) in [
+        ("the first inline", IpAddr::V4(TARGET_V4)),
+        ("the last of six /32s", v4([198, 18, 0, 15])),
+        ("inside the AnyIP range", v4([198, 18, 64, 9])),
+        ("the last IPv6 address", v6("2001:2::c")),
+    ] {
+        assert_answered(name, &lab.run(&syn_to(dst).frame()));
+    }
+    for (name, dst) in [
+        ("beside the six /32s", v4([198, 18, 0, 16])),
+        ("beside the AnyIP range", v4([198, 18, 65, 9])),
+        ("beside the IPv6 addresses", v6("2001:2::d")),
+    ] {
+        let frame = syn_to(dst).frame();
+        assert_not_ours(name, &frame, &lab.run(&frame));
+    }
+}

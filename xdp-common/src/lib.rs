@@ -244,8 +244,9 @@ pub mod maps {
     pub const INDEX_V4: &str = "INDEX_V4";
     pub const INDEX_V4_NETS: &str = "INDEX_V4_NETS";
     pub const INDEX_V4_HOSTS: &str = "INDEX_V4_HOSTS";
-    /// Per interface: `Array<HostLink>`, one entry: the interface's own
-    /// MAC address (see [`super::host`]). Written by userspace.
+    /// Per interface: `Array<HostSelf>`, one entry: the interface's own
+    /// MAC address and the first local host addresses (see
+    /// [`super::host`]). Written by userspace.
     pub const HOST: &str = "HOST";
     /// Per interface: `HashMap<u32, HostLink>`, the VLAN devices the host
     /// has on the interface, by [`super::host::vlan_key`], with their MACs.
@@ -662,14 +663,38 @@ pub mod host {
         }
     }
 
+    /// Local host addresses `HOST` holds inline per family: compared in a
+    /// few instructions, where a trie lookup is a helper call and a walk.
+    pub const INLINE_V4: usize = 4;
+    pub const INLINE_V6: usize = 2;
+
     /// Entries of `VLANS`, `LOCAL_V4`, `LOCAL_V6`.
     pub const MAX_VLANS: u32 = 4_096;
     pub const MAX_LOCAL_V4: u32 = 16_384;
     pub const MAX_LOCAL_V6: u32 = 16_384;
 }
 
-/// A MAC address of the host's, in `HOST` (the interface's own) and
-/// `VLANS` (a VLAN device's).
+/// What `HOST` holds, in one cache line: the interface's MAC, and the
+/// namespace's local destinations when they are few host addresses, so
+/// that the data path needs no trie lookup for them. Where the namespace
+/// has more (or ranges), `more_v4`/`more_v6` send the data path on to the
+/// tries (`LOCAL_V4`, `LOCAL_V6`), which always hold every one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct HostSelf {
+    pub mac: [u8; 6],
+    /// How many of `v4` and `v6` are in use.
+    pub n_v4: u8,
+    pub n_v6: u8,
+    /// Non-zero: there are local destinations beyond the inline ones.
+    pub more_v4: u8,
+    pub more_v6: u8,
+    pub _pad: [u8; 6],
+    pub v4: [[u8; 4]; host::INLINE_V4],
+    pub v6: [[u8; 16]; host::INLINE_V6],
+}
+
+/// A VLAN device's MAC address, in `VLANS`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct HostLink {
@@ -707,6 +732,7 @@ mod user {
     unsafe impl aya::Pod for super::IndexChunk {}
     unsafe impl aya::Pod for super::HostGroup {}
     unsafe impl aya::Pod for super::HostLink {}
+    unsafe impl aya::Pod for super::HostSelf {}
 }
 
 #[cfg(test)]
@@ -734,6 +760,7 @@ mod tests {
         assert_eq!(size_of::<SourceSet>(), 64);
         assert_eq!(size_of::<ListenerSlot>(), 32);
         assert_eq!(size_of::<HostLink>(), 8);
+        assert_eq!(size_of::<HostSelf>(), 64);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use netlink_packet_route::{
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use xdp_common::{HostLink, host, maps};
+use xdp_common::{HostLink, HostSelf, host, maps};
 
 use crate::pins::PinLayout;
 
@@ -355,7 +355,7 @@ impl AsRawFd for Events {
 
 /// The host maps of one interface's program instance.
 pub struct HostMaps {
-    host: Array<MapData, HostLink>,
+    host: Array<MapData, HostSelf>,
     vlans: HashMap<MapData, u32, HostLink>,
     v4: LpmTrie<MapData, [u8; 4], u8>,
     v6: LpmTrie<MapData, [u8; 16], u8>,
@@ -421,11 +421,6 @@ impl HostMaps {
         let have = self.read()?;
         let mut changes = Vec::new();
         if have.mac != wanted.mac {
-            let link = HostLink {
-                mac: wanted.mac,
-                _pad: [0; 2],
-            };
-            self.host.set(0, link, 0).map_err(e)?;
             changes.push(format!("MAC {}", format_mac(&wanted.mac)));
         }
         for key in have.vlans.keys().filter(|k| !wanted.vlans.contains_key(k)) {
@@ -443,6 +438,13 @@ impl HostMaps {
                 .remove(&Key::new(net.prefix_len() as u32, net.addr().octets()))
                 .map_err(e)?;
             changes.push(format!("{net} no longer local"));
+        }
+        // Between the removals and the additions: an address removed stops
+        // being answered, one added is answered once `HOST` or the trie
+        // holds it; neither way does the data path see one that is gone.
+        let entry = host_self(wanted);
+        if self.host.get(&0, 0).map_err(e)? != entry {
+            self.host.set(0, entry, 0).map_err(e)?;
         }
         let mut left_out = Vec::new();
         for (key, mac) in &wanted.vlans {
@@ -473,6 +475,34 @@ impl HostMaps {
         }
         Ok(Written { changes, left_out })
     }
+}
+
+/// The `HOST` entry for an identity: its MAC, and its first host
+/// addresses inline, with `more_*` set where the tries hold others.
+pub fn host_self(identity: &Identity) -> HostSelf {
+    let mut entry = HostSelf {
+        mac: identity.mac,
+        ..HostSelf::default()
+    };
+    for net in &identity.local_v4 {
+        let n = entry.n_v4 as usize;
+        if net.prefix_len() == 32 && n < host::INLINE_V4 {
+            entry.v4[n] = net.addr().octets();
+            entry.n_v4 += 1;
+        } else {
+            entry.more_v4 = 1;
+        }
+    }
+    for net in &identity.local_v6 {
+        let n = entry.n_v6 as usize;
+        if net.prefix_len() == 128 && n < host::INLINE_V6 {
+            entry.v6[n] = net.addr().octets();
+            entry.n_v6 += 1;
+        } else {
+            entry.more_v6 = 1;
+        }
+    }
+    entry
 }
 
 /// What [`HostMaps::write`] did.
@@ -594,6 +624,28 @@ mod tests {
         assert!(id.local_v4.contains(&"127.0.0.0/8".parse().unwrap()));
         assert!(id.local_v6.contains(&"::1/128".parse().unwrap()));
         assert!(view().identity("eth9").is_none());
+    }
+
+    #[test]
+    fn host_addresses_go_inline_and_the_rest_to_the_tries() {
+        let id = view().identity("eth0").unwrap();
+        let entry = host_self(&id);
+        assert_eq!(entry.mac, [2, 0, 0, 0, 0, 2]);
+        // Two /32s inline; the AnyIP /24 only in the trie.
+        assert_eq!(entry.n_v4, 2);
+        assert_eq!(entry.v4[..2], [[198, 18, 0, 2], [198, 18, 9, 2]]);
+        assert_eq!(entry.more_v4, 1);
+        // Three /128s: two inline, one left to the trie.
+        assert_eq!((entry.n_v6, entry.more_v6), (2, 1));
+        let few = Identity {
+            local_v4: ["198.18.0.2/32".parse().unwrap()].into(),
+            ..Identity::default()
+        };
+        let entry = host_self(&few);
+        assert_eq!(
+            (entry.n_v4, entry.more_v4, entry.n_v6, entry.more_v6),
+            (1, 0, 0, 0)
+        );
     }
 
     #[test]

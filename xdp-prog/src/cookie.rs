@@ -568,18 +568,11 @@ impl Headers {
         }
     }
 
-    /// Whether an ACK that reached a listener is for this host: its frame,
-    /// and its destination, which `LISTENERS` vouches for when the full
-    /// way found a listener there less than a second ago, else the trie.
+    /// Whether an ACK that reached a listener is for this host: its frame
+    /// and its destination.
     #[inline(always)]
     fn ack_for_us(&self, ctx: &XdpContext, vlan: u32) -> bool {
-        if !host::frame_for_us(ctx, vlan) {
-            return false;
-        }
-        let t = self.tcp();
-        let dport = u16::from_be_bytes([t[2], t[3]]);
-        let now = crate::flood::now();
-        cached_listener(dport, self, now) == Some(listeners::LISTENING) || self.local_destination()
+        host::frame_for_us(ctx, vlan) && self.local_destination()
     }
 
     /// A cookie from the raw helper (the kernel's secret and MSS table,
@@ -1092,12 +1085,6 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) 
         }
         return Reason::Tcp;
     }
-    // The lookup finds a wildcard listener whatever the destination: an
-    // ACK of a connection this host forwards is not ours to judge (nor a
-    // frame for another MAC, or a VLAN it has no device for).
-    if !h.ack_for_us(ctx, packet.vlan) {
-        return Reason::NotLocal;
-    }
     let ip_len = h.family.ip_len() as u32;
     // SAFETY: the helper reads ip_len bytes of `ip` and 20 of `tcp`.
     let checked = unsafe {
@@ -1113,8 +1100,14 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) 
     if checked == 0 {
         sources::mark_peer(packet, config.hash_seed, crate::flood::now());
         Reason::ValidCookie
-    } else {
+    } else if h.ack_for_us(ctx, packet.vlan) {
         Reason::BadCookie
+    } else {
+        // The lookup finds a wildcard listener whatever the destination: an
+        // ACK of a connection this host forwards (or one for another MAC,
+        // or a VLAN it has no device for) is not ours to judge. Asked only
+        // of ACKs whose cookie failed: a valid one is passed either way.
+        Reason::NotLocal
     }
 }
 

@@ -8,21 +8,23 @@
 //!
 //! The MAC (and VLAN) check runs for every SYN the cookie path would
 //! answer: a comparison with `HOST`, one array load the verifier inlines.
-//! The destination check runs only on the full way (a trie lookup), as the
-//! cheap way serves only a port and address the full way found local less
-//! than a second ago (`LISTENERS`).
+//! The destination check runs only on the full way, as the cheap way
+//! serves only a port and address the full way found local less than a
+//! second ago (`LISTENERS`), and for ACKs whose cookie failed: a few
+//! comparisons with the addresses `HOST` holds inline, and a trie lookup
+//! only where the namespace has more.
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
     programs::XdpContext,
 };
-use xdp_common::{ALIGNED_ARRAY, HostLink, host};
+use xdp_common::{ALIGNED_ARRAY, HostLink, HostSelf, host};
 
 use crate::parse::ptr_at;
 
-/// The interface's own MAC, at index 0.
+/// The interface's own MAC and the first local addresses, at index 0.
 #[map(name = "HOST")]
-static HOST: Array<HostLink> = Array::with_max_entries(1, ALIGNED_ARRAY);
+static HOST: Array<HostSelf> = Array::with_max_entries(1, ALIGNED_ARRAY);
 
 /// The host's VLAN devices on the interface, by `host::vlan_key`.
 #[map(name = "VLANS")]
@@ -54,14 +56,33 @@ pub fn frame_for_us(ctx: &XdpContext, vlan: u32) -> bool {
     }
 }
 
-/// Whether an IPv4 destination (network order) is local to the namespace.
+/// Whether an IPv4 destination (network order) is local to the namespace:
+/// one of `HOST`'s inline addresses, else, if there are more, the trie.
 #[inline(always)]
 pub fn local_v4(addr: [u8; 4]) -> bool {
-    LOCAL_V4.get(Key::new(32, addr)).is_some()
+    let Some(own) = HOST.get(0) else {
+        return false;
+    };
+    let n = own.n_v4 as usize;
+    for i in 0..host::INLINE_V4 {
+        if i < n && own.v4[i] == addr {
+            return true;
+        }
+    }
+    own.more_v4 != 0 && LOCAL_V4.get(Key::new(32, addr)).is_some()
 }
 
-/// Whether an IPv6 destination is local to the namespace.
+/// Whether an IPv6 destination is local to the namespace, likewise.
 #[inline(always)]
 pub fn local_v6(addr: [u8; 16]) -> bool {
-    LOCAL_V6.get(Key::new(128, addr)).is_some()
+    let Some(own) = HOST.get(0) else {
+        return false;
+    };
+    let n = own.n_v6 as usize;
+    for i in 0..host::INLINE_V6 {
+        if i < n && own.v6[i] == addr {
+            return true;
+        }
+    }
+    own.more_v6 != 0 && LOCAL_V6.get(Key::new(128, addr)).is_some()
 }
