@@ -5,6 +5,7 @@ pub mod attach;
 pub mod config;
 pub mod counters;
 pub mod daemon;
+pub mod features;
 pub mod flood;
 pub mod host;
 pub mod kernel;

@@ -6,7 +6,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
-use xdp_daemon::config::ConfigError;
+use xdp_daemon::{config::ConfigError, program::LoadError};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -45,8 +45,15 @@ fn describe(err: &anyhow::Error) -> String {
     text
 }
 
-/// Whether the failure was the kernel or the filesystem saying no.
+/// Whether the failure was the kernel or the filesystem saying no. Not a
+/// verifier's refusal: that is EACCES too, but no privilege would help.
 fn denied(err: &anyhow::Error) -> bool {
+    if err
+        .chain()
+        .any(|cause| matches!(cause.downcast_ref(), Some(LoadError::Verifier(_))))
+    {
+        return false;
+    }
     err.chain().any(|cause| {
         let text = cause.to_string();
         cause

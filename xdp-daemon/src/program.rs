@@ -9,7 +9,7 @@ use aya::{
 };
 use xdp_common::maps;
 
-use crate::pins::PinLayout;
+use crate::{features, pins::PinLayout};
 
 /// The eBPF object (ELF, bpfel).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-prog"));
@@ -28,6 +28,9 @@ pub enum LoadError {
     Tail(#[source] aya::maps::MapError),
     #[error("the kernel verifier rejected the XDP program: {0}")]
     Verifier(#[source] ProgramError),
+    /// Found by probing after the verifier refused the program.
+    #[error("{}", features::describe_missing(.0))]
+    MissingHelpers(Vec<features::Helper>),
 }
 
 /// Loads the program into the kernel. With a layout, its maps are pinned
@@ -62,9 +65,7 @@ pub fn load_object(
     }
     let mut ebpf = loader.load(object)?;
     for name in [PROGRAM, COOKIE_PROGRAM] {
-        xdp_named(&mut ebpf, name)?
-            .load()
-            .map_err(LoadError::Verifier)?;
+        xdp_named(&mut ebpf, name)?.load().map_err(explain)?;
     }
     // The cookie path's program at index 0 of the data path's tail calls
     // (replacing the one an adopted pin held, from an older load).
@@ -81,6 +82,16 @@ pub fn load_object(
     let mut tail = ProgramArray::try_from(map).map_err(LoadError::Tail)?;
     tail.set(0, &cookie, 0).map_err(LoadError::Tail)?;
     Ok(ebpf)
+}
+
+/// A refused load explained: the helpers the kernel lacks, if probing
+/// finds any (one line instead of the verifier's log), else the verifier's
+/// own words.
+fn explain(error: ProgramError) -> LoadError {
+    match features::missing_helpers() {
+        Ok(missing) if !missing.is_empty() => LoadError::MissingHelpers(missing),
+        _ => LoadError::Verifier(error),
+    }
 }
 
 fn xdp_named<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoadError> {

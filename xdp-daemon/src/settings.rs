@@ -2,7 +2,7 @@
 //! policy chosen by the operator, and what the data path must know of the
 //! kernel to make cookies the kernel accepts, read from the namespace's
 //! sysctls and the interface's MTU.
-use std::{fs, io};
+use std::{fs, io, path::Path};
 
 use aya::maps::{Array, Map, MapData, MapError};
 use xdp_common::{Budget, Config, FloodMode, PortSet};
@@ -76,22 +76,44 @@ pub struct KernelFacts {
 impl KernelFacts {
     /// Reads the facts of the calling process's network namespace.
     pub fn read(iface: &str) -> io::Result<KernelFacts> {
-        let rmem = sysctl("net/ipv4/tcp_rmem")?;
-        let rmem_max: u64 = sysctl("net/core/rmem_max")?
-            .trim()
-            .parse()
-            .map_err(io::Error::other)?;
+        let mtu =
+            mtu(iface).map_err(|e| io::Error::new(e.kind(), format!("the MTU of {iface}: {e}")))?;
+        Self::read_sysctls(Path::new(PROC_SYS), mtu)
+    }
+
+    /// The sysctl part of [`read`](Self::read), from a /proc/sys tree.
+    fn read_sysctls(proc_sys: &Path, mtu: u32) -> io::Result<KernelFacts> {
+        let rmem = sysctl(proc_sys, "net/ipv4/tcp_rmem")?;
         let rmem_high: u64 = rmem
             .split_whitespace()
             .nth(2)
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| io::Error::other("net.ipv4.tcp_rmem has no third value"))?;
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "{}: no third value in {:?}",
+                    proc_sys.join("net/ipv4/tcp_rmem").display(),
+                    rmem.trim()
+                ))
+            })?;
+        // net.core.rmem_max is missing from child network namespaces on
+        // older kernels (6.1 lacks it there, 6.12 has it): until it was made
+        // per namespace, net/core/sysctl_net_core.c registered it (in
+        // `net_core_table`) for init_net alone, and tcp_select_initial_window
+        // (net/ipv4/tcp_output.c) read the one global `sysctl_rmem_max`,
+        // which a child namespace cannot see. Take its boot value then: its
+        // window scale (2) is at most tcp_rmem[2]'s (at least 128 KiB, so 2
+        // or more), so the scale is tcp_rmem[2]'s, as the kernel's is unless
+        // the host's administrator raised rmem_max above tcp_rmem[2].
+        let rmem_max = match sysctl_u64(proc_sys, "net/core/rmem_max") {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => RMEM_MAX_BOOT,
+            other => other?,
+        };
         Ok(KernelFacts {
-            tcp_timestamps: sysctl_u8("net/ipv4/tcp_timestamps")?,
-            tcp_sack: sysctl_u8("net/ipv4/tcp_sack")?,
-            tcp_window_scaling: sysctl_u8("net/ipv4/tcp_window_scaling")?,
+            tcp_timestamps: sysctl_u8(proc_sys, "net/ipv4/tcp_timestamps")?,
+            tcp_sack: sysctl_u8(proc_sys, "net/ipv4/tcp_sack")?,
+            tcp_window_scaling: sysctl_u8(proc_sys, "net/ipv4/tcp_window_scaling")?,
             wscale: window_scale(rmem_high.max(rmem_max)),
-            mtu: mtu(iface)?,
+            mtu,
         })
     }
 }
@@ -183,15 +205,43 @@ pub fn write_pinned(path: &std::path::Path, config: &Config) -> Result<(), MapEr
     write(Some(&mut map), config)
 }
 
-fn sysctl(key: &str) -> io::Result<String> {
-    fs::read_to_string(format!("/proc/sys/{key}"))
+/// Where the calling thread's network namespace shows its sysctls.
+const PROC_SYS: &str = "/proc/sys";
+
+/// include/net/sock.h `SK_RMEM_MAX` (256 packets of 256 bytes with their
+/// overhead): net.core.rmem_max's boot value on x86-64.
+const RMEM_MAX_BOOT: u64 = 212_992;
+
+/// A sysctl's text. An error names the file, keeping the kind (a missing
+/// file stays `NotFound`).
+fn sysctl(proc_sys: &Path, key: &str) -> io::Result<String> {
+    let path = proc_sys.join(key);
+    fs::read_to_string(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-fn sysctl_u8(key: &str) -> io::Result<u8> {
-    sysctl(key)?
-        .trim()
-        .parse()
-        .map_err(|e| io::Error::other(format!("{key}: {e}")))
+fn sysctl_u64(proc_sys: &Path, key: &str) -> io::Result<u64> {
+    let text = sysctl(proc_sys, key)?;
+    text.trim().parse().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: {:?} is not a number: {e}",
+                proc_sys.join(key).display(),
+                text.trim()
+            ),
+        )
+    })
+}
+
+fn sysctl_u8(proc_sys: &Path, key: &str) -> io::Result<u8> {
+    let value = sysctl_u64(proc_sys, key)?;
+    u8::try_from(value).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {value}: {e}", proc_sys.join(key).display()),
+        )
+    })
 }
 
 /// The interface's MTU in the calling thread's namespace (SIOCGIFMTU).
@@ -252,6 +302,62 @@ mod tests {
             (c.ts_cookies, c.mss_v4, c.mss_v6, c.wscale),
             (1, 1460, 1440, 10)
         );
+    }
+
+    /// A /proc/sys tree with the files `read_sysctls` reads, less `missing`.
+    fn proc_sys(name: &str, missing: &[&str]) -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("synguard-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for (key, value) in [
+            ("net/ipv4/tcp_rmem", "4096\t131072\t6291456\n"),
+            ("net/core/rmem_max", "67108864\n"),
+            ("net/ipv4/tcp_timestamps", "2\n"),
+            ("net/ipv4/tcp_sack", "1\n"),
+            ("net/ipv4/tcp_window_scaling", "1\n"),
+        ] {
+            if !missing.contains(&key) {
+                let path = root.join(key);
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(path, value).unwrap();
+            }
+        }
+        root
+    }
+
+    #[test]
+    fn a_namespace_without_rmem_max_takes_the_window_scale_from_tcp_rmem() {
+        let full = proc_sys("full", &[]);
+        let facts = KernelFacts::read_sysctls(&full, 1500).unwrap();
+        // rmem_max = 64 MiB wins over tcp_rmem[2] = 6 MiB.
+        assert_eq!(
+            (facts.wscale, facts.tcp_timestamps, facts.mtu),
+            (11, 2, 1500)
+        );
+        // A child namespace before Linux 6.x has no net/core/rmem_max.
+        let child = proc_sys("child", &["net/core/rmem_max"]);
+        let facts = KernelFacts::read_sysctls(&child, 1500).unwrap();
+        assert_eq!(facts.wscale, window_scale(6_291_456));
+        let _ = fs::remove_dir_all(full);
+        let _ = fs::remove_dir_all(child);
+    }
+
+    #[test]
+    fn a_sysctl_that_cannot_be_read_is_named_by_its_file() {
+        let root = proc_sys("no-sack", &["net/ipv4/tcp_sack"]);
+        let err = KernelFacts::read_sysctls(&root, 1500).unwrap_err();
+        let expected = root.join("net/ipv4/tcp_sack");
+        assert!(
+            err.to_string().starts_with(&expected.display().to_string()),
+            "{err}"
+        );
+        fs::write(root.join("net/ipv4/tcp_sack"), "yes\n").unwrap();
+        let err = KernelFacts::read_sysctls(&root, 1500).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tcp_sack: \"yes\" is not a number"),
+            "{err}"
+        );
+        let _ = fs::remove_dir_all(root);
     }
 
     #[test]

@@ -111,9 +111,10 @@ pub fn defaults() -> BTreeMap<String, i64> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SysctlError {
-    #[error("{name}: {source}")]
+    #[error("{name} ({path}): {source}")]
     Io {
         name: String,
+        path: String,
         #[source]
         source: io::Error,
     },
@@ -133,8 +134,10 @@ fn proc_path(name: &str) -> PathBuf {
 
 /// Reads a sysctl of the calling thread's namespace.
 pub fn read(name: &str) -> Result<i64, SysctlError> {
-    let text = fs::read_to_string(proc_path(name)).map_err(|source| SysctlError::Io {
+    let path = proc_path(name);
+    let text = fs::read_to_string(&path).map_err(|source| SysctlError::Io {
         name: name.into(),
+        path: path.display().to_string(),
         source,
     })?;
     text.trim().parse().map_err(|_| SysctlError::NotANumber {
@@ -144,8 +147,10 @@ pub fn read(name: &str) -> Result<i64, SysctlError> {
 }
 
 fn write(name: &str, value: i64) -> Result<(), SysctlError> {
-    fs::write(proc_path(name), format!("{value}\n")).map_err(|source| SysctlError::Io {
+    let path = proc_path(name);
+    fs::write(&path, format!("{value}\n")).map_err(|source| SysctlError::Io {
         name: name.into(),
+        path: path.display().to_string(),
         source,
     })
 }

@@ -219,8 +219,7 @@ impl Headers {
     /// have and its answer is as long (timestamps and window scaling
     /// offered); else a copy.
     #[inline(always)]
-    fn of_syn(ctx: &XdpContext, syn: &HandedSyn, offer: Offer) -> Option<Headers> {
-        let family = syn.family();
+    fn of_syn(ctx: &XdpContext, syn: &HandedSyn, family: Family, offer: Offer) -> Option<Headers> {
         let ip_len = family.ip_len();
         let fits = syn.l3 as usize == IN_FRAME_L3
             && syn.l4 as usize == IN_FRAME_L3 + ip_len
@@ -425,12 +424,28 @@ impl Headers {
 /// those the lookup may find a connection the kernel still holds.
 #[inline(always)]
 fn answer_syn(ctx: &XdpContext, syn: &HandedSyn, config: &Config) -> Reason {
+    // The family is decided once, and each arm is a copy of the path with
+    // it constant. With one path, the compiler tests the family again at
+    // every difference and reuses stack slots between the arms; Linux 6.1's
+    // verifier does not carry the first test's outcome to the later ones
+    // (the family is spilled to the stack without an ID:
+    // kernel/bpf/verifier.c `find_equal_scalars`), walks mixed V4/V6 paths
+    // that cannot happen, and rejects one that treats a V6 arm's stack
+    // pointer as V4 address bytes ("bitwise operator &= on pointer").
+    match syn.family() {
+        Family::V4 => answer_syn_as(ctx, syn, Family::V4, config),
+        Family::V6 => answer_syn_as(ctx, syn, Family::V6, config),
+    }
+}
+
+#[inline(always)]
+fn answer_syn_as(ctx: &XdpContext, syn: &HandedSyn, family: Family, config: &Config) -> Reason {
     let now = syn.now;
     if !host::frame_for_us(ctx, syn.vlan) {
         return Reason::NotLocal;
     }
     let offer = Offer::of(config);
-    let Some(mut h) = Headers::of_syn(ctx, syn, offer) else {
+    let Some(mut h) = Headers::of_syn(ctx, syn, family, offer) else {
         return Reason::Internal;
     };
     if h.family == Family::V4 && !h.ipv4_header_ok(syn.l4.wrapping_sub(syn.l3)) {

@@ -120,7 +120,22 @@ fn index_v4(src: &[u8; 16]) -> Option<u16> {
         return Some(entry);
     }
     let hosts = INDEX_V4_HOSTS.get((entry & !GROUP) as u32)?;
-    Some(hosts.0[src[3] as usize] as u16)
+    Some(hosts.0[last_byte_v4(src)] as u16)
+}
+
+/// The last byte of an IPv4 source, as an index the verifier can bound.
+///
+/// The compiler holds the four bytes as one word assembled with ORs and
+/// takes the last as `word >> 24`, without a mask, since it knows the
+/// word's upper half is zero. Linux 6.1's verifier does not: it forgets
+/// the bounds of an OR with a non-constant operand (kernel/bpf/verifier.c
+/// `adjust_scalar_min_max_vals`), so the index could be anything to it,
+/// and it rejects the access ("R0 unbounded memory access"). A byte load
+/// is bounded on every kernel; this costs a store and a load instead of a
+/// shift, on the index's third level only (a /24 with host entries).
+#[inline(always)]
+fn last_byte_v4(src: &[u8; 16]) -> usize {
+    src[3] as usize & core::hint::black_box(0xff)
 }
 
 /// One list: its two tries and their `LIST_IN_USE` slots.

@@ -338,7 +338,7 @@ fn parse_tcp(
     // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
     let (doff, flags, dport) = unsafe {
         (
-            (*tcp).doff() as usize * 4,
+            tcp_header_len(tcp),
             TcpFlags(tcp_flags(tcp)),
             tcp_dport(tcp),
         )
@@ -376,6 +376,22 @@ fn tcp_dport(tcp: *const TcpHdr) -> u16 {
         let p = tcp as *const u8;
         u16::from_be_bytes([*p.add(2), *p.add(3)])
     }
+}
+
+/// The header length, options included: the data offset, the high nibble
+/// of byte 12 of the TCP header, in 32-bit words.
+///
+/// Read as one byte and shifted rather than through network-types'
+/// bitfield getter `TcpHdr::doff`, which compiles to per-bit sign extension
+/// and an OR: the result is bounded in fact, but Linux 6.1's verifier cannot
+/// see it, and rejects the packet pointer it is added to ("math between pkt
+/// pointer and register with unbounded min value"). A byte shifted right by
+/// 4 is known to lie in [0, 15] on every kernel.
+#[inline(always)]
+fn tcp_header_len(tcp: *const TcpHdr) -> usize {
+    // SAFETY: the caller checked that the fixed 20-byte header is in bounds.
+    let data_offset = unsafe { *(tcp as *const u8).add(12) } >> 4;
+    data_offset as usize * 4
 }
 
 /// The flags byte: offset 13 of the TCP header.

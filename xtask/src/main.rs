@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, build, test and demo automation for synguard.
 mod bench;
 mod demo;
+mod matrix;
 mod package;
 mod setup;
 mod test;
@@ -35,6 +36,10 @@ enum Task {
     Package,
     /// Measure per-packet cost and defences under a SYN flood, side by side (root).
     Bench(bench::Args),
+    /// Boot Debian's kernels (5.10, 6.1, 6.12, the newest) under qemu and run
+    /// the smoke checks in each, then on this kernel; writes
+    /// target/matrix/matrix.json (root).
+    Matrix,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Package => package::run(),
         Task::Bench(args) => bench::run(args),
+        Task::Matrix => matrix::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

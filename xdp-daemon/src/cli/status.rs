@@ -3,7 +3,7 @@ use std::{path::Path, process::ExitCode};
 use serde::Serialize;
 use xdp_daemon::{
     config::Config,
-    flood,
+    features, flood,
     host::HostView,
     lists::{List, ListMaps},
     state::DaemonStatus,
@@ -70,6 +70,10 @@ struct Kernel {
     /// With net.ipv4.tcp_timestamps=2, cookies made at XDP keep window
     /// scaling and SACK; otherwise they carry the MSS only.
     cookie_options: bool,
+    /// The BPF helpers the XDP program calls that this kernel lacks, by
+    /// probing (empty: it has them all); null when probing was not
+    /// possible (it needs CAP_BPF).
+    missing_helpers: Option<Vec<&'static str>>,
 }
 
 pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
@@ -122,6 +126,7 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             });
         }
     }
+    let helpers = features::missing_helpers();
     let status = Status {
         sysctls: sysctl::show(&desired, &cx.state)?,
         desired_from,
@@ -133,6 +138,10 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             bpffs: cx.layout.root().parent().is_some_and(|p| p.exists()),
             btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
             cookie_options: sysctl::read("net.ipv4.tcp_timestamps").ok() == Some(2),
+            missing_helpers: helpers
+                .as_ref()
+                .ok()
+                .map(|missing| missing.iter().map(|h| h.name).collect()),
         },
         daemon,
         daemon_running,
@@ -245,5 +254,12 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             "off: MSS only (tcp_timestamps is not 2)"
         }
     );
+    match &helpers {
+        Ok(missing) if missing.is_empty() => {
+            println!("  BPF helpers: every one the XDP program calls (probed)")
+        }
+        Ok(missing) => println!("  {}", features::describe_missing(missing)),
+        Err(e) => println!("  BPF helpers: not probed ({e})"),
+    }
     Ok(ExitCode::SUCCESS)
 }

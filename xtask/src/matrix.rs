@@ -1,0 +1,524 @@
+//! `cargo xtask matrix`: synguard's smoke checks on Debian's own kernels.
+//!
+//! Fetches the kernel images of Debian 11 (5.10), 12 (6.1), 13 (6.12) and
+//! the newest Debian carries (unstable) through a scratch apt
+//! configuration that leaves the system's alone, caches them under
+//! `target/matrix/kernels`, boots each under qemu with virtme-ng (the
+//! host's root shared read-only, so the guest runs this build's binary),
+//! and runs `matrix/smoke.py` there, then on the host's kernel directly.
+//! The guest writes its verdicts into a shared directory: the VM's console
+//! output is not reliable here. Prints a kernel x check table and writes
+//! `target/matrix/matrix.json`; fails when a kernel does worse than the
+//! README promises (6.1 and later: every check passes; older: attach is
+//! refused with one line naming the missing helpers).
+//!
+//! KVM cannot run stock kernels on these machines (a bzImage hangs after
+//! "Probing EDD"), so the VMs run under TCG: 30-60 s per kernel.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{cargo, exec, is_root, setup, workspace};
+
+/// The checks smoke.py records, in the table's order.
+const CHECKS: &[&str] = &[
+    "attach_native_netns",
+    "status_probe",
+    "syn_answered_from_xdp_v4",
+    "cookie_handshake_v4",
+    "syn_answered_from_xdp_v6",
+    "cookie_handshake_v6",
+    "blocklist_drop",
+    "detach",
+];
+/// Debian suites whose `linux-image-amd64` names the kernels to test.
+const SUITES: &[&str] = &["bullseye", "bookworm", "trixie", "sid"];
+const SECURITY_SUITES: &[&str] = &["bullseye-security", "bookworm-security", "trixie-security"];
+/// The kernel series to test, beside the newest.
+const SERIES: &[&str] = &["5.10.", "6.1.", "6.12."];
+/// The first series synguard supports fully (README, "Requirements").
+const SUPPORTED_FROM: (u32, u32) = (6, 1);
+/// Debian packages the VMs need: qemu without its recommended GUI stack,
+/// a static busybox for virtme-ng's init, kmod for depmod and modprobe.
+const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "kmod"];
+const VM_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub fn run() -> Result<()> {
+    if !is_root() {
+        bail!("cargo xtask matrix needs root: it installs packages and attaches XDP programs");
+    }
+    setup::run()?;
+    install_vm_tools()?;
+    exec(cargo().args(["build", "--locked", "-p", "xdp-daemon"]))?;
+    let root = workspace().join("target/matrix");
+    let synguard = workspace().join("target/debug/synguard");
+    let smoke = workspace().join("xtask/src/matrix/smoke.py");
+    let kernels = fetch_kernels(&root)?;
+    let mut rows = Vec::new();
+    for kernel in &kernels {
+        let out = root.join("runs").join(&kernel.version);
+        let _ = fs::remove_dir_all(&out);
+        fs::create_dir_all(&out)?;
+        eprintln!(
+            "xtask matrix: booting {} ({})",
+            kernel.version, kernel.suite
+        );
+        let started = Instant::now();
+        let booted = boot(kernel, &out, &smoke, &synguard);
+        rows.push(row(
+            kernel.version.clone(),
+            kernel.suite.clone(),
+            &out,
+            started,
+            booted,
+        ));
+    }
+    let out = root.join("runs/host");
+    let _ = fs::remove_dir_all(&out);
+    fs::create_dir_all(&out)?;
+    let started = Instant::now();
+    let host = Command::new("python3")
+        .arg(&smoke)
+        .arg(&synguard)
+        .arg(out.join("smoke.json"))
+        .status()
+        .context("running smoke.py on the host")
+        .map(drop);
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease")?
+        .trim()
+        .to_string();
+    rows.push(row(release, "host".into(), &out, started, host));
+
+    print_table(&rows);
+    let json = json!({ "checks": CHECKS, "kernels": rows });
+    fs::write(root.join("matrix.json"), serde_json::to_vec_pretty(&json)?)?;
+    eprintln!("xtask matrix: wrote {}", root.join("matrix.json").display());
+    let worse: Vec<String> = rows
+        .iter()
+        .filter(|r| r["as_promised"] != true)
+        .map(|r| r["kernel"].as_str().unwrap_or_default().to_string())
+        .collect();
+    if !worse.is_empty() {
+        bail!("worse than the README promises on: {}", worse.join(", "));
+    }
+    Ok(())
+}
+
+/// One Debian kernel package set, extracted.
+struct Kernel {
+    /// The release as `uname -r` shows it, e.g. 6.1.0-57-amd64.
+    version: String,
+    suite: String,
+    dir: PathBuf,
+}
+
+fn install_vm_tools() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !setup::installed(p))
+        .collect();
+    if !missing.is_empty() {
+        exec(Command::new("apt-get").args(["update", "-q"]))?;
+        exec(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if !runs("vng", &["--version"]) {
+        exec(Command::new("python3").args(["-m", "pip", "install", "-q", "virtme-ng"]))
+            .context("installing virtme-ng from PyPI (python3 -m pip install virtme-ng)")?;
+    }
+    Ok(())
+}
+
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The Debian mirror and security archive this machine's apt uses, so the
+/// scratch configuration reaches the same ones.
+fn mirrors() -> Result<(String, Option<String>)> {
+    let (mut mirror, mut security) = (None, None);
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
+        files.extend(dir.flatten().map(|e| e.path()));
+    }
+    for file in files {
+        let name = file.to_string_lossy();
+        if !(name.ends_with(".list") || name.ends_with(".sources")) {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(&file) else {
+            continue;
+        };
+        for line in text.lines().map(str::trim) {
+            let uri = if let Some(rest) = line.strip_prefix("URIs:") {
+                rest.split_whitespace().next()
+            } else if let Some(rest) = line.strip_prefix("deb ") {
+                rest.split_whitespace().find(|w| w.contains("://"))
+            } else {
+                None
+            };
+            match uri.map(|u| u.trim_end_matches('/')) {
+                Some(u) if u.ends_with("/debian") => {
+                    mirror.get_or_insert_with(|| u.to_string());
+                }
+                Some(u) if u.ends_with("/debian-security") => {
+                    security.get_or_insert_with(|| u.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    let mirror = mirror.context(
+        "no Debian mirror in /etc/apt/sources.list(.d): the matrix fetches kernels from it",
+    )?;
+    Ok((mirror, security))
+}
+
+/// apt-get or apt-cache with the scratch configuration under `root/apt`.
+fn apt(root: &Path, tool: &str) -> Command {
+    let apt = root.join("apt");
+    let mut cmd = Command::new(tool);
+    for (key, value) in [
+        ("Dir::Etc::sourcelist", apt.join("sources.list")),
+        ("Dir::Etc::sourceparts", PathBuf::from("-")),
+        ("Dir::State::Lists", apt.join("lists")),
+        ("Dir::Cache", apt.join("cache")),
+        ("APT::Sandbox::User", PathBuf::from("root")),
+    ] {
+        cmd.arg("-o").arg(format!("{key}={}", value.display()));
+    }
+    cmd.arg("-q");
+    cmd
+}
+
+/// The image packages to test, by `linux-image-amd64`'s dependencies:
+/// the newest of each series, and the newest of all.
+fn fetch_kernels(root: &Path) -> Result<Vec<Kernel>> {
+    let apt_dir = root.join("apt");
+    fs::create_dir_all(apt_dir.join("lists/partial"))?;
+    fs::create_dir_all(apt_dir.join("cache/archives/partial"))?;
+    let (mirror, security) = mirrors()?;
+    let line = |uri: &str, suite: &str| {
+        format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {uri} {suite} main\n"
+        )
+    };
+    let mut sources: String = SUITES.iter().map(|suite| line(&mirror, suite)).collect();
+    // Stable's kernel updates come through the security archive.
+    if let Some(security) = security {
+        for suite in SECURITY_SUITES {
+            sources.push_str(&line(&security, suite));
+        }
+    }
+
+    fs::write(apt_dir.join("sources.list"), sources)?;
+    exec(apt(root, "apt-get").arg("update"))?;
+    let show = apt(root, "apt-cache")
+        .args(["show", "linux-image-amd64"])
+        .output()?;
+    let text = String::from_utf8_lossy(&show.stdout);
+    // (version, image package) per stanza.
+    let mut images: Vec<(String, String)> = Vec::new();
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        if let (Some(version), Some(depends)) = (field("Version:"), field("Depends:"))
+            && let Some(image) = depends
+                .split(',')
+                .map(|d| d.split_whitespace().next().unwrap_or_default())
+                .find(|d| d.starts_with("linux-image-"))
+        {
+            images.push((version, image.to_string()));
+        }
+    }
+    images.sort_by(|a, b| version_cmp(&a.0, &b.0));
+    let mut chosen: Vec<(String, String)> = SERIES
+        .iter()
+        .filter_map(|series| {
+            images
+                .iter()
+                .rev()
+                .find(|(v, _)| v.starts_with(series))
+                .cloned()
+        })
+        .collect();
+    if let Some(newest) = images.last()
+        && !chosen.contains(newest)
+    {
+        chosen.push(newest.clone());
+    }
+    if chosen.len() < SERIES.len() {
+        bail!("Debian's package lists lack one of the kernel series {SERIES:?}: {images:?}");
+    }
+    chosen
+        .into_iter()
+        .map(|(version, image)| fetch_kernel(root, &version, &image))
+        .collect()
+}
+
+/// Downloads and extracts an image package, and the packages of the same
+/// release it depends on (newer Debian splits the image from its modules),
+/// unless already extracted.
+fn fetch_kernel(root: &Path, version: &str, image: &str) -> Result<Kernel> {
+    let release = image
+        .strip_prefix("linux-image-")
+        .context("an image package name")?
+        .to_string();
+    let dir = root.join("kernels").join(&release);
+    let suite = match version
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
+        .as_str()
+    {
+        "5.10" => "bullseye",
+        "6.1" => "bookworm",
+        "6.12" => "trixie",
+        _ => "sid",
+    }
+    .to_string();
+    if vmlinuz(&dir, &release).is_some() {
+        return Ok(Kernel {
+            version: release,
+            suite,
+            dir,
+        });
+    }
+    let depends = apt(root, "apt-cache").args(["depends", image]).output()?;
+    let mut packages = vec![image.to_string()];
+    for line in String::from_utf8_lossy(&depends.stdout).lines() {
+        if let Some(dep) = line.trim().strip_prefix("Depends: ")
+            && dep.starts_with("linux-")
+            && dep.contains(&release)
+        {
+            packages.push(dep.to_string());
+        }
+    }
+    let debs = root.join("debs");
+    fs::create_dir_all(&debs)?;
+    exec(
+        apt(root, "apt-get")
+            .current_dir(&debs)
+            .arg("download")
+            .args(&packages),
+    )?;
+    let staging = root.join("kernels").join(format!("{release}.partial"));
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging)?;
+    for entry in fs::read_dir(&debs)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if packages.iter().any(|p| name.starts_with(&format!("{p}_"))) {
+            exec(Command::new("dpkg-deb").arg("-x").arg(&path).arg(&staging))?;
+        }
+    }
+    fs::rename(&staging, &dir)?;
+    Ok(Kernel {
+        version: release,
+        suite,
+        dir,
+    })
+}
+
+/// The kernel image of an extracted release: in boot/, or (newer Debian)
+/// beside its modules in usr/lib/modules/RELEASE/.
+fn vmlinuz(dir: &Path, release: &str) -> Option<PathBuf> {
+    [
+        dir.join("boot").join(format!("vmlinuz-{release}")),
+        dir.join("usr/lib/modules").join(release).join("vmlinuz"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+/// Debian version order, enough for kernels: numeric runs compared as
+/// numbers.
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<u64> {
+        s.split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
+    parts(a).cmp(&parts(b))
+}
+
+/// Boots `kernel` and runs smoke.py in it; its verdicts land in `out`.
+fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()> {
+    let vmlinuz = vmlinuz(&kernel.dir, &kernel.version)
+        .with_context(|| format!("no kernel image in {}", kernel.dir.display()))?;
+
+    let guest_cmd = format!(
+        "python3 {} {} {} > {} 2>&1",
+        smoke.display(),
+        synguard.display(),
+        out.join("smoke.json").display(),
+        out.join("smoke.log").display()
+    );
+    let log = fs::File::create(out.join("vng.log"))?;
+    // vng exits 255 here even when the command ran (no udev in the guest):
+    // the verdict file, not the exit status, says what happened.
+    let mut child = Command::new("vng")
+        .args(["--disable-kvm", "--force-9p", "--run"])
+        .arg(&vmlinuz)
+        .args(["--busybox", "/bin/busybox", "--cpus", "2", "--memory", "2G"])
+        .arg("--rwdir")
+        .arg(out)
+        .arg("--exec")
+        .arg(guest_cmd)
+        .current_dir(out)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("running vng (virtme-ng)")?;
+    let started = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        if started.elapsed() > VM_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the VM did not finish within {} s", VM_TIMEOUT.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One kernel's results, as written to matrix.json.
+fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<()>) -> Value {
+    let seconds = started.elapsed().as_secs_f64().round();
+    let smoke: Value = fs::read(out.join("smoke.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let mut checks = serde_json::Map::new();
+    for &check in CHECKS {
+        let verdict = smoke["checks"][check].clone();
+        checks.insert(
+            check.into(),
+            if verdict.is_null() {
+                json!({ "verdict": "-", "detail": "" })
+            } else {
+                verdict
+            },
+        );
+    }
+    let release = smoke["kernel"].as_str().unwrap_or_default().to_string();
+    let supported = series(&release).is_some_and(|s| s >= SUPPORTED_FROM);
+    let verdict = |c: &str| checks[c]["verdict"].as_str().unwrap_or("-").to_string();
+    let as_promised = smoke["done"] == true
+        && if supported {
+            CHECKS.iter().all(|c| verdict(c) == "pass")
+        } else {
+            verdict("attach_native_netns") == "refused" && verdict("status_probe") == "refused"
+        };
+    let problem = match (&ran, smoke.is_null()) {
+        (Err(e), _) => format!("{e:#}"),
+        (Ok(()), true) => format!(
+            "no verdicts: the VM did not boot or the smoke script did not run (see {})",
+            out.join("vng.log").display()
+        ),
+        _ => String::new(),
+    };
+    json!({
+        "kernel": kernel,
+        "suite": suite,
+        "seconds": seconds,
+        "as_promised": as_promised,
+        "problem": problem,
+        "checks": checks,
+    })
+}
+
+/// (major, minor) of a release string such as 6.1.0-57-amd64.
+fn series(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn print_table(rows: &[Value]) {
+    let short = |c: &str| c.replace("_native_netns", "").replace("_from_xdp", "");
+    let mut header = format!("{:<31} {:>5}", "kernel", "secs");
+    for c in CHECKS {
+        header.push_str(&format!(" {:>18}", short(c)));
+    }
+    println!("{header}");
+    for r in rows {
+        let mut line = format!(
+            "{:<31} {:>5}",
+            format!(
+                "{} ({})",
+                r["kernel"].as_str().unwrap_or(""),
+                r["suite"].as_str().unwrap_or("")
+            ),
+            r["seconds"]
+        );
+        for c in CHECKS {
+            line.push_str(&format!(
+                " {:>18}",
+                r["checks"][c]["verdict"].as_str().unwrap_or("-")
+            ));
+        }
+        line.push_str(if r["as_promised"] == true {
+            "  ok"
+        } else {
+            "  WORSE"
+        });
+        println!("{line}");
+        if let Some(p) = r["problem"].as_str().filter(|p| !p.is_empty()) {
+            println!("    {p}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_order_numerically() {
+        let mut v = vec![
+            "6.12.117-1",
+            "6.1.192-3",
+            "7.2.13-1",
+            "5.10.223-1",
+            "6.1.176-1",
+        ];
+        v.sort_by(|a, b| version_cmp(a, b));
+        assert_eq!(
+            v,
+            [
+                "5.10.223-1",
+                "6.1.176-1",
+                "6.1.192-3",
+                "6.12.117-1",
+                "7.2.13-1"
+            ]
+        );
+        assert_eq!(series("6.1.0-57-amd64"), Some((6, 1)));
+        assert_eq!(series("6.12.117+deb13-amd64"), Some((6, 12)));
+    }
+}
