@@ -15,6 +15,9 @@ const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const XDP_PASS: u8 = 2;
+/// `BPF_F_XDP_HAS_FRAGS`: the program takes multi-buffer frames, so the
+/// peer can run at a jumbo MTU (veth refuses a program without it there).
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 /// `union bpf_attr` is larger; the kernel reads what it knows and wants the
 /// rest zero, which these buffers are.
 const ATTR_SIZE: usize = 128;
@@ -59,6 +62,7 @@ fn load_pass() -> io::Result<OwnedFd> {
     put_u32(&mut attr, 4, 2); // insn_cnt
     put_u64(&mut attr, 8, insns.as_ptr() as u64);
     put_u64(&mut attr, 16, license.as_ptr() as u64);
+    put_u32(&mut attr, 44, BPF_F_XDP_HAS_FRAGS); // prog_flags
     attr[48..56].copy_from_slice(b"lab_peer");
     put_u32(&mut attr, 68, BPF_XDP); // expected_attach_type
     bpf(BPF_PROG_LOAD, &attr)

@@ -73,8 +73,9 @@ pub enum Reason {
     /// The program failed internally (a helper returned an unexpected error).
     Internal = 17,
     /// A SYN the program meant to answer with a cookie but could not (the
-    /// frame could not be resized, or the cookie path's program is missing
-    /// from `TAIL`): handed to the kernel, which answers it.
+    /// frame could not be resized, its packet runs past the frame's first
+    /// buffer, or the cookie path's program is missing from `TAIL`):
+    /// handed to the kernel, which answers it.
     CookieFallback = 18,
     /// A SYN in a flood not addressed to this host: a frame for another
     /// MAC, a VLAN the host has no device for, or a destination that is not

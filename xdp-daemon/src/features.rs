@@ -64,6 +64,11 @@ pub const HELPERS: &[Helper] = &[
         (5, 18),
     ),
     helper(
+        "bpf_xdp_get_buff_len",
+        BpfHelper::BPF_FUNC_xdp_get_buff_len,
+        (5, 18),
+    ),
+    helper(
         "bpf_map_lookup_percpu_elem",
         BpfHelper::BPF_FUNC_map_lookup_percpu_elem,
         (5, 19),
@@ -140,7 +145,13 @@ mod tests {
 
     #[test]
     fn the_line_names_the_release_needed_and_each_missing_helper() {
-        let missing = [HELPERS[7], HELPERS[8], HELPERS[6], HELPERS[10]];
+        let named = |name: &str| *HELPERS.iter().find(|h| h.name == name).expect(name);
+        let missing = [
+            named("bpf_xdp_load_bytes"),
+            named("bpf_xdp_store_bytes"),
+            named("bpf_loop"),
+            named("bpf_tcp_raw_gen_syncookie_ipv4"),
+        ];
         assert_eq!(
             describe_missing(&missing),
             "synguard's XDP program needs Linux 6.0 or later (or these BPF helpers \

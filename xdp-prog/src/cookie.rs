@@ -451,6 +451,12 @@ fn answer_syn_as(ctx: &XdpContext, syn: &HandedSyn, family: Family, config: &Con
     if h.family == Family::V4 && !h.ipv4_header_ok(syn.l4.wrapping_sub(syn.l3)) {
         return Reason::Malformed;
     }
+    // The answer is built and sized in the frame's first buffer: a SYN
+    // whose packet runs past it (a multi-buffer frame: data in a jumbo
+    // SYN, a NIC's header split) goes to the kernel.
+    if !h.in_first_buffer(ctx, syn.l3) {
+        return Reason::CookieFallback;
+    }
     let t = h.tcp();
     let dport = u16::from_be_bytes([t[2], t[3]]);
     let cheap = match cached_listener(dport, &h, now) {
@@ -565,6 +571,18 @@ impl Headers {
                 (6, addr)
             }
         }
+    }
+
+    /// Whether the IP packet, as long as its header says, ends within the
+    /// frame's first buffer.
+    #[inline(always)]
+    fn in_first_buffer(&self, ctx: &XdpContext, l3: u32) -> bool {
+        let ip = self.ip();
+        let len = match self.family {
+            Family::V4 => u16::from_be_bytes([ip[2], ip[3]]) as usize,
+            Family::V6 => 40 + u16::from_be_bytes([ip[4], ip[5]]) as usize,
+        };
+        l3 as usize + len <= ctx.data_end() - ctx.data()
     }
 
     /// Whether the segment's destination is local to the namespace

@@ -19,8 +19,11 @@ use xdp_common::{Reason, Verdict};
 /// The loopback interface's index in every network namespace.
 const LOOPBACK_IFINDEX: usize = 1;
 
-/// The entry point attached to each protected interface.
-#[xdp]
+/// The entry point attached to each protected interface. Both programs
+/// are loaded with `xdp.frags` (BPF_F_XDP_HAS_FRAGS): without it the
+/// kernel refuses native XDP on an interface whose MTU needs more than
+/// one buffer a frame (jumbo frames on veth, virtio_net, most NICs).
+#[xdp(frags)]
 pub fn synguard(ctx: XdpContext) -> u32 {
     // Counted as received, before a SYN is rewritten into its answer.
     let len = ctx.data_end() - ctx.data();
@@ -31,7 +34,7 @@ pub fn synguard(ctx: XdpContext) -> u32 {
 
 /// The cookie path: a program of its own, which `synguard` hands the SYNs
 /// it answers in a flood with a tail call (`cookie::hand_over`).
-#[xdp]
+#[xdp(frags)]
 pub fn synguard_syn(ctx: XdpContext) -> u32 {
     let len = ctx.data_end() - ctx.data();
     let reason = cookie::answer_handed(&ctx);

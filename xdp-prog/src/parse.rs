@@ -7,7 +7,7 @@
 //! nothing that could carry a SYN is passed without being looked at.
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::bpf_xdp_get_buff_len, programs::XdpContext};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -122,10 +122,28 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
     Some((start + offset) as *const T)
 }
 
-/// Bytes of the frame from `offset` to its end (0 past the end).
+/// Bytes of the frame's first buffer from `offset` to its end (0 past
+/// the end): all of it, but for a multi-buffer frame.
 #[inline(always)]
 fn bytes_from(ctx: &XdpContext, offset: usize) -> usize {
     (ctx.data_end() - ctx.data()).saturating_sub(offset)
+}
+
+/// Whether the frame holds `len` bytes from `offset`, the buffers after
+/// the first included: the program is loaded with `xdp.frags`, so a jumbo
+/// frame (MTU 9000 on veth, a NIC with header split) may reach it in
+/// several buffers, of which `data_end` bounds the first alone. The
+/// helper (`bpf_xdp_get_buff_len`) is called only for a packet longer
+/// than the first buffer. Headers are read from the first buffer only:
+/// a frame whose headers run past it is `malformed` to the parser.
+#[inline(always)]
+fn frame_holds(ctx: &XdpContext, offset: usize, len: usize) -> bool {
+    if len <= bytes_from(ctx, offset) {
+        return true;
+    }
+    // SAFETY: the helper reads the XDP context it is handed.
+    let whole = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    len <= whole.saturating_sub(offset)
 }
 
 /// Walks Ethernet, VLAN tags and IP down to TCP. `Err` carries the reason
@@ -202,7 +220,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
     if vihl >> 4 != 4
         || header_len < size_of::<Ipv4Hdr>()
         || total_len < header_len
-        || total_len > bytes_from(ctx, l3)
+        || !frame_holds(ctx, l3, total_len)
     {
         return Err(Reason::Malformed);
     }
@@ -246,7 +264,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
         l4,
     };
     let mut l4 = l3 + size_of::<Ipv6Hdr>();
-    if version != 6 || payload_len > bytes_from(ctx, l4) {
+    if version != 6 || !frame_holds(ctx, l4, payload_len) {
         return Err(Reason::Malformed);
     }
     let mut remaining = payload_len;
