@@ -1,4 +1,5 @@
-//! Every check and test, in the order that fails fastest.
+//! Every check and test, in the order that fails fastest: fmt, clippy,
+//! the workspace's tests, then the kernel matrix.
 use std::{
     io::{BufRead, BufReader},
     process::Stdio,
@@ -34,18 +35,27 @@ pub fn run() -> Result<()> {
     // The end-to-end tests drive the real binary, built next to them.
     exec(cargo().args(["build", "--locked", "-p", "xdp-daemon"]))?;
     let tally = cargo_test()?;
-    // One closing line over all test binaries (cargo prints one per binary).
-    println!(
-        "tests: {} passed, {} failed, {} skipped",
-        tally.passed, tally.failed, tally.ignored
-    );
+    let closing = || {
+        // One closing line over all test binaries (cargo prints one per
+        // binary), last, after the kernel matrix.
+        println!(
+            "tests: {} passed, {} failed, {} skipped",
+            tally.passed, tally.failed, tally.ignored
+        );
+    };
     if tally.failed > 0 || !tally.success {
+        closing();
         bail!("tests failed");
     }
     if tally.passed == 0 {
+        closing();
         bail!("no test ran");
     }
-    Ok(())
+    // Debian's kernels booted under qemu (README, "The kernel matrix"):
+    // fails the run when a kernel does worse than the README promises.
+    let matrix = crate::matrix::run().context("the kernel matrix");
+    closing();
+    matrix
 }
 
 #[derive(Default)]
