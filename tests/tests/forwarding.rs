@@ -177,6 +177,9 @@ fn a_router_forwards_syns_for_the_host_behind_it_in_forced_flood_mode() {
     assert_eq!(iface["flood_policy"], "always", "{iface}");
     assert_eq!(iface["flood_active"], true, "{iface}");
     assert_eq!(iface["mode"], "native", "{iface}");
+    // This kernel loads the program, by a trial load, not by its version.
+    assert_eq!(status["kernel"]["program_loads"], true, "{status}");
+    assert_eq!(status["kernel"]["missing_helpers"], serde_json::json!([]));
 
     for (addr, server) in [(behind_v4, &server_v4), (behind_v6, &server_v6)] {
         let report = run_clients(

@@ -6,6 +6,7 @@ use xdp_daemon::{
     features, flood,
     host::HostView,
     lists::{List, ListMaps},
+    program,
     state::DaemonStatus,
     sysctl,
 };
@@ -74,6 +75,13 @@ struct Kernel {
     /// probing (empty: it has them all); null when probing was not
     /// possible (it needs CAP_BPF).
     missing_helpers: Option<Vec<&'static str>>,
+    /// Whether this kernel loads synguard's programs: a trial load of the
+    /// embedded object (maps unpinned, nothing attached), so `status`
+    /// never calls a kernel fine that then rejects the program. Null when
+    /// it could not be tried (it needs CAP_BPF).
+    program_loads: Option<bool>,
+    /// Why the trial load failed, in one line.
+    program_error: Option<String>,
 }
 
 pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
@@ -127,6 +135,7 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let helpers = features::missing_helpers();
+    let trial = trial_load();
     let status = Status {
         sysctls: sysctl::show(&desired, &cx.state)?,
         desired_from,
@@ -142,6 +151,8 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .ok()
                 .map(|missing| missing.iter().map(|h| h.name).collect()),
+            program_loads: trial.as_ref().map(Result::is_ok),
+            program_error: trial.as_ref().and_then(|t| t.as_ref().err().cloned()),
         },
         daemon,
         daemon_running,
@@ -261,5 +272,24 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         Ok(missing) => println!("  {}", features::describe_missing(missing)),
         Err(e) => println!("  BPF helpers: not probed ({e})"),
     }
+    match &trial {
+        Some(Ok(())) => println!("  XDP programs: load (trial load)"),
+        Some(Err(e)) => println!("  XDP programs: REFUSED by this kernel: {e}"),
+        None => println!("  XDP programs: not tried (needs root or CAP_BPF)"),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the embedded programs with their maps unpinned, and drops them:
+/// Some(Err) with the reason in one line if the kernel refuses them, None
+/// without the privilege to try.
+fn trial_load() -> Option<Result<(), String>> {
+    match program::load(None, None) {
+        Ok(_) => Some(Ok(())),
+        Err(e) => {
+            let line = e.to_string();
+            let unprivileged = line.contains("Operation not permitted");
+            (!unprivileged).then(|| Err(line.lines().next().unwrap_or_default().to_string()))
+        }
+    }
 }
