@@ -31,6 +31,7 @@ use crate::{
     flood, host,
     lists::{List, ListMaps},
     metrics::{self, Known},
+    nic,
     pins::PinLayout,
     state::{DaemonStatus, EntryMeta, Origin, StateDir, unix_now},
     sysctl,
@@ -307,13 +308,10 @@ impl Daemon {
             iface.replace,
         )? {
             Attached::New(used) => {
-                if iface.mode == attach::AttachMode::Auto && used == attach::AttachMode::Skb {
-                    warn!(
-                        "{}: the driver has no native XDP; attached in skb (generic) mode, which is slower",
-                        iface.name
-                    );
-                }
                 info!("attached {} ({used} mode)", iface.name);
+                for w in nic::warnings(&iface.name, iface.mode, used) {
+                    warn!("{w}");
+                }
                 self.known
                     .lock()
                     .expect("not poisoned")

@@ -11,6 +11,7 @@ pub mod host;
 pub mod kernel;
 pub mod lists;
 pub mod metrics;
+pub mod nic;
 pub mod pins;
 pub mod program;
 pub mod settings;

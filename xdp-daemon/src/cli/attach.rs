@@ -5,6 +5,7 @@ use xdp_common::FloodMode;
 use xdp_daemon::{
     attach::{AttachMode, Attached, attach},
     config::parse_flood_mode,
+    nic,
     settings::FloodPolicy,
 };
 
@@ -65,7 +66,12 @@ pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
     let outcome = attach(&cx.layout, &args.iface, args.mode, &policy, args.replace)
         .with_context(|| format!("cannot attach to {}", args.iface))?;
     match outcome {
-        Attached::New(mode) => println!("attached to {} ({mode} mode)", args.iface),
+        Attached::New(mode) => {
+            println!("attached to {} ({mode} mode)", args.iface);
+            for w in nic::warnings(&args.iface, args.mode, mode) {
+                eprintln!("warning: {w}");
+            }
+        }
         Attached::Already => println!("{} is already attached; settings updated", args.iface),
     }
     Ok(ExitCode::SUCCESS)
