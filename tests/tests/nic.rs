@@ -31,3 +31,38 @@ fn auto_mode_on_a_driver_without_native_xdp_warns_of_skb_mode() {
     );
     synguard.run(&ns, &["detach", "sgbridge0"]).unwrap();
 }
+
+#[test]
+fn a_daemon_that_cannot_attach_leaves_the_sysctls_as_they_were() {
+    // The start fails (native mode on a driver without it, as a kernel that
+    // refuses the program would): the sysctls it applied go back.
+    require_root();
+    let ns = Netns::create(&format!("{}-nid", unique_prefix())).expect("netns");
+    ns.ip(&["link", "add", "sgbridge1", "type", "bridge"])
+        .unwrap();
+    ns.ip(&["link", "set", "sgbridge1", "up"]).unwrap();
+    ns.set_sysctl("net.ipv4.tcp_timestamps", "1").unwrap();
+    let dir = std::env::temp_dir().join(format!("synguard-nic-{}", unique_prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("synguard.toml");
+    std::fs::write(
+        &config,
+        "[[interface]]\nname = \"sgbridge1\"\nmode = \"native\"\n",
+    )
+    .unwrap();
+    let synguard = Synguard::new(ns.name());
+    let mut daemon = synguard.daemon(&ns, &config).unwrap();
+    let status = daemon
+        .wait(std::time::Duration::from_secs(60))
+        .expect("the daemon exits");
+    let log = daemon.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("cannot attach sgbridge1"), "{log}");
+    assert!(
+        log.contains("tcp_timestamps: 1 -> 2"),
+        "applied first: {log}"
+    );
+    assert!(log.contains("restored: start failed"), "{log}");
+    assert_eq!(ns.sysctl("net.ipv4.tcp_timestamps").unwrap().trim(), "1");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -142,7 +142,10 @@ impl Daemon {
             self.options.layout.root().display(),
             state.path().display()
         );
-        self.apply(None).context("applying the config")?;
+        if let Err(e) = self.apply(None) {
+            self.undo_failed_start();
+            return Err(e).context("applying the config");
+        }
 
         let server = match self.config.metrics_listen {
             Some(addr) => {
@@ -616,6 +619,35 @@ impl Daemon {
             warn!("removing the status file: {e}");
         }
         info!("stopped");
+    }
+
+    /// After a start that failed (a kernel that refuses the program, say):
+    /// put back the sysctls it applied, so the host is left as it was,
+    /// unless protection is pinned (a daemon before this one, the CLI),
+    /// which needs them.
+    fn undo_failed_start(&mut self) {
+        let layout = &self.options.layout;
+        let state = &self.options.state;
+        let _lock = state.lock();
+        let attached = layout.attached().unwrap_or_default();
+        if !attached.is_empty() {
+            warn!(
+                "start failed; sysctls stay as applied: {} still attached",
+                attached.join(", ")
+            );
+            return;
+        }
+        match sysctl::restore(state) {
+            Ok(restored) => {
+                for (name, from, to) in restored.changed {
+                    info!("sysctl {name}: {from} -> {to} (restored: start failed)");
+                }
+            }
+            Err(e) => error!("restoring sysctls after a failed start: {e}"),
+        }
+        if let Err(e) = state.remove_daemon_status() {
+            warn!("removing the status file: {e}");
+        }
     }
 
     fn save_status(&self) {
