@@ -265,6 +265,7 @@ def main():
 
 
 try:
+    save()  # first thing: tells the host the VM booted and smoke.py runs
     main()
 except Exception as e:  # noqa: BLE001
     record("setup", "fail", repr(e))
