@@ -37,6 +37,7 @@ const CHECKS: &[&str] = &[
     "cookie_handshake_v6",
     "blocklist_drop",
     "detach",
+    "daemon_start_stop",
 ];
 /// Debian suites whose `linux-image-amd64` names the kernels to test.
 const SUITES: &[&str] = &["bullseye", "bookworm", "trixie", "sid"];
@@ -512,7 +513,9 @@ fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<
         && if supported {
             CHECKS.iter().all(|c| verdict(c) == "pass")
         } else {
-            verdict("attach_native_netns") == "refused" && verdict("status_probe") == "refused"
+            verdict("attach_native_netns") == "refused"
+                && verdict("status_probe") == "refused"
+                && verdict("daemon_start_stop") == "refused"
         };
     let problem = match (&ran, smoke.is_null()) {
         (Err(e), _) => format!("{e:#}"),
