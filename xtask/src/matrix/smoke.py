@@ -2,7 +2,10 @@
 """synguard's smoke checks on one kernel, run as root inside a VM that
 `cargo xtask matrix` boots (or on the host's own kernel).
 
-Usage: smoke.py SYNGUARD OUT_JSON
+Usage: smoke.py SYNGUARD OUT_JSON [VIRTIO_MAC,VIRTIO_MAC]
+
+The MACs name two virtio-net NICs that matrix.rs gives the VM, joined on a
+qemu hub; only NICs with those MACs are used (never a host's own NIC).
 
 Two namespaces joined by a veth pair (198.18.0.0/24, 2001:2::/64): `out`
 (clients) and `tgt` (a listener, synguard attached native to its end). Each
@@ -21,6 +24,7 @@ import threading
 import time
 
 SYNGUARD, OUT = sys.argv[1], sys.argv[2]
+VIRTIO_MACS = sys.argv[3].lower().split(",") if len(sys.argv) > 3 else []
 PIN_ROOT = "/sys/fs/bpf/synguard-smoke"
 OUT_IF, TGT_IF = "smk-out", "smk-tgt"
 OUT_NS, TGT_NS = "smoke-out", "smoke-tgt"
@@ -283,6 +287,78 @@ def check_daemon(refused_expected):
             proc.wait()
 
 
+VIO_CLI_NS, VIO_TGT_NS = "smoke-vio-cli", "smoke-vio-tgt"
+VIO_CLI, VIO_TGT = "198.18.1.1", "198.18.1.2"
+
+
+def virtio_nics():
+    """The NICs with the MACs matrix.rs gave the VM, in that order."""
+    by_mac = {}
+    for ifname in os.listdir("/sys/class/net"):
+        with open(f"/sys/class/net/{ifname}/address") as f:
+            by_mac[f.read().strip().lower()] = ifname
+    return [by_mac[mac] for mac in VIRTIO_MACS if mac in by_mac]
+
+
+def check_virtio(refused_expected):
+    """Two virtio-net NICs joined on a qemu hub (matrix.rs), one per
+    namespace: synguard native on the target's, a SYN answered by XDP_TX,
+    a real client through the cookie handshake."""
+    if not VIRTIO_MACS:
+        record("virtio_native_cookie", "skip", "not in a matrix VM: no NICs of its own to use")
+        return
+    sh("modprobe", "virtio_net", check=False)
+    nics = virtio_nics()
+    if len(nics) < 2:
+        record("virtio_native_cookie", "fail", f"NICs with MACs {VIRTIO_MACS}: {nics}")
+        return
+    cli_if, tgt_if = nics[:2]
+    for ns, ifname, addr in ((VIO_CLI_NS, cli_if, VIO_CLI), (VIO_TGT_NS, tgt_if, VIO_TGT)):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "set", ifname, "netns", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", ifname)
+        sh("ip", "-n", ns, "link", "set", ifname, "up")
+    sh("ip", "netns", "exec", VIO_TGT_NS, "sysctl", "-qw", "net.ipv4.tcp_syncookies=2")
+    sh("ip", "netns", "exec", VIO_TGT_NS, "sysctl", "-qw", "net.ipv4.tcp_timestamps=2")
+    p = sh("nsenter", f"--net=/run/netns/{VIO_TGT_NS}", SYNGUARD, "--pin-root", PIN_ROOT,
+           "attach", tgt_if, "--mode", "native", "--flood", "always", check=False)
+    out = (p.stdout + p.stderr).strip()
+    locked = [line.strip() for line in sh("dmesg", check=False).stdout.splitlines()
+              if "XDP_TX" in line and "locked" in line]
+    note = f"; kernel: {locked[-1]}" if locked else "; no locked-XDP_TX line in dmesg"
+    if p.returncode != 0 or "native" not in out:
+        lines = out.splitlines()
+        if refused_expected and len(lines) == 1 and "needs Linux" in lines[0]:
+            record("virtio_native_cookie", "refused", lines[0])
+        else:
+            record("virtio_native_cookie", "fail", f"attach {tgt_if}: {out[-1500:]}")
+        return
+    stop = threading.Event()
+    in_netns(VIO_TGT_NS, server, socket.AF_INET, VIO_TGT, stop)
+    time.sleep(0.5)
+    try:
+        before = counters(VIO_TGT_NS, tgt_if)
+        ns_before = netstat(VIO_TGT_NS)
+        try:
+            options, _ = client(VIO_CLI_NS, socket.AF_INET, VIO_TGT, timeout=10)
+            connected = True
+        except Exception as e:  # noqa: BLE001 - reported as the detail
+            options, connected = 0, f"client: {e}"
+        time.sleep(0.3)
+        after, ns_after = counters(VIO_TGT_NS, tgt_if), netstat(VIO_TGT_NS)
+        answered = after.get(("tx", "syn_ack"), 0) - before.get(("tx", "syn_ack"), 0)
+        recv = ns_after["TcpExt.SyncookiesRecv"] - ns_before["TcpExt.SyncookiesRecv"]
+        ok = connected is True and answered >= 1 and recv >= 1
+        record("virtio_native_cookie", "pass" if ok else "fail",
+               f"{out}; SYN-ACKs from XDP {answered}, SyncookiesRecv {recv}, connected "
+               f"{connected}, client options {options & 7:#x}{note}")
+    finally:
+        stop.set()
+        sh("nsenter", f"--net=/run/netns/{VIO_TGT_NS}", SYNGUARD, "--pin-root", PIN_ROOT,
+           "detach", tgt_if, check=False)
+
+
 def main():
     for mod in ("veth",):
         sh("modprobe", mod, check=False)
@@ -321,6 +397,7 @@ def main():
             record("status_probe", "refused" if probe and "needs Linux" in probe[0] else "fail",
                    " ".join(probe))
             check_daemon(refused_expected=True)
+            check_virtio(refused_expected=True)
         else:
             record("attach_native_netns", "fail", (lines or [""])[0] + " ... " + out[-1500:])
         return
@@ -370,6 +447,8 @@ def main():
     subprocess.run(["rm", "-rf", PIN_ROOT])
     check_daemon(refused_expected=False)
     subprocess.run(["rm", "-rf", PIN_ROOT])
+    check_virtio(refused_expected=False)
+    subprocess.run(["rm", "-rf", PIN_ROOT])
 
 
 try:
@@ -380,5 +459,5 @@ except Exception as e:  # noqa: BLE001
 finally:
     results["done"] = True
     save()
-    for ns in (OUT_NS, TGT_NS):
+    for ns in (OUT_NS, TGT_NS, VIO_CLI_NS, VIO_TGT_NS):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
