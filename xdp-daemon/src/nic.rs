@@ -43,14 +43,31 @@ pub fn channels(iface: &str) -> io::Result<Channels> {
         cmd: ETHTOOL_GCHANNELS,
         ..Channels::default()
     };
-    // SAFETY: an ifreq zeroed, then given a NUL-terminated name and a
-    // pointer to `channels`, which outlives the call; the socket is closed
-    // on every path.
+    // `channels` outlives the call, and SIOCETHTOOL with ETHTOOL_GCHANNELS
+    // writes one `struct ethtool_channels` there.
+    if_ioctl(iface, SIOCETHTOOL, |req| {
+        req.ifr_ifru.ifru_data = (&raw mut channels).cast();
+    })?;
+    Ok(channels)
+}
+
+/// The interface's MTU (SIOCGIFMTU).
+pub fn mtu(iface: &str) -> io::Result<u32> {
+    let req = if_ioctl(iface, libc::SIOCGIFMTU, |_| {})?;
+    // SAFETY: SIOCGIFMTU filled the MTU member of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+}
+
+/// An interface ioctl on a throwaway socket of the calling thread's
+/// namespace: an `ifreq` with the name, then whatever `fill` adds.
+fn if_ioctl(
+    iface: &str,
+    request: libc::c_ulong,
+    fill: impl FnOnce(&mut libc::ifreq),
+) -> io::Result<libc::ifreq> {
+    // SAFETY: an all-zero ifreq is valid; the name is NUL-terminated (at
+    // most IFNAMSIZ - 1 bytes); the socket is closed on every path.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         let mut req: libc::ifreq = std::mem::zeroed();
         for (dst, src) in req
             .ifr_name
@@ -59,15 +76,19 @@ pub fn channels(iface: &str) -> io::Result<Channels> {
         {
             *dst = src as libc::c_char;
         }
-        req.ifr_ifru.ifru_data = (&raw mut channels).cast();
-        let rc = libc::ioctl(fd, SIOCETHTOOL, &mut req);
+        fill(&mut req);
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let rc = libc::ioctl(fd, request, &mut req);
         let err = io::Error::last_os_error();
         libc::close(fd);
         if rc != 0 {
             return Err(err);
         }
+        Ok(req)
     }
-    Ok(channels)
 }
 
 /// The CPUs XDP_TX may run on (the kernel sizes virtio_net's XDP queues by

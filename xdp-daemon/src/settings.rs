@@ -76,8 +76,8 @@ pub struct KernelFacts {
 impl KernelFacts {
     /// Reads the facts of the calling process's network namespace.
     pub fn read(iface: &str) -> io::Result<KernelFacts> {
-        let mtu =
-            mtu(iface).map_err(|e| io::Error::new(e.kind(), format!("the MTU of {iface}: {e}")))?;
+        let mtu = crate::nic::mtu(iface)
+            .map_err(|e| io::Error::new(e.kind(), format!("the MTU of {iface}: {e}")))?;
         Self::read_sysctls(Path::new(PROC_SYS), mtu)
     }
 
@@ -242,33 +242,6 @@ fn sysctl_u8(proc_sys: &Path, key: &str) -> io::Result<u8> {
             format!("{}: {value}: {e}", proc_sys.join(key).display()),
         )
     })
-}
-
-/// The interface's MTU in the calling thread's namespace (SIOCGIFMTU).
-fn mtu(iface: &str) -> io::Result<u32> {
-    // SAFETY: an ifreq zeroed then filled with a NUL-terminated name; the
-    // socket is closed on every path.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in req
-            .ifr_name
-            .iter_mut()
-            .zip(iface.bytes().take(libc::IFNAMSIZ - 1))
-        {
-            *dst = src as libc::c_char;
-        }
-        let rc = libc::ioctl(fd, libc::SIOCGIFMTU, &mut req);
-        let err = io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 {
-            return Err(err);
-        }
-        Ok(req.ifr_ifru.ifru_mtu as u32)
-    }
 }
 
 #[cfg(test)]

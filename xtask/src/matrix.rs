@@ -185,13 +185,7 @@ fn install_vm_tools() -> Result<()> {
         .filter(|p| !setup::installed(p))
         .collect();
     if !missing.is_empty() {
-        exec(Command::new("apt-get").args(["update", "-q"]))?;
-        exec(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        setup::apt_install(&missing)?;
     }
     if !runs("vng", &["--version"]) {
         exec(Command::new("python3").args(["-m", "pip", "install", "-q", "virtme-ng"]))

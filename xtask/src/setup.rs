@@ -27,6 +27,17 @@ const PACKAGES: &[&str] = &[
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13";
 
+/// Installs Debian packages without their recommends (root).
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    exec(Command::new("apt-get").args(["update", "-q"]))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 pub fn run() -> Result<()> {
     let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
     if !missing.is_empty() {
@@ -42,13 +53,7 @@ pub fn run() -> Result<()> {
             );
         }
         eprintln!("xtask setup: installing Debian packages: {list}");
-        exec(Command::new("apt-get").arg("update").arg("-q"))?;
-        exec(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        apt_install(&missing)?;
     }
     if bpf_linker().is_none() {
         eprintln!(
