@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, build, test and demo automation for synguard.
 mod bench;
 mod demo;
+mod docs;
 mod matrix;
 mod package;
 mod setup;
@@ -27,8 +28,12 @@ enum Task {
     Setup,
     /// Build the synguard binary (release), with the XDP program embedded.
     Build,
-    /// Run every check and test: fmt, clippy, unit, packet and namespace tests (root).
+    /// Run every check and test: fmt, doc links, clippy, unit, packet and
+    /// namespace tests, the kernel matrix (root).
     Test,
+    /// Check that every link in the docs, and every doc cited in source,
+    /// resolves to a file and heading that exist.
+    Docs,
     /// Show synguard at work in a namespace lab, then tear it down (root).
     Demo,
     /// Build the .deb (binary, systemd unit, example config, man page,
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build_release()).map(drop),
         Task::Test => test::run(),
+        Task::Docs => docs::run(),
         Task::Demo => demo::run(),
         Task::Package => package::run(),
         Task::Bench(args) => bench::run(args),
