@@ -46,8 +46,8 @@ pub enum Reason {
     Allowlist = 4,
     /// An ACK whose SYN cookie the kernel's helper validated.
     ValidCookie = 5,
-    /// An IP fragment that cannot hide a TCP handshake (see the README's
-    /// fragment policy).
+    /// An IP fragment that cannot hide a TCP handshake (the fragment policy:
+    /// docs/design.md#why-these-parsing-choices).
     Fragment = 6,
     /// A SYN answered from XDP with a SYN-ACK carrying a kernel SYN cookie.
     SynAck = 7,
@@ -703,7 +703,7 @@ pub struct HostLink {
     pub _pad: [u8; 2],
 }
 
-/// Bounds of the parser, documented in the README.
+/// Bounds of the parser (docs/design.md#the-data-path).
 pub mod limits {
     /// VLAN tags (802.1Q / 802.1ad) walked before the IP header; a frame with
     /// more is dropped as `header_chain`.

@@ -8,9 +8,10 @@
 //! and runs `matrix/smoke.py` there, then on the host's kernel directly.
 //! The guest writes its verdicts into a shared directory: the VM's console
 //! output is not reliable here. Prints a kernel x check table and writes
-//! `target/matrix/matrix.json`; fails when a kernel does worse than the
-//! README promises (6.1 and later: every check passes; older: attach is
-//! refused with one line naming the missing helpers).
+//! `target/matrix/matrix.json`; fails when a kernel does worse than
+//! docs/kernels.md#what-each-kernel-supports says (6.1 and later: every
+//! check passes; older: attach is refused with one line naming the missing
+//! helpers).
 //!
 //! KVM cannot run stock kernels on these machines (a bzImage hangs after
 //! "Probing EDD"), so the VMs run under TCG: 30-60 s per kernel.
@@ -48,7 +49,8 @@ const SUITES: &[&str] = &["bullseye", "bookworm", "trixie", "sid"];
 const SECURITY_SUITES: &[&str] = &["bullseye-security", "bookworm-security", "trixie-security"];
 /// The kernel series to test, beside the newest.
 const SERIES: &[&str] = &["5.10.", "6.1.", "6.12."];
-/// The first series synguard supports fully (README, "Requirements").
+/// The first series synguard supports fully
+/// (docs/kernels.md#what-each-kernel-supports).
 const SUPPORTED_FROM: (u32, u32) = (6, 1);
 /// Debian packages the VMs need: qemu without its recommended GUI stack,
 /// a static busybox for virtme-ng's init, kmod for depmod and modprobe.
@@ -146,7 +148,7 @@ pub fn run() -> Result<()> {
         .map(|r| r["kernel"].as_str().unwrap_or_default().to_string())
         .collect();
     if !worse.is_empty() {
-        bail!("worse than the README promises on: {}", worse.join(", "));
+        bail!("worse than docs/kernels.md says: {}", worse.join(", "));
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Every check and test, in the order that fails fastest: fmt, clippy,
-//! the workspace's tests, then the kernel matrix.
+//! Every check and test, in the order that fails fastest: fmt, doc links,
+//! clippy, the workspace's tests, then the kernel matrix.
 use std::{
     io::{BufRead, BufReader},
     process::Stdio,
@@ -23,6 +23,7 @@ pub fn run() -> Result<()> {
             .args(["fmt", "--check", "--manifest-path"])
             .arg(&prog_manifest),
     )?;
+    crate::docs::run()?;
     exec(cargo().args([
         "clippy",
         "--locked",
@@ -51,8 +52,8 @@ pub fn run() -> Result<()> {
         closing();
         bail!("no test ran");
     }
-    // Debian's kernels booted under qemu (README, "The kernel matrix"):
-    // fails the run when a kernel does worse than the README promises.
+    // Debian's kernels booted under qemu (docs/kernels.md#the-kernel-matrix):
+    // fails the run when a kernel does worse than that page promises.
     let matrix = crate::matrix::run().context("the kernel matrix");
     closing();
     matrix
