@@ -31,7 +31,7 @@ impl Default for FloodPolicy {
     fn default() -> Self {
         FloodPolicy {
             // Engage on the data; cookies are only issued when the
-            // listener's queue is full anyway (see xdp-prog cookie.rs).
+            // listener's queue is full anyway (see xdp-prog cookie/).
             mode: FloodMode::Auto,
             // Far above what one ingress node's real clients send, far
             // below what a flood sends.

@@ -19,6 +19,7 @@
 mod ack;
 mod csum;
 mod headers;
+mod layout;
 mod listener;
 mod options;
 mod synack;

@@ -14,6 +14,11 @@ pub(super) const OPT_MSS: u8 = 2;
 pub(super) const OPT_WSCALE: u8 = 3;
 pub(super) const OPT_SACK_PERM: u8 = 4;
 pub(super) const OPT_TIMESTAMP: u8 = 8;
+/// Their lengths, kind and length bytes included.
+pub(super) const OPT_MSS_LEN: u8 = 4;
+pub(super) const OPT_WSCALE_LEN: u8 = 3;
+pub(super) const OPT_SACK_PERM_LEN: u8 = 2;
+pub(super) const OPT_TIMESTAMP_LEN: u8 = 10;
 /// include/net/tcp.h `TCP_MAX_WSCALE`.
 const TCP_MAX_WSCALE: u8 = 14;
 
