@@ -7,18 +7,18 @@ use std::{
 };
 
 use ipnet::IpNet;
-use xdp_common::Budget;
 
-use crate::{attach::AttachMode, settings::FloodPolicy, sysctl};
+use crate::{attach::AttachMode, settings::FloodPolicy};
 
 mod list_file;
 mod schema;
+mod sections;
 #[cfg(test)]
 mod tests;
 
 pub use list_file::{parse_cidr, parse_list, read_list_file};
+use schema::RawConfig;
 pub use schema::{DEFAULT_METRICS_LISTEN, flood_mode_name, parse_flood_mode};
-use schema::{RawBudget, RawConfig, RawSysctl};
 /// Where `synguard run` and the CLI look for the configuration by default.
 pub const DEFAULT_PATH: &str = "/etc/synguard/synguard.toml";
 
@@ -78,174 +78,24 @@ impl Config {
     }
 
     /// Parses configuration text; `path` names it in errors and anchors
-    /// relative list-file paths.
+    /// relative list-file paths. Sections are checked in file order, so
+    /// the first error reported is the first in the file's layout.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let at = |span: Range<usize>, what: String| ConfigError::At {
-            path: path.display().to_string(),
-            line: line_of(text, span.start),
-            what: with_key(text, span.start, what),
-        };
+        let at = Spans { text, path };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            at(span, e.message().trim().to_string())
+            at.error(span, e.message().trim().to_string())
         })?;
-
-        let mut interfaces: Vec<Interface> = Vec::new();
-        for iface in &raw.interface {
-            let name = iface.name.get_ref();
-            if let Err(why) = check_iface_name(name) {
-                return Err(at(iface.name.span(), why));
-            }
-            if interfaces.iter().any(|i| &i.name == name) {
-                return Err(at(
-                    iface.name.span(),
-                    format!("interface {name:?} is listed twice"),
-                ));
-            }
-            interfaces.push(Interface {
-                name: name.clone(),
-                mode: iface.mode.0,
-                replace: iface.replace,
-            });
-        }
-
-        let flood = &raw.flood;
-        let on = *flood.syn_rate_on.get_ref();
-        let off = *flood.syn_rate_off.get_ref();
-        if on == 0 {
-            return Err(at(
-                flood.syn_rate_on.span(),
-                "syn_rate_on must be at least 1 SYN/s".into(),
-            ));
-        }
-        if off > on {
-            return Err(at(
-                flood.syn_rate_off.span(),
-                format!("syn_rate_off ({off}) must not be above syn_rate_on ({on})"),
-            ));
-        }
-        let hold_ms = u32::try_from(flood.hold.get_ref().0.as_millis())
-            .ok()
-            .filter(|&ms| ms > 0)
-            .ok_or_else(|| {
-                at(
-                    flood.hold.span(),
-                    "hold must be between 1ms and about 49 days".into(),
-                )
-            })?;
-        let b = &raw.budgets;
-        let budget = |raw: &RawBudget| -> Result<Budget, ConfigError> {
-            if !b.enabled {
-                return Ok(Budget { rate: 0, burst: 0 });
-            }
-            let (rate, burst) = (*raw.rate.get_ref(), *raw.burst.get_ref());
-            if rate > 0 && burst < rate.min(1) {
-                return Err(at(raw.burst.span(), "burst must be at least 1".into()));
-            }
-            if burst > xdp_common::budget::MAX_BURST {
-                return Err(at(
-                    raw.burst.span(),
-                    format!(
-                        "burst must be at most {} (what a bucket holds)",
-                        xdp_common::budget::MAX_BURST
-                    ),
-                ));
-            }
-            Ok(Budget { rate, burst })
-        };
-        let mut ports: Vec<u16> = Vec::new();
-        for port in &flood.ports {
-            let p = *port.get_ref();
-            if p == 0 {
-                return Err(at(
-                    port.span(),
-                    "port 0 is not a port a listener can use".into(),
-                ));
-            }
-            if ports.contains(&p) {
-                return Err(at(port.span(), format!("port {p} is listed twice")));
-            }
-            ports.push(p);
-        }
-        let policy = FloodPolicy {
-            ports,
-            mode: flood.mode.0,
-            syn_rate_on: on,
-            syn_rate_off: off,
-            hold_ms,
-            budget_v4_host: budget(&b.v4_host)?,
-            budget_v4_net: budget(&b.v4_net)?,
-            budget_v6_host: budget(&b.v6_host)?,
-            budget_v6_net: budget(&b.v6_net)?,
-        };
-
+        let interfaces = sections::interfaces(&raw.interface, &at)?;
+        let flood = sections::flood_policy(&raw.flood, &raw.budgets, &at)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut block: Vec<IpNet> = raw.lists.block.iter().map(|c| c.0).collect();
-        for file in &raw.lists.block_files {
-            block.extend(read_list_file(&base.join(file.get_ref()))?);
-        }
-        let mut allow: Vec<IpNet> = raw.lists.allow.iter().map(|c| c.0).collect();
-        for file in &raw.lists.allow_files {
-            allow.extend(read_list_file(&base.join(file.get_ref()))?);
-        }
-        dedup(&mut block);
-        dedup(&mut allow);
-
-        let mut sysctls = sysctl::defaults();
-        for (key, value) in &raw.sysctl {
-            let setting = sysctl::Setting::find(key).ok_or_else(|| {
-                at(
-                    value.span(),
-                    format!(
-                        "synguard does not manage the sysctl {key:?}; it manages {}",
-                        sysctl::Setting::names().join(", ")
-                    ),
-                )
-            })?;
-            match value.get_ref() {
-                RawSysctl::Keep(word) if word == "keep" => {
-                    sysctls.remove(setting.name);
-                }
-                RawSysctl::Keep(word) => {
-                    return Err(at(
-                        value.span(),
-                        format!(
-                            "{key}: expected a number or \"keep\" (leave it alone), not {word:?}"
-                        ),
-                    ));
-                }
-                RawSysctl::Value(v) => {
-                    setting.validate(*v).map_err(|why| at(value.span(), why))?;
-                    sysctls.insert(setting.name.to_string(), *v);
-                }
-            }
-        }
-
-        let metrics_listen = match raw.metrics.listen.get_ref().as_str() {
-            "" | "off" => None,
-            addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
-                at(
-                    raw.metrics.listen.span(),
-                    format!(
-                        "listen: {addr:?} is not an address:port (e.g. 127.0.0.1:9720), or \"off\""
-                    ),
-                )
-            })?),
-        };
-        let log_level = raw.log_level.get_ref().to_ascii_lowercase();
-        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            return Err(at(
-                raw.log_level.span(),
-                format!(
-                    "log_level {:?} is not one of error, warn, info, debug, trace",
-                    raw.log_level.get_ref()
-                ),
-            ));
-        }
-
+        let (block, allow) = sections::lists(&raw.lists, base)?;
+        let sysctls = sections::sysctls(&raw.sysctl, &at)?;
+        let metrics_listen = sections::metrics_listen(&raw.metrics, &at)?;
+        let log_level = sections::log_level(&raw.log_level, &at)?;
         Ok(Config {
             interfaces,
-            flood: policy,
+            flood,
             block_over_budget: raw.budgets.block_over_budget_for.0.filter(|d| !d.is_zero()),
             block,
             allow,
@@ -257,15 +107,27 @@ impl Config {
     }
 }
 
+/// The text being parsed, to turn a span into an error at its line.
+struct Spans<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Spans<'_> {
+    /// An error at the line holding `span`, naming its key.
+    fn error(&self, span: Range<usize>, what: String) -> ConfigError {
+        ConfigError::At {
+            path: self.path.display().to_string(),
+            line: line_of(self.text, span.start),
+            what: with_key(self.text, span.start, what),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::parse("", Path::new("(defaults)")).expect("the defaults are valid")
     }
-}
-
-fn dedup(nets: &mut Vec<IpNet>) {
-    nets.sort();
-    nets.dedup();
 }
 
 /// The 1-based line holding byte `offset`.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::sysctl;
 
 fn parse(text: &str) -> Result<Config, String> {
     Config::parse(text, Path::new("/etc/synguard/synguard.toml")).map_err(|e| e.to_string())
