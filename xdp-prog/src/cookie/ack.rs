@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{bindings::tcphdr, helpers::bpf_tcp_check_syncookie, programs::XdpContext};
-use xdp_common::{Config, Reason};
+use xdp_common::{IfaceSettings, Reason};
 
 use super::headers::Headers;
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
 /// the FIN of a connection the kernel holds, make its source a recent
 /// peer.
 #[inline(always)]
-pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &Config) -> Reason {
+pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &IfaceSettings) -> Reason {
     let Some(mut h) = Headers::copy(ctx, packet.family, packet.l3 as u32, tcp.l4 as u32, 20) else {
         return Reason::Internal;
     };

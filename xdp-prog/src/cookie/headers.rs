@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use xdp_common::Config;
+use xdp_common::IfaceSettings;
 
 use super::{
     HandedSyn, IP_END, IPV4_MAX, SCRATCH, Scratch,
@@ -73,7 +73,7 @@ pub(super) struct Offer {
 
 impl Offer {
     #[inline(always)]
-    pub(super) fn of(config: &Config) -> Offer {
+    pub(super) fn of(config: &IfaceSettings) -> Offer {
         Offer {
             ts_cookies: config.ts_cookies,
             sack: config.tcp_sack,

@@ -31,7 +31,7 @@ use aya_ebpf::{
     maps::{PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
-use xdp_common::{Config, Reason, listeners};
+use xdp_common::{IfaceSettings, Reason, listeners};
 
 use self::{
     headers::{Headers, Offer},
@@ -113,7 +113,7 @@ static TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
 /// raw helper, unless they come from a recent peer (`crate::sources`): for
 /// those the lookup may find a connection the kernel still holds.
 #[inline(always)]
-fn answer_syn(ctx: &XdpContext, syn: &HandedSyn, config: &Config) -> Reason {
+fn answer_syn(ctx: &XdpContext, syn: &HandedSyn, config: &IfaceSettings) -> Reason {
     // The family is decided once, and each arm is a copy of the path with
     // it constant. With one path, the compiler tests the family again at
     // every difference and reuses stack slots between the arms; Linux 6.1's
@@ -129,7 +129,12 @@ fn answer_syn(ctx: &XdpContext, syn: &HandedSyn, config: &Config) -> Reason {
 }
 
 #[inline(always)]
-fn answer_syn_as(ctx: &XdpContext, syn: &HandedSyn, family: Family, config: &Config) -> Reason {
+fn answer_syn_as(
+    ctx: &XdpContext,
+    syn: &HandedSyn,
+    family: Family,
+    config: &IfaceSettings,
+) -> Reason {
     let now = syn.now;
     if !host::frame_for_us(ctx, syn.vlan) {
         return Reason::NotLocal;

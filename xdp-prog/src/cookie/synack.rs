@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
-use xdp_common::{Config, Reason};
+use xdp_common::{IfaceSettings, Reason};
 
 use super::{
     csum::{address_words, fold, word, words},
@@ -114,7 +114,7 @@ pub(super) fn build_syn_ack(
     h: Headers,
     cookie: u32,
     offer: Offer,
-    config: &Config,
+    config: &IfaceSettings,
     now: u64,
 ) -> Reason {
     let syn = Syn::read(&h);
@@ -182,7 +182,7 @@ const WSCALE_END: usize = WSCALE_AT + 1 + OPT_WSCALE_LEN as usize;
 /// Writes the MSS option, the configured MSS or the default; returns its
 /// sum.
 #[inline(always)]
-fn write_mss(out: &mut [u8; 40], family: Family, config: &Config) -> u32 {
+fn write_mss(out: &mut [u8; 40], family: Family, config: &IfaceSettings) -> u32 {
     let mss = match family {
         Family::V4 if config.mss_v4 != 0 => config.mss_v4,
         Family::V4 => DEFAULT_MSS_V4,
@@ -203,7 +203,7 @@ fn write_timestamp_options(
     out: &mut [u8; 40],
     client: ClientOptions,
     offer: Offer,
-    config: &Config,
+    config: &IfaceSettings,
     now: u64,
 ) -> (usize, u32) {
     // Timestamps carry the options through the handshake (syncookies.c
