@@ -1,16 +1,15 @@
 //! Making the system match the config: sysctls, lists, interfaces.
 use anyhow::{Context, bail};
-use ipnet::IpNet;
 use tracing::{error, info, warn};
 
-use super::Daemon;
+use super::{Daemon, decide};
 use crate::{
     attach::{self, Attached, Detached},
     config::{Config, Interface},
     lists::{List, ListMaps},
     nic,
     pins::PinLayout,
-    state::{EntryMeta, Origin, StateDir, unix_now},
+    state::{StateDir, unix_now},
     sysctl,
 };
 
@@ -34,10 +33,7 @@ impl Daemon {
         self.sync_lists()?;
 
         let old: Vec<Interface> = previous.map(|p| p.interfaces.clone()).unwrap_or_default();
-        for gone in old
-            .iter()
-            .filter(|o| !self.config.interfaces.iter().any(|i| i.name == o.name))
-        {
+        for gone in decide::interfaces_gone(&old, &self.config.interfaces) {
             match attach::detach(layout, &gone.name) {
                 Ok(Detached::Detached) => info!("detached {} (no longer in the config)", gone.name),
                 Ok(Detached::NotAttached) => {}
@@ -131,11 +127,7 @@ impl Daemon {
             (List::Block, &self.config.block, &mut meta.block),
             (List::Allow, &self.config.allow, &mut meta.allow),
         ] {
-            let previous: Vec<IpNet> = recorded
-                .iter()
-                .filter(|(_, m)| m.origin == Origin::Config)
-                .map(|(n, _)| *n)
-                .collect();
+            let previous = decide::config_entries(recorded);
             let outcome = ListMaps::open(layout)
                 .and_then(|mut maps| maps.sync(list, desired, &previous))
                 .with_context(|| format!("loading the {} from the config", list.name()))?;
@@ -147,13 +139,7 @@ impl Daemon {
                     outcome.removed
                 );
             }
-            recorded.retain(|n, m| m.origin != Origin::Config || desired.contains(n));
-            for net in desired {
-                recorded.entry(*net).or_insert(EntryMeta {
-                    origin: Origin::Config,
-                    comment: None,
-                });
-            }
+            decide::record_config_entries(recorded, desired);
         }
         state.save_list_meta(&meta)?;
         Ok(())

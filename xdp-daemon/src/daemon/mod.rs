@@ -33,6 +33,7 @@ use crate::{
 };
 
 mod apply;
+mod decide;
 mod stop;
 mod upkeep;
 

@@ -6,7 +6,10 @@ use std::{collections::BTreeSet, time::Duration};
 use ipnet::IpNet;
 use tracing::{error, info, warn};
 
-use super::Daemon;
+use super::{
+    Daemon,
+    decide::{self, IndexChange},
+};
 use crate::{
     attach, flood, host,
     lists::{List, ListMaps},
@@ -61,63 +64,54 @@ impl Daemon {
             return;
         };
         let now = unix_now();
-        let mut expired_any = false;
-        for list in [List::Block, List::Allow] {
-            match ListMaps::open(&layout).and_then(|mut maps| maps.sweep_expired(list, now)) {
-                Ok(gone) => {
-                    for net in &gone {
-                        info!("{net} expired from the {}", list.name());
-                    }
-                    expired_any |= !gone.is_empty();
-                }
-                Err(e) => warn!("sweeping the {}: {e}", list.name()),
-            }
-        }
-        if expired_any && let Err(e) = prune_meta(&state, &layout) {
-            warn!("updating list comments: {e}");
-        }
-
+        expire_lists(&layout, &state, now);
         if let Some(duration) = self.config.block_over_budget {
             self.block_over_budget(&layout, &state, now, duration);
         }
+        self.follow_interfaces(&layout);
+    }
 
+    /// Detaches the config's interfaces that went (deleted or renamed) and
+    /// attaches those that appeared (again).
+    fn follow_interfaces(&mut self, layout: &PinLayout) {
         for iface in self.config.interfaces.clone() {
             let index = attach::if_index(&iface.name);
             let before = self.ifindex.get(&iface.name).copied().unwrap_or(0);
-            if index == before {
-                continue;
-            }
-            if index == 0 {
-                match if_name(before) {
-                    // The config names interfaces, so the renamed device is
-                    // no longer one synguard was asked to protect.
-                    Some(new_name) => warn!(
-                        "{} was renamed to {new_name}: detached from it; {} is attached again \
-                         when an interface of that name appears",
-                        iface.name, iface.name
-                    ),
-                    None => warn!(
-                        "{} is gone (deleted); it is attached again when it returns",
-                        iface.name
-                    ),
+            match decide::index_change(before, index) {
+                IndexChange::Same => {}
+                IndexChange::Gone => {
+                    match if_name(before) {
+                        // The config names interfaces, so the renamed device is
+                        // no longer one synguard was asked to protect.
+                        Some(new_name) => warn!(
+                            "{} was renamed to {new_name}: detached from it; {} is attached again \
+                             when an interface of that name appears",
+                            iface.name, iface.name
+                        ),
+                        None => warn!(
+                            "{} is gone (deleted); it is attached again when it returns",
+                            iface.name
+                        ),
+                    }
+                    // A deleted device took its link with it; a renamed one keeps
+                    // it, and detaching removes it. Either way the pins go, so
+                    // status and /healthz say the interface is not protected.
+                    if let Err(e) = attach::detach(layout, &iface.name) {
+                        warn!("clearing the pins of {}: {e}", iface.name);
+                    }
+                    self.ifindex.insert(iface.name.clone(), 0);
                 }
-                // A deleted device took its link with it; a renamed one keeps
-                // it, and detaching removes it. Either way the pins go, so
-                // status and /healthz say the interface is not protected.
-                if let Err(e) = attach::detach(&layout, &iface.name) {
-                    warn!("clearing the pins of {}: {e}", iface.name);
+                IndexChange::Appeared => {
+                    // A link pinned for the old interface is defunct, so
+                    // start afresh.
+                    if let Err(e) = attach::detach(layout, &iface.name) {
+                        warn!("clearing the old pins of {}: {e}", iface.name);
+                    }
+                    match self.attach_one(&iface) {
+                        Ok(()) => info!("{} is back (index {index}): attached again", iface.name),
+                        Err(e) => error!("attaching {} again: {e:#}", iface.name),
+                    }
                 }
-                self.ifindex.insert(iface.name.clone(), 0);
-                continue;
-            }
-            // The interface was created (again): a link pinned for the old
-            // one is defunct, so start afresh.
-            if let Err(e) = attach::detach(&layout, &iface.name) {
-                warn!("clearing the old pins of {}: {e}", iface.name);
-            }
-            match self.attach_one(&iface) {
-                Ok(()) => info!("{} is back (index {index}): attached again", iface.name),
-                Err(e) => error!("attaching {} again: {e:#}", iface.name),
             }
         }
     }
@@ -129,7 +123,7 @@ impl Daemon {
         now: u64,
         duration: Duration,
     ) {
-        let expires = now + duration.as_secs().max(1);
+        let expires = decide::block_expires(now, duration);
         for iface in layout.attached().unwrap_or_default() {
             let over = match flood::over_budget(layout, &iface) {
                 Ok(over) if !over.is_empty() => over,
@@ -141,15 +135,7 @@ impl Daemon {
             };
             let nets: Vec<IpNet> = over.iter().map(|(n, _)| *n).collect();
             let mut meta = state.list_meta().unwrap_or_default();
-            // An operator's entry keeps its expiry.
-            let to_block: Vec<&(IpNet, u64)> = over
-                .iter()
-                .filter(|(net, _)| {
-                    meta.block
-                        .get(net)
-                        .is_none_or(|m| m.origin == Origin::OverBudget)
-                })
-                .collect();
+            let to_block = decide::to_block(&over, &meta.block);
             let entries: Vec<(IpNet, u64)> =
                 to_block.iter().map(|(net, _)| (*net, expires)).collect();
             let results = match ListMaps::open(layout) {
@@ -184,6 +170,25 @@ impl Daemon {
                 warn!("clearing sources over budget on {iface}: {e}");
             }
         }
+    }
+}
+
+/// Removes the list entries whose time is up, and their comments.
+fn expire_lists(layout: &PinLayout, state: &StateDir, now: u64) {
+    let mut expired_any = false;
+    for list in [List::Block, List::Allow] {
+        match ListMaps::open(layout).and_then(|mut maps| maps.sweep_expired(list, now)) {
+            Ok(gone) => {
+                for net in &gone {
+                    info!("{net} expired from the {}", list.name());
+                }
+                expired_any |= !gone.is_empty();
+            }
+            Err(e) => warn!("sweeping the {}: {e}", list.name()),
+        }
+    }
+    if expired_any && let Err(e) = prune_meta(state, layout) {
+        warn!("updating list comments: {e}");
     }
 }
 
