@@ -92,6 +92,41 @@ async fn readable(
     }
 }
 
+/// Fails if another daemon is running with this state directory.
+fn refuse_a_second_daemon(state: &StateDir) -> anyhow::Result<()> {
+    if let Some(other) = state.daemon_status()?
+        && other.alive()
+        && other.pid != std::process::id()
+    {
+        bail!(
+            "another synguard daemon (pid {}) is running with {}; stop it first",
+            other.pid,
+            other.config.display()
+        );
+    }
+    Ok(())
+}
+
+/// Address and link changes, over rtnetlink: they reach the data path at
+/// once; the tick catches the rest (AnyIP routes added by hand) within a
+/// second.
+fn follow_addresses() -> Option<AsyncFd<host::Events>> {
+    // SAFETY: `Events` owns its socket, which is neither replaced nor
+    // closed while the AsyncFd holds it.
+    match host::Events::subscribe()
+        .and_then(|events| unsafe { AsyncFd::register(events) }.map_err(Into::into))
+    {
+        Ok(events) => Some(events),
+        Err(e) => {
+            warn!(
+                "cannot follow address changes over rtnetlink ({e}); they reach the data \
+                 path within a second instead"
+            );
+            None
+        }
+    }
+}
+
 fn notify(states: &[NotifyState]) {
     // Outside systemd (no NOTIFY_SOCKET) this does nothing.
     if let Err(e) = sd_notify::notify(states) {
@@ -118,16 +153,7 @@ impl Daemon {
         state
             .ensure()
             .with_context(|| format!("creating the state directory {}", state.path().display()))?;
-        if let Some(other) = state.daemon_status()?
-            && other.alive()
-            && other.pid != std::process::id()
-        {
-            bail!(
-                "another synguard daemon (pid {}) is running with {}; stop it first",
-                other.pid,
-                other.config.display()
-            );
-        }
+        refuse_a_second_daemon(&state)?;
         for other in self.options.layout.other_versions().unwrap_or_default() {
             warn!(
                 "{} holds pins of another map layout (from another synguard version); they are \
@@ -147,22 +173,7 @@ impl Daemon {
             return Err(e).context("applying the config");
         }
 
-        let server = match self.config.metrics_listen {
-            Some(addr) => {
-                let listener = metrics::bind(addr)
-                    .await
-                    .with_context(|| format!("serving metrics on {addr}"))?;
-                info!("serving /metrics and /healthz on http://{addr}");
-                let registry = metrics::registry(self.options.layout.clone(), self.known.clone());
-                Some(tokio::spawn(metrics::serve(
-                    listener,
-                    registry,
-                    self.options.layout.clone(),
-                    self.wanted.clone(),
-                )))
-            }
-            None => None,
-        };
+        let server = self.serve_metrics().await?;
         self.save_status();
         notify(&[NotifyState::Ready, NotifyState::Status(&self.summary())]);
         info!("ready: {}", self.summary());
@@ -176,22 +187,7 @@ impl Daemon {
             .unwrap_or(Duration::from_secs(1));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Address and link changes reach the data path at once; the tick
-        // catches the rest (AnyIP routes added by hand) within a second.
-        // SAFETY: `Events` owns its socket, which is neither replaced nor
-        // closed while the AsyncFd holds it.
-        let events = match host::Events::subscribe()
-            .and_then(|events| unsafe { AsyncFd::register(events) }.map_err(Into::into))
-        {
-            Ok(events) => Some(events),
-            Err(e) => {
-                warn!(
-                    "cannot follow address changes over rtnetlink ({e}); they reach the data \
-                     path within a second instead"
-                );
-                None
-            }
-        };
+        let events = follow_addresses();
         loop {
             tokio::select! {
                 ready = readable(events.as_ref()) => {
@@ -218,6 +214,26 @@ impl Daemon {
         }
         self.stop();
         Ok(())
+    }
+
+    /// Serves `/metrics` and `/healthz`, if the config says where.
+    async fn serve_metrics(
+        &self,
+    ) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+        let Some(addr) = self.config.metrics_listen else {
+            return Ok(None);
+        };
+        let listener = metrics::bind(addr)
+            .await
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        info!("serving /metrics and /healthz on http://{addr}");
+        let registry = metrics::registry(self.options.layout.clone(), self.known.clone());
+        Ok(Some(tokio::spawn(metrics::serve(
+            listener,
+            registry,
+            self.options.layout.clone(),
+            self.wanted.clone(),
+        ))))
     }
 
     fn summary(&self) -> String {
