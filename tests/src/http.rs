@@ -32,7 +32,7 @@ pub fn get(ns: &Netns, addr: SocketAddr, path: &str) -> Result<(u16, String)> {
 
 /// The value of the sample `name{labels}` in OpenMetrics text, where
 /// `labels` is written as the exposition writes it, e.g.
-/// `interface="eth0",verdict="drop",reason="blocklist"` (empty: no labels).
+/// `device="eth0",verdict="drop",reason="blocklist"` (empty: no labels).
 pub fn sample(body: &str, name: &str, labels: &str) -> Result<f64> {
     let wanted = if labels.is_empty() {
         format!("{name} ")

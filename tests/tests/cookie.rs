@@ -16,7 +16,7 @@ use synguard_tests::{
         pad_options, push_vlan_tag, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
     },
 };
-use xdp_common::{ALIGNED_ARRAY, Budget, Config, FloodMode, Reason, SourceKey, maps};
+use xdp_common::{ALIGNED_ARRAY, Budget, FloodMode, IfaceSettings, Reason, SourceKey, maps};
 
 const CLIENT_SEQ: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0102_0304;
@@ -280,7 +280,7 @@ fn without_the_cookie_program_a_syn_goes_to_the_kernel() {
 fn without_timestamp_cookies_or_client_options_only_the_mss_is_offered() {
     // tcp_timestamps=1 would corrupt options decoded from an XDP timestamp,
     // so with ts_cookies off the answer carries the MSS only.
-    let mut lab = CookieLab::new(Config {
+    let mut lab = CookieLab::new(IfaceSettings {
         ts_cookies: 0,
         ..flood_config()
     });
@@ -560,7 +560,7 @@ fn syn_policy_in_a_flood_drops_no_listener_and_bad_flags_and_passes_when_off() {
         Reason::Tcp,
     );
 
-    lab.harness.set_config(Config {
+    lab.harness.set_config(IfaceSettings {
         flood_mode: FloodMode::Off as u32,
         ..flood_config()
     });
@@ -587,7 +587,7 @@ fn blocklist_drops_every_protocol_and_allowlist_skips_every_check() {
 
 #[test]
 fn a_network_over_budget_drops_without_spending_its_hosts_budgets() {
-    let mut lab = CookieLab::new(Config {
+    let mut lab = CookieLab::new(IfaceSettings {
         budget_v4_host: Budget { rate: 1, burst: 2 },
         budget_v4_net: Budget { rate: 1, burst: 3 },
         ..flood_config()
@@ -675,7 +675,7 @@ fn a_list_trie_is_skipped_only_while_its_flag_says_it_is_empty() {
 fn martian_sources_are_dropped_only_for_syns_and_never_on_loopback() {
     // Test frames run on the namespace's loopback, where 127/8 is the host
     // itself: the martian check must not fire there.
-    let mut lab = CookieLab::new(Config {
+    let mut lab = CookieLab::new(IfaceSettings {
         flood_mode: FloodMode::Off as u32,
         ..flood_config()
     });
@@ -708,7 +708,7 @@ fn the_data_paths_line_sized_arrays_start_on_a_page() {
 
 #[test]
 fn a_source_over_its_syn_budget_is_dropped_and_recorded() {
-    let mut lab = CookieLab::new(Config {
+    let mut lab = CookieLab::new(IfaceSettings {
         budget_v4_host: Budget { rate: 1, burst: 2 },
         ..flood_config()
     });
@@ -734,7 +734,7 @@ fn a_source_over_its_syn_budget_is_dropped_and_recorded() {
 #[test]
 fn new_hosts_of_an_ipv6_network_over_its_budget_are_dropped() {
     let spent = Budget { rate: 1, burst: 1 };
-    let mut lab = CookieLab::new(Config {
+    let mut lab = CookieLab::new(IfaceSettings {
         budget_v6_host: spent,
         budget_v6_net: spent,
         ..flood_config()

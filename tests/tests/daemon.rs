@@ -85,7 +85,7 @@ fn blocklist_drops(body: &str, iface: &str) -> u64 {
     http::sample(
         body,
         "synguard_packets_total",
-        &format!(r#"interface="{iface}",verdict="drop",reason="blocklist""#),
+        &format!(r#"device="{iface}",verdict="drop",reason="blocklist""#),
     )
     .unwrap_or_else(|e| panic!("{e}:\n{body}")) as u64
 }
@@ -163,7 +163,7 @@ block_files = ["more.txt"]"#,
         ("synguard_list_index_ranges_in_tries", "", 0.0),
         (
             "synguard_attached",
-            &format!(r#"interface="{iface}",mode="native""#),
+            &format!(r#"device="{iface}",mode="native""#),
             1.0,
         ),
         ("synguard_sysctl", r#"name="net.ipv4.tcp_timestamps""#, 2.0),
@@ -192,7 +192,7 @@ block_files = ["more.txt"]"#,
     http::sample(
         &body,
         "synguard_flood_active",
-        &format!(r#"interface="{iface}""#),
+        &format!(r#"device="{iface}""#),
     )
     .unwrap();
     dashboard_uses_only_exported_metrics(&body);

@@ -19,7 +19,7 @@ use synguard_tests::{
     netns::{Netns, unique_prefix},
     packets::{Rng, Segment},
 };
-use xdp_common::{Config, FloodMode, Reason, list_in_use};
+use xdp_common::{FloodMode, IfaceSettings, Reason, list_in_use};
 use xdp_daemon::lists::List;
 
 const TARGET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -56,9 +56,9 @@ fn seed() -> u64 {
 /// A harness in normal mode and an interface to run frames on.
 fn setup() -> (Harness, Netns, u32) {
     let mut harness = Harness::new();
-    harness.set_config(Config {
+    harness.set_config(IfaceSettings {
         flood_mode: FloodMode::Off as u32,
-        ..Config::default()
+        ..IfaceSettings::default()
     });
     let ns = Netns::create(&format!("{}-idx", unique_prefix())).expect("netns");
     ns.ip(&["link", "add", "sg0", "type", "veth", "peer", "name", "sg1"])

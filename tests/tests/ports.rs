@@ -11,7 +11,7 @@ use synguard_tests::{
     netns::{Netns, unique_prefix},
     packets::Segment,
 };
-use xdp_common::{Config, FloodMode, PortSet, Reason};
+use xdp_common::{FloodMode, IfaceSettings, PortSet, Reason};
 
 #[test]
 fn only_guarded_ports_are_answered_from_xdp_in_a_flood() {
@@ -27,12 +27,12 @@ fn only_guarded_ports_are_answered_from_xdp_in_a_flood() {
             unguarded.insert(port);
         }
     }
-    harness.set_config(Config {
+    harness.set_config(IfaceSettings {
         flood_mode: FloodMode::Always as u32,
         mss_v4: 1460,
         mss_v6: 1440,
         unguarded_ports: unguarded,
-        ..Config::default()
+        ..IfaceSettings::default()
     });
     let syn =
         |port| Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, port).frame();
@@ -54,11 +54,11 @@ fn only_guarded_ports_are_answered_from_xdp_in_a_flood() {
 
     // With every port guarded (the default), a port without a listener is
     // dropped in a flood.
-    harness.set_config(Config {
+    harness.set_config(IfaceSettings {
         flood_mode: FloodMode::Always as u32,
         mss_v4: 1460,
         mss_v6: 1440,
-        ..Config::default()
+        ..IfaceSettings::default()
     });
     let outcome = harness.run_in(&ns, &syn(8080));
     assert_eq!(outcome.action, XDP_DROP);

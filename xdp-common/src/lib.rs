@@ -197,7 +197,7 @@ pub const COOKIE_PROGRAM: &str = "synguard_syn";
 pub mod maps {
     /// Per interface: `PerCpuArray<Counter>` indexed by `Reason`.
     pub const COUNTERS: &str = "COUNTERS";
-    /// Per interface: `Array<Config>`, one entry, written by userspace.
+    /// Per interface: `Array<IfaceSettings>`, one entry, written by userspace.
     pub const CONFIG: &str = "CONFIG";
     /// Per interface: `Array<FloodState>`, one entry, kept by the data path.
     pub const FLOOD: &str = "FLOOD";
@@ -384,9 +384,11 @@ pub struct Budget {
 
 /// Per-interface settings, written by userspace into `CONFIG`. All zero is
 /// a safe value: flood mode off, no budgets, no TCP options in cookies.
+/// (Not `Config`: that is the daemon's TOML file. The map keeps its name,
+/// part of the pin layout.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
-pub struct Config {
+pub struct IfaceSettings {
     /// A `FloodMode` discriminant.
     pub flood_mode: u32,
     /// SYNs per second on this interface above which flood mode engages.
@@ -526,7 +528,7 @@ pub struct SourceSet {
 /// the slot of its set used least recently, so prefixes that keep sending
 /// keep their buckets while a spoofed flood churns the rest; losing a
 /// bucket only ever gives a prefix a full one. The seed
-/// (`Config::hash_seed`) is random per interface, so a flood cannot aim
+/// (`IfaceSettings::hash_seed`) is random per interface, so a flood cannot aim
 /// its sources at one set.
 pub mod budget {
     use super::SourceKey;
@@ -723,7 +725,7 @@ mod user {
     // SAFETY: each is plain-old-data, `#[repr(C)]`, and laid out without
     // implicit padding (explicit `_pad` fields where needed).
     unsafe impl aya::Pod for super::Counter {}
-    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::IfaceSettings {}
     unsafe impl aya::Pod for super::FloodState {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::BudgetSlot {}
@@ -753,7 +755,10 @@ mod tests {
     #[test]
     fn shared_types_have_no_implicit_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<Config>(), 4 * 4 + 2 * 2 + 4 + 4 * 8 + 8 + 8192);
+        assert_eq!(
+            size_of::<IfaceSettings>(),
+            4 * 4 + 2 * 2 + 4 + 4 * 8 + 8 + 8192
+        );
         assert_eq!(size_of::<FloodState>(), 5 * 8 + 2 * 4);
         assert_eq!(size_of::<SourceKey>(), 4 + 16);
         assert_eq!(size_of::<BudgetSlot>(), 24);

@@ -211,7 +211,7 @@ fn attach_and_pin(
     layout: &PinLayout,
     iface: &str,
     mode: AttachMode,
-    config: &xdp_common::Config,
+    config: &xdp_common::IfaceSettings,
     identity: &host::Identity,
 ) -> Result<Attached, AttachError> {
     let mut ebpf = program::load(Some(layout), Some(iface))?;

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use ipnet::IpNet;
-use xdp_common::{Config, FloodMode, FloodState, SourceKey, maps};
+use xdp_common::{FloodMode, FloodState, IfaceSettings, SourceKey, maps};
 
 use crate::pins::PinLayout;
 
@@ -33,7 +33,7 @@ impl Running {
 /// path reads (`xdp-prog` flood.rs `active`), whoever attached it.
 pub fn running(layout: &PinLayout, iface: &str) -> Result<Running, MapError> {
     let map = Map::Array(MapData::from_pin(layout.map(iface, maps::CONFIG))?);
-    let config: Array<MapData, Config> = Array::try_from(map)?;
+    let config: Array<MapData, IfaceSettings> = Array::try_from(map)?;
     let mode = config.get(&0, 0)?.flood_mode;
     let state = state(layout, iface)?;
     let policy = match mode {

@@ -79,206 +79,246 @@ where
     Ok(())
 }
 
-fn iface(name: &str) -> Labels {
-    vec![("interface", name.to_string())]
+/// The label naming an interface, as node_exporter names it (so its
+/// series and synguard's join), and as `synguard stats --json` does.
+const DEVICE: &str = "device";
+
+fn device(name: &str) -> Labels {
+    vec![(DEVICE, name.to_string())]
 }
 
 impl Collector for SynguardCollector {
+    /// Each collector reads its part at scrape time and writes its
+    /// families; one that cannot read a source logs it and leaves its
+    /// rows out, so the rest of the scrape still happens.
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let attached = self.layout.attached().unwrap_or_else(|e| {
             tracing::warn!("metrics: listing attached interfaces: {e}");
             Vec::new()
         });
-        let mut packets = Vec::new();
-        let mut bytes = Vec::new();
-        let mut syn_acks = Vec::new();
-        let mut cookie_acks = Vec::new();
-        let mut flood_active = Vec::new();
-        let mut syn_rate = Vec::new();
-        let mut over_budget = Vec::new();
-        let mut attached_rows = Vec::new();
-        let known = self.known.lock().expect("not poisoned");
-        for name in &attached {
-            let mode = known
-                .modes
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| "adopted".into());
-            attached_rows.push((vec![("interface", name.clone()), ("mode", mode)], 1i64));
-            match Counters::read_pinned(&self.layout.counters(name)) {
-                Ok(c) => {
-                    for reason in Reason::ALL {
-                        let labels: Labels = vec![
-                            ("interface", name.clone()),
-                            ("verdict", reason.verdict().name().into()),
-                            ("reason", reason.name().into()),
-                        ];
-                        let counter = c.get(reason);
-                        packets.push((labels.clone(), counter.packets));
-                        bytes.push((labels, counter.bytes));
-                    }
-                    syn_acks.push((iface(name), c.get(Reason::SynAck).packets));
-                    for (result, reason) in [
-                        ("valid", Reason::ValidCookie),
-                        ("invalid", Reason::BadCookie),
-                    ] {
-                        cookie_acks.push((
-                            vec![("interface", name.clone()), ("result", result.into())],
-                            c.get(reason).packets,
-                        ));
-                    }
-                }
-                Err(e) => tracing::warn!("metrics: counters of {name}: {e}"),
-            }
-            match flood::running(&self.layout, name) {
-                Ok(r) => {
-                    flood_active.push((iface(name), i64::from(r.engaged)));
-                    syn_rate.push((iface(name), r.state.last_rate as i64));
-                }
-                Err(e) => tracing::warn!("metrics: flood state of {name}: {e}"),
-            }
-            match flood::over_budget(&self.layout, name) {
-                Ok(v) => over_budget.push((iface(name), v.len() as i64)),
-                Err(e) => tracing::warn!("metrics: over-budget sources of {name}: {e}"),
-            }
-        }
-        let desired = known.desired_sysctls.clone();
-        drop(known);
-
-        counter(
-            &mut enc,
-            "synguard_packets",
-            "Packets seen by the XDP program, by interface, verdict and reason.",
-            &packets,
-        )?;
-        counter(
-            &mut enc,
-            "synguard_bytes",
-            "Bytes of those packets (whole frames), by interface, verdict and reason.",
-            &bytes,
-        )?;
-        counter(
-            &mut enc,
-            "synguard_syn_acks_sent",
-            "SYN-ACKs with a kernel SYN cookie sent from XDP.",
-            &syn_acks,
-        )?;
-        counter(
-            &mut enc,
-            "synguard_cookie_acks",
-            "ACKs completing a cookie handshake during a flood: valid (passed) or invalid (dropped).",
-            &cookie_acks,
-        )?;
-        gauge(
-            &mut enc,
-            "synguard_attached",
-            "1 for each interface synguard is attached to, with its attach mode.",
-            &attached_rows,
-        )?;
-        gauge(
-            &mut enc,
-            "synguard_flood_active",
-            "1 while the interface is in flood mode (SYNs answered from XDP): flood always, or auto with a flood detected.",
-            &flood_active,
-        )?;
-        gauge(
-            &mut enc,
-            "synguard_syn_rate",
-            "SYNs per second on the interface in the last 100 ms window.",
-            &syn_rate,
-        )?;
-        gauge(
-            &mut enc,
-            "synguard_over_budget_sources",
-            "Source prefixes that went over their SYN budget, as the data path remembers them.",
-            &over_budget,
-        )?;
-
-        let mut list_rows = Vec::new();
-        let mut index_rows = Vec::new();
-        match ListMaps::open(&self.layout) {
-            Ok(maps) => {
-                if let Ok(stats) = maps.index_stats() {
-                    index_rows.push((Vec::new(), stats.fallbacks as i64));
-                }
-                for (label, list) in [
-                    ("block", List::Block),
-                    ("allow", List::Allow),
-                    ("martian", List::Martian),
-                ] {
-                    match maps.entries(list) {
-                        Ok(e) => {
-                            list_rows.push((vec![("list", label.to_string())], e.len() as i64));
-                        }
-                        Err(e) => tracing::warn!("metrics: {}: {e}", list.name()),
-                    }
-                }
-            }
-            Err(e) => tracing::warn!("metrics: the lists: {e}"),
-        }
-        gauge(
-            &mut enc,
-            "synguard_list_entries",
-            "Entries in each CIDR list.",
-            &list_rows,
-        )?;
-        gauge(
-            &mut enc,
-            "synguard_list_index_ranges_in_tries",
-            "/16s and /24s the IPv4 list index had no group for, looked up in the tries (slower, as exact); 0 while it holds every list.",
-            &index_rows,
-        )?;
-
-        match kernel::netstat() {
-            Ok(netstat) => {
-                for name in kernel::TCP_EXT {
-                    let value = netstat.get(&format!("TcpExt.{name}")).copied().unwrap_or(0);
-                    let metric = format!("synguard_kernel_{}", snake(name));
-                    counter(
-                        &mut enc,
-                        &metric,
-                        &format!(
-                            "The kernel's TcpExt {name} counter in synguard's network namespace."
-                        ),
-                        &[(Vec::new(), value)],
-                    )?;
-                }
-            }
-            Err(e) => tracing::warn!("metrics: /proc/net/netstat: {e}"),
-        }
-
-        let mut actual = Vec::new();
-        let mut wanted = Vec::new();
-        for name in sysctl::Setting::names() {
-            if let Ok(v) = sysctl::read(name) {
-                actual.push((vec![("name", name.to_string())], v));
-            }
-            if let Some(&v) = desired.get(name) {
-                wanted.push((vec![("name", name.to_string())], v));
-            }
-        }
-        gauge(
-            &mut enc,
-            "synguard_sysctl",
-            "The current value of each sysctl synguard manages.",
-            &actual,
-        )?;
-        gauge(
-            &mut enc,
-            "synguard_sysctl_desired",
-            "The value the config asks for, per sysctl synguard applies.",
-            &wanted,
-        )?;
-
-        let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]);
-        info.encode(enc.encode_descriptor(
-            "synguard_build",
-            "synguard's version.",
-            None,
-            MetricType::Info,
-        )?)?;
-        Ok(())
+        let (modes, desired) = {
+            let known = self.known.lock().expect("not poisoned");
+            (known.modes.clone(), known.desired_sysctls.clone())
+        };
+        packets(&mut enc, &self.layout, &attached, &modes)?;
+        floods(&mut enc, &self.layout, &attached)?;
+        lists(&mut enc, &self.layout)?;
+        kernel_counters(&mut enc)?;
+        sysctls(&mut enc, &desired)?;
+        build(&mut enc)
     }
+}
+
+/// The data path's counters per interface (packets and bytes by verdict
+/// and reason, and the SYN-ACK and cookie-ACK views of them), and the
+/// interfaces attached.
+fn packets(
+    enc: &mut DescriptorEncoder,
+    layout: &PinLayout,
+    attached: &[String],
+    modes: &BTreeMap<String, String>,
+) -> fmt::Result {
+    let mut packets = Vec::new();
+    let mut bytes = Vec::new();
+    let mut syn_acks = Vec::new();
+    let mut cookie_acks = Vec::new();
+    let mut attached_rows = Vec::new();
+    for name in attached {
+        let mode = modes.get(name).cloned().unwrap_or_else(|| "adopted".into());
+        attached_rows.push((vec![(DEVICE, name.clone()), ("mode", mode)], 1i64));
+        let c = match Counters::read_pinned(&layout.counters(name)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("metrics: counters of {name}: {e}");
+                continue;
+            }
+        };
+        for reason in Reason::ALL {
+            let labels: Labels = vec![
+                (DEVICE, name.clone()),
+                ("verdict", reason.verdict().name().into()),
+                ("reason", reason.name().into()),
+            ];
+            let counter = c.get(reason);
+            packets.push((labels.clone(), counter.packets));
+            bytes.push((labels, counter.bytes));
+        }
+        syn_acks.push((device(name), c.get(Reason::SynAck).packets));
+        for (result, reason) in [
+            ("valid", Reason::ValidCookie),
+            ("invalid", Reason::BadCookie),
+        ] {
+            cookie_acks.push((
+                vec![(DEVICE, name.clone()), ("result", result.into())],
+                c.get(reason).packets,
+            ));
+        }
+    }
+    counter(
+        enc,
+        "synguard_packets",
+        "Packets seen by the XDP program, by interface, verdict and reason.",
+        &packets,
+    )?;
+    counter(
+        enc,
+        "synguard_bytes",
+        "Bytes of those packets (whole frames), by interface, verdict and reason.",
+        &bytes,
+    )?;
+    counter(
+        enc,
+        "synguard_syn_acks_sent",
+        "SYN-ACKs with a kernel SYN cookie sent from XDP.",
+        &syn_acks,
+    )?;
+    counter(
+        enc,
+        "synguard_cookie_acks",
+        "ACKs completing a cookie handshake during a flood: valid (passed) or invalid (dropped).",
+        &cookie_acks,
+    )?;
+    gauge(
+        enc,
+        "synguard_attached",
+        "1 for each interface synguard is attached to, with its attach mode.",
+        &attached_rows,
+    )
+}
+
+/// Flood detection and budgets per interface.
+fn floods(enc: &mut DescriptorEncoder, layout: &PinLayout, attached: &[String]) -> fmt::Result {
+    let mut flood_active = Vec::new();
+    let mut syn_rate = Vec::new();
+    let mut over_budget = Vec::new();
+    for name in attached {
+        match flood::running(layout, name) {
+            Ok(r) => {
+                flood_active.push((device(name), i64::from(r.engaged)));
+                syn_rate.push((device(name), r.state.last_rate as i64));
+            }
+            Err(e) => tracing::warn!("metrics: flood state of {name}: {e}"),
+        }
+        match flood::over_budget(layout, name) {
+            Ok(v) => over_budget.push((device(name), v.len() as i64)),
+            Err(e) => tracing::warn!("metrics: over-budget sources of {name}: {e}"),
+        }
+    }
+    gauge(
+        enc,
+        "synguard_flood_active",
+        "1 while the interface is in flood mode (SYNs answered from XDP): flood always, or auto with a flood detected.",
+        &flood_active,
+    )?;
+    gauge(
+        enc,
+        "synguard_syn_rate",
+        "SYNs per second on the interface in the last 100 ms window.",
+        &syn_rate,
+    )?;
+    gauge(
+        enc,
+        "synguard_over_budget_sources",
+        "Source prefixes that went over their SYN budget, as the data path remembers them.",
+        &over_budget,
+    )
+}
+
+/// The CIDR lists' sizes, and what the IPv4 list index left to the tries.
+fn lists(enc: &mut DescriptorEncoder, layout: &PinLayout) -> fmt::Result {
+    let mut list_rows = Vec::new();
+    let mut index_rows = Vec::new();
+    match ListMaps::open(layout) {
+        Ok(maps) => {
+            if let Ok(stats) = maps.index_stats() {
+                index_rows.push((Vec::new(), stats.fallbacks as i64));
+            }
+            for (label, list) in [
+                ("block", List::Block),
+                ("allow", List::Allow),
+                ("martian", List::Martian),
+            ] {
+                match maps.entries(list) {
+                    Ok(e) => {
+                        list_rows.push((vec![("list", label.to_string())], e.len() as i64));
+                    }
+                    Err(e) => tracing::warn!("metrics: {}: {e}", list.name()),
+                }
+            }
+        }
+        Err(e) => tracing::warn!("metrics: the lists: {e}"),
+    }
+    gauge(
+        enc,
+        "synguard_list_entries",
+        "Entries in each CIDR list.",
+        &list_rows,
+    )?;
+    gauge(
+        enc,
+        "synguard_list_index_ranges_in_tries",
+        "/16s and /24s the IPv4 list index had no group for, looked up in the tries (slower, as exact); 0 while it holds every list.",
+        &index_rows,
+    )
+}
+
+/// The kernel's TcpExt counters synguard watches.
+fn kernel_counters(enc: &mut DescriptorEncoder) -> fmt::Result {
+    let netstat = match kernel::netstat() {
+        Ok(netstat) => netstat,
+        Err(e) => {
+            tracing::warn!("metrics: /proc/net/netstat: {e}");
+            return Ok(());
+        }
+    };
+    for name in kernel::TCP_EXT {
+        let value = netstat.get(&format!("TcpExt.{name}")).copied().unwrap_or(0);
+        let metric = format!("synguard_kernel_{}", snake(name));
+        counter(
+            enc,
+            &metric,
+            &format!("The kernel's TcpExt {name} counter in synguard's network namespace."),
+            &[(Vec::new(), value)],
+        )?;
+    }
+    Ok(())
+}
+
+/// The sysctls synguard manages: their values now, and the config's.
+fn sysctls(enc: &mut DescriptorEncoder, desired: &BTreeMap<String, i64>) -> fmt::Result {
+    let mut actual = Vec::new();
+    let mut wanted = Vec::new();
+    for name in sysctl::Setting::names() {
+        if let Ok(v) = sysctl::read(name) {
+            actual.push((vec![("name", name.to_string())], v));
+        }
+        if let Some(&v) = desired.get(name) {
+            wanted.push((vec![("name", name.to_string())], v));
+        }
+    }
+    gauge(
+        enc,
+        "synguard_sysctl",
+        "The current value of each sysctl synguard manages.",
+        &actual,
+    )?;
+    gauge(
+        enc,
+        "synguard_sysctl_desired",
+        "The value the config asks for, per sysctl synguard applies.",
+        &wanted,
+    )
+}
+
+/// synguard's version.
+fn build(enc: &mut DescriptorEncoder) -> fmt::Result {
+    let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]);
+    info.encode(enc.encode_descriptor(
+        "synguard_build",
+        "synguard's version.",
+        None,
+        MetricType::Info,
+    )?)
 }
 
 /// `ListenOverflows` -> `listen_overflows`.

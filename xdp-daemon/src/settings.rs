@@ -5,7 +5,7 @@
 use std::{fs, io, path::Path};
 
 use aya::maps::{Array, Map, MapData, MapError};
-use xdp_common::{Budget, Config, FloodMode, PortSet};
+use xdp_common::{Budget, FloodMode, IfaceSettings, PortSet};
 
 /// The operator's flood policy for an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Default for FloodPolicy {
     fn default() -> Self {
         FloodPolicy {
             // Engage on the data; cookies are only issued when the
-            // listener's queue is full anyway (see xdp-prog cookie.rs).
+            // listener's queue is full anyway (see xdp-prog cookie/).
             mode: FloodMode::Auto,
             // Far above what one ingress node's real clients send, far
             // below what a flood sends.
@@ -126,8 +126,8 @@ pub fn window_scale(space: u64) -> u8 {
 }
 
 /// The data path's settings for a policy and the kernel it runs on.
-pub fn config(policy: &FloodPolicy, kernel: &KernelFacts) -> Config {
-    Config {
+pub fn config(policy: &FloodPolicy, kernel: &KernelFacts) -> IfaceSettings {
+    IfaceSettings {
         flood_mode: policy.mode as u32,
         syn_rate_on: policy.syn_rate_on,
         syn_rate_off: policy.syn_rate_off,
@@ -166,18 +166,18 @@ fn unguarded(guarded: &[u16]) -> PortSet {
 /// Writes `config` into a program's `CONFIG` map, with the hash seed
 /// already there (so an update keeps the budgets and peers findable), or a
 /// random one for a new map.
-pub fn write(map: Option<&mut Map>, config: &Config) -> Result<(), MapError> {
+pub fn write(map: Option<&mut Map>, config: &IfaceSettings) -> Result<(), MapError> {
     let map = map.ok_or(MapError::InvalidName {
         name: xdp_common::maps::CONFIG.into(),
     })?;
-    let mut array: Array<&mut MapData, Config> = Array::try_from(map)?;
+    let mut array: Array<&mut MapData, IfaceSettings> = Array::try_from(map)?;
     let seed = match array.get(&0, 0)?.hash_seed {
         0 => random_seed()?,
         seed => seed,
     };
     array.set(
         0,
-        Config {
+        IfaceSettings {
             hash_seed: seed,
             ..*config
         },
@@ -200,7 +200,7 @@ fn random_seed() -> Result<u64, MapError> {
 }
 
 /// Writes `config` into a pinned `CONFIG` map.
-pub fn write_pinned(path: &std::path::Path, config: &Config) -> Result<(), MapError> {
+pub fn write_pinned(path: &std::path::Path, config: &IfaceSettings) -> Result<(), MapError> {
     let mut map = Map::Array(MapData::from_pin(path)?);
     write(Some(&mut map), config)
 }

@@ -15,8 +15,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use xdp_common::{
-    ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, Config, FLOOD_WINDOW_NS, FloodMode, FloodState,
-    SourceKey, budget, limits::MAX_CPUS, sizes,
+    ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, FLOOD_WINDOW_NS, FloodMode, FloodState,
+    IfaceSettings, SourceKey, budget, limits::MAX_CPUS, sizes,
 };
 
 use crate::{
@@ -26,7 +26,7 @@ use crate::{
 
 /// This interface's settings, written by userspace.
 #[map(name = "CONFIG")]
-static CONFIG: Array<Config> = Array::with_max_entries(1, ALIGNED_ARRAY);
+static CONFIG: Array<IfaceSettings> = Array::with_max_entries(1, ALIGNED_ARRAY);
 
 /// This interface's flood detection state.
 #[map(name = "FLOOD")]
@@ -54,13 +54,13 @@ const MAX_REFILL_NS: u64 = 10 * NS_PER_SEC;
 const MILLI: u64 = 1000;
 
 #[inline(always)]
-pub fn config() -> Option<&'static Config> {
+pub fn config() -> Option<&'static IfaceSettings> {
     CONFIG.get(0)
 }
 
 /// True while the interface is in flood mode (for ACKs: no counting).
 #[inline(always)]
-pub fn active(config: &Config) -> bool {
+pub fn active(config: &IfaceSettings) -> bool {
     if config.flood_mode == FloodMode::Always as u32 {
         return true;
     }
@@ -84,7 +84,7 @@ pub fn now() -> u64 {
 /// Counts one SYN (at `now`) and says whether the interface is in flood
 /// mode.
 #[inline(always)]
-pub fn on_syn(config: &Config, now: u64) -> bool {
+pub fn on_syn(config: &IfaceSettings, now: u64) -> bool {
     if let Some(count) = SYN_COUNT.get_ptr_mut(0) {
         // SAFETY: this CPU's own slot; XDP runs with preemption disabled.
         unsafe { *count += 1 };
@@ -112,7 +112,7 @@ pub fn on_syn(config: &Config, now: u64) -> bool {
 
 /// Ends the current window: measures its rate and moves the flood state.
 #[inline(always)]
-fn close_window(state: &mut FloodState, config: &Config, now: u64, elapsed: u64) {
+fn close_window(state: &mut FloodState, config: &IfaceSettings, now: u64, elapsed: u64) {
     let total = synguard_total_syns();
     let syns = total.wrapping_sub(state.window_start_syns);
     state.window_start_syns = total;
@@ -167,7 +167,7 @@ pub extern "C" fn synguard_total_syns() -> u64 {
 /// are looked at before either is written, so a SYN the host's budget
 /// drops spends nothing from its network's.
 #[inline(always)]
-pub fn within_budget(packet: &Packet, config: &Config, now: u64) -> bool {
+pub fn within_budget(packet: &Packet, config: &IfaceSettings, now: u64) -> bool {
     let (host, net, host_len, net_len) = match packet.family {
         Family::V4 => (config.budget_v4_host, config.budget_v4_net, 32, 24),
         Family::V6 => (config.budget_v6_host, config.budget_v6_net, 128, 64),

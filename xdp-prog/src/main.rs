@@ -95,7 +95,7 @@ fn syn(
     packet: &Packet,
     listed: &lists::Listed,
     tcp: &Tcp,
-    config: &xdp_common::Config,
+    config: &xdp_common::IfaceSettings,
 ) -> Reason {
     if tcp.flags.is_bad_syn() {
         return Reason::BadFlags;

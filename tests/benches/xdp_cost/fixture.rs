@@ -13,7 +13,7 @@ use synguard_tests::{
     netns::Netns,
     packets::{Flags, Rng, Segment},
 };
-use xdp_common::{Budget, Config, FloodMode, FloodState, list_in_use, maps};
+use xdp_common::{Budget, FloodMode, FloodState, IfaceSettings, list_in_use, maps};
 use xdp_daemon::{
     counters::Counters,
     host::{HostMaps, HostView},
@@ -499,9 +499,9 @@ fn with_lists(ebpf: &Ebpf) -> Result<()> {
     Ok(())
 }
 
-fn set_config(ebpf: &mut Ebpf, config: Config) -> Result<()> {
+fn set_config(ebpf: &mut Ebpf, config: IfaceSettings) -> Result<()> {
     let map = ebpf.map_mut(maps::CONFIG).context("CONFIG map")?;
-    let mut array: Array<_, Config> = Array::try_from(map)?;
+    let mut array: Array<_, IfaceSettings> = Array::try_from(map)?;
     array.set(0, config, 0)?;
     Ok(())
 }

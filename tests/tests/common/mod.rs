@@ -17,8 +17,8 @@ use synguard_tests::{
     require_root,
 };
 use xdp_common::{
-    BudgetSet, BudgetSlot, Config, FloodMode, Reason, SourceKey, SourceSet, Verdict, budget, host,
-    list_in_use, maps, sources,
+    BudgetSet, BudgetSlot, FloodMode, IfaceSettings, Reason, SourceKey, SourceSet, Verdict, budget,
+    host, list_in_use, maps, sources,
 };
 use xdp_daemon::{
     counters::Counters,
@@ -158,9 +158,9 @@ impl Harness {
         ns.run(|| self.run(frame))
     }
 
-    pub fn set_config(&mut self, config: Config) {
+    pub fn set_config(&mut self, config: IfaceSettings) {
         let map = self.ebpf.map_mut(maps::CONFIG).expect("CONFIG map");
-        let mut array: Array<_, Config> = Array::try_from(map).expect("CONFIG is an array");
+        let mut array: Array<_, IfaceSettings> = Array::try_from(map).expect("CONFIG is an array");
         array.set(0, config, 0).expect("write CONFIG");
     }
 
@@ -226,7 +226,7 @@ impl Harness {
     /// with the seed in `CONFIG`).
     pub fn budget(&self, key: SourceKey) -> Option<BudgetSlot> {
         let config = self.ebpf.map(maps::CONFIG).expect("CONFIG map");
-        let config: Array<_, Config> = Array::try_from(config).expect("an array");
+        let config: Array<_, IfaceSettings> = Array::try_from(config).expect("an array");
         let seed = config.get(&0, 0).expect("read CONFIG").hash_seed;
         let (slots, tag) = if key.prefix_len == 24 || key.prefix_len == 64 {
             let (set, tag) = budget::place(&key, seed);
@@ -300,7 +300,7 @@ pub struct CookieLab {
 }
 
 impl CookieLab {
-    pub fn new(config: Config) -> CookieLab {
+    pub fn new(config: IfaceSettings) -> CookieLab {
         let mut harness = Harness::new();
         let ns = Netns::create(&format!("{}-ck", unique_prefix())).expect("netns");
         ns.set_sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
@@ -323,8 +323,8 @@ impl CookieLab {
 
 /// Flood mode always on, cookies with options, as on a host with
 /// tcp_timestamps=2 and 32 MiB receive buffers.
-pub fn flood_config() -> Config {
-    Config {
+pub fn flood_config() -> IfaceSettings {
+    IfaceSettings {
         flood_mode: FloodMode::Always as u32,
         mss_v4: 1460,
         mss_v6: 1440,
@@ -332,6 +332,6 @@ pub fn flood_config() -> Config {
         ts_cookies: 1,
         tcp_sack: 1,
         tcp_window_scaling: 1,
-        ..Config::default()
+        ..IfaceSettings::default()
     }
 }

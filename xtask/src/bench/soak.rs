@@ -259,7 +259,7 @@ fn sample(
             Ok((body, took)) => {
                 sample.scrape = Ok(took);
                 sample.packets = wire::packets_by_verdict(&body, &lab.target_if);
-                let iface = format!(r#"interface="{}""#, lab.target_if);
+                let iface = format!(r#"device="{}""#, lab.target_if);
                 sample.flood_active = http::sample(&body, "synguard_flood_active", &iface)
                     .ok()
                     .map(|v| v > 0.0);

@@ -376,7 +376,7 @@ def main():
     sh("ip", "netns", "exec", OUT_NS, "ethtool", "-K", OUT_IF, "tx", "off", check=False)
     attach_pass(OUT_IF)
     # Cookies from XDP only where the kernel would send one itself: with 2,
-    # for every SYN (xdp-prog cookie.rs).
+    # for every SYN (xdp-prog cookie/).
     sh("ip", "netns", "exec", TGT_NS, "sysctl", "-qw", "net.ipv4.tcp_syncookies=2")
     sh("ip", "netns", "exec", TGT_NS, "sysctl", "-qw", "net.ipv4.tcp_timestamps=2", check=False)
 

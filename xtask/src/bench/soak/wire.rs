@@ -207,7 +207,7 @@ pub fn parse_status(text: &str) -> Memory {
     }
 }
 
-/// `synguard_packets_total{interface="<iface>",verdict="v",reason="r"} n`
+/// `synguard_packets_total{device="<iface>",verdict="v",reason="r"} n`
 /// samples as "v/r" -> n.
 pub fn packets_by_verdict(body: &str, iface: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -224,7 +224,7 @@ pub fn packets_by_verdict(body: &str, iface: &str) -> BTreeMap<String, u64> {
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix("=\""))
                 .map(|v| v.trim_end_matches('"'))
         };
-        if label("interface") != Some(iface) {
+        if label("device") != Some(iface) {
             continue;
         }
         let Ok(n) = value.trim().parse::<f64>() else {
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn packets_of_one_interface_by_verdict() {
-        let body = "# TYPE synguard_packets counter\nsynguard_packets_total{interface=\"a\",verdict=\"tx\",reason=\"syn_ack\"} 12\nsynguard_packets_total{interface=\"a\",verdict=\"drop\",reason=\"rate\"} 30\nsynguard_packets_total{interface=\"b\",verdict=\"drop\",reason=\"rate\"} 99\nsynguard_bytes_total{interface=\"a\",verdict=\"drop\",reason=\"rate\"} 1800\n";
+        let body = "# TYPE synguard_packets counter\nsynguard_packets_total{device=\"a\",verdict=\"tx\",reason=\"syn_ack\"} 12\nsynguard_packets_total{device=\"a\",verdict=\"drop\",reason=\"rate\"} 30\nsynguard_packets_total{device=\"b\",verdict=\"drop\",reason=\"rate\"} 99\nsynguard_bytes_total{device=\"a\",verdict=\"drop\",reason=\"rate\"} 1800\n";
         let got = packets_by_verdict(body, "a");
         assert_eq!(got.len(), 2);
         assert_eq!(got["tx/syn_ack"], 12);

@@ -1,0 +1,229 @@
+//! What the daemon does once a second and on address changes: the host
+//! maps, list expiry, blocks for sources over budget, interfaces gone,
+//! renamed or back.
+use std::{collections::BTreeSet, time::Duration};
+
+use ipnet::IpNet;
+use tracing::{error, info, warn};
+
+use super::{
+    Daemon,
+    decide::{self, IndexChange},
+};
+use crate::{
+    attach, flood, host,
+    lists::{List, ListMaps},
+    pins::PinLayout,
+    state::{EntryMeta, Origin, StateDir, unix_now},
+};
+
+impl Daemon {
+    /// Writes what makes a SYN the host's (MAC, VLANs, local destinations)
+    /// into the maps of every attached interface, as the namespace has it
+    /// now.
+    pub(super) fn sync_hosts(&mut self) {
+        let view = match host::HostView::read() {
+            Ok(view) => view,
+            Err(e) => {
+                warn!("reading links and local addresses (rtnetlink): {e}");
+                return;
+            }
+        };
+        let layout = &self.options.layout;
+        for iface in layout.attached().unwrap_or_default() {
+            match host::sync(layout, &iface, &view) {
+                Ok(written) => {
+                    if !written.changes.is_empty() {
+                        info!("{iface}: {}", written.changes.join(", "));
+                    }
+                    let said = self.host_left_out.entry(iface.clone()).or_default();
+                    if *said != written.left_out {
+                        for what in &written.left_out {
+                            warn!(
+                                "{iface}: not answered from XDP (the host maps are full; SYNs \
+                                 go to the kernel): {what}"
+                            );
+                        }
+                        *said = written.left_out;
+                    }
+                }
+                Err(e) => warn!("{iface}: updating the host maps: {e}"),
+            }
+        }
+    }
+
+    /// Once a second: expire list entries, block sources over budget (if
+    /// configured), re-attach interfaces that came back, sync the host
+    /// maps.
+    pub(super) fn housekeeping(&mut self) {
+        self.sync_hosts();
+        let layout = self.options.layout.clone();
+        let state = self.options.state.clone();
+        let Ok(_lock) = state.lock() else {
+            warn!("cannot take the state lock; housekeeping skipped");
+            return;
+        };
+        let now = unix_now();
+        expire_lists(&layout, &state, now);
+        if let Some(duration) = self.config.block_over_budget {
+            self.block_over_budget(&layout, &state, now, duration);
+        }
+        self.follow_interfaces(&layout);
+    }
+
+    /// Detaches the config's interfaces that went (deleted or renamed) and
+    /// attaches those that appeared (again).
+    fn follow_interfaces(&mut self, layout: &PinLayout) {
+        for iface in self.config.interfaces.clone() {
+            let index = attach::if_index(&iface.name);
+            let before = self.ifindex.get(&iface.name).copied().unwrap_or(0);
+            match decide::index_change(before, index) {
+                IndexChange::Same => {}
+                IndexChange::Gone => {
+                    match if_name(before) {
+                        // The config names interfaces, so the renamed device is
+                        // no longer one synguard was asked to protect.
+                        Some(new_name) => warn!(
+                            "{} was renamed to {new_name}: detached from it; {} is attached again \
+                             when an interface of that name appears",
+                            iface.name, iface.name
+                        ),
+                        None => warn!(
+                            "{} is gone (deleted); it is attached again when it returns",
+                            iface.name
+                        ),
+                    }
+                    // A deleted device took its link with it; a renamed one keeps
+                    // it, and detaching removes it. Either way the pins go, so
+                    // status and /healthz say the interface is not protected.
+                    if let Err(e) = attach::detach(layout, &iface.name) {
+                        warn!("clearing the pins of {}: {e}", iface.name);
+                    }
+                    self.ifindex.insert(iface.name.clone(), 0);
+                }
+                IndexChange::Appeared => {
+                    // A link pinned for the old interface is defunct, so
+                    // start afresh.
+                    if let Err(e) = attach::detach(layout, &iface.name) {
+                        warn!("clearing the old pins of {}: {e}", iface.name);
+                    }
+                    match self.attach_one(&iface) {
+                        Ok(()) => info!("{} is back (index {index}): attached again", iface.name),
+                        Err(e) => error!("attaching {} again: {e:#}", iface.name),
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn block_over_budget(
+        &self,
+        layout: &PinLayout,
+        state: &StateDir,
+        now: u64,
+        duration: Duration,
+    ) {
+        let expires = decide::block_expires(now, duration);
+        for iface in layout.attached().unwrap_or_default() {
+            let over = match flood::over_budget(layout, &iface) {
+                Ok(over) if !over.is_empty() => over,
+                Ok(_) => continue,
+                Err(e) => {
+                    warn!("reading sources over budget on {iface}: {e}");
+                    continue;
+                }
+            };
+            let nets: Vec<IpNet> = over.iter().map(|(n, _)| *n).collect();
+            let mut meta = state.list_meta().unwrap_or_default();
+            let to_block = decide::to_block(&over, &meta.block);
+            let entries: Vec<(IpNet, u64)> =
+                to_block.iter().map(|(net, _)| (*net, expires)).collect();
+            let results = match ListMaps::open(layout) {
+                Ok(mut maps) => maps.add_many(List::Block, &entries),
+                Err(e) => {
+                    warn!("opening the lists: {e}");
+                    continue;
+                }
+            };
+            for ((net, dropped), result) in to_block.into_iter().zip(results) {
+                match result {
+                    Ok(_) => {
+                        info!(
+                            "{net} blocked for {} ({dropped} SYNs over budget on {iface})",
+                            humantime::format_duration(duration)
+                        );
+                        meta.block.insert(
+                            *net,
+                            EntryMeta {
+                                origin: Origin::OverBudget,
+                                comment: Some(format!("over its SYN budget on {iface}")),
+                            },
+                        );
+                    }
+                    Err(e) => warn!("blocking {net}: {e}"),
+                }
+            }
+            if let Err(e) = state.save_list_meta(&meta) {
+                warn!("saving list comments: {e}");
+            }
+            if let Err(e) = flood::forget_over_budget(layout, &iface, &nets) {
+                warn!("clearing sources over budget on {iface}: {e}");
+            }
+        }
+    }
+}
+
+/// Removes the list entries whose time is up, and their comments.
+fn expire_lists(layout: &PinLayout, state: &StateDir, now: u64) {
+    let mut expired_any = false;
+    for list in [List::Block, List::Allow] {
+        match ListMaps::open(layout).and_then(|mut maps| maps.sweep_expired(list, now)) {
+            Ok(gone) => {
+                for net in &gone {
+                    info!("{net} expired from the {}", list.name());
+                }
+                expired_any |= !gone.is_empty();
+            }
+            Err(e) => warn!("sweeping the {}: {e}", list.name()),
+        }
+    }
+    if expired_any && let Err(e) = prune_meta(state, layout) {
+        warn!("updating list comments: {e}");
+    }
+}
+
+/// Drops comments of entries no longer in the maps.
+fn prune_meta(state: &StateDir, layout: &PinLayout) -> anyhow::Result<()> {
+    let mut meta = state.list_meta()?;
+    let maps = ListMaps::open(layout)?;
+    let block: BTreeSet<IpNet> = maps
+        .entries(List::Block)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let allow: BTreeSet<IpNet> = maps
+        .entries(List::Allow)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    meta.block.retain(|n, _| block.contains(n));
+    meta.allow.retain(|n, _| allow.contains(n));
+    state.save_list_meta(&meta)?;
+    Ok(())
+}
+
+/// The name of the interface with index `index` now, if there is one.
+fn if_name(index: u32) -> Option<String> {
+    if index == 0 {
+        return None;
+    }
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
+    let name = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}

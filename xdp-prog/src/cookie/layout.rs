@@ -1,0 +1,71 @@
+//! Where the fields the answer writes lie in their headers, taken from
+//! network-types' header structs rather than written as bare numbers.
+use core::mem::offset_of;
+
+use network_types::{
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+};
+
+/// The TCP header (RFC 9293 3.1).
+pub(super) mod tcp {
+    use super::*;
+
+    pub const SOURCE: usize = offset_of!(TcpHdr, source);
+    pub const DEST: usize = offset_of!(TcpHdr, dest);
+    pub const SEQ: usize = offset_of!(TcpHdr, seq);
+    pub const ACK: usize = offset_of!(TcpHdr, ack_seq);
+    /// The data offset, in the high nibble.
+    pub const DOFF: usize = offset_of!(TcpHdr, _bitfield_1);
+    pub const FLAGS: usize = DOFF + 1;
+    pub const WINDOW: usize = offset_of!(TcpHdr, window);
+    pub const CHECK: usize = offset_of!(TcpHdr, check);
+    pub const URGENT: usize = offset_of!(TcpHdr, urg_ptr);
+    /// Where the options begin.
+    pub const OPTIONS: usize = TcpHdr::LEN;
+    /// The flags byte of a SYN-ACK.
+    pub const SYN_ACK: u8 = 0x12;
+}
+
+/// The IPv4 header (RFC 791 3.1), without options.
+pub(super) mod ipv4 {
+    use super::*;
+
+    pub const VERSION_IHL: usize = offset_of!(Ipv4Hdr, vihl);
+    pub const TOS: usize = offset_of!(Ipv4Hdr, tos);
+    pub const TOTAL_LEN: usize = offset_of!(Ipv4Hdr, tot_len);
+    pub const ID: usize = offset_of!(Ipv4Hdr, id);
+    pub const FRAGMENT: usize = offset_of!(Ipv4Hdr, frags);
+    pub const TTL: usize = offset_of!(Ipv4Hdr, ttl);
+    pub const PROTOCOL: usize = offset_of!(Ipv4Hdr, proto);
+    pub const CHECK: usize = offset_of!(Ipv4Hdr, check);
+    pub const SRC: usize = offset_of!(Ipv4Hdr, src_addr);
+    pub const DST: usize = offset_of!(Ipv4Hdr, dst_addr);
+    pub const LEN: usize = Ipv4Hdr::LEN;
+    /// Version 4, a header of five 32-bit words.
+    pub const V4_NO_OPTIONS: u8 = 0x45;
+    /// The fragment field's high byte: don't fragment, offset 0.
+    pub const DONT_FRAGMENT: u8 = 0x40;
+}
+
+/// The IPv6 fixed header (RFC 8200 3).
+pub(super) mod ipv6 {
+    use super::*;
+
+    /// Version, traffic class, flow label.
+    pub const VCF: usize = offset_of!(Ipv6Hdr, vcf);
+    pub const PAYLOAD_LEN: usize = offset_of!(Ipv6Hdr, payload_len);
+    pub const NEXT_HEADER: usize = offset_of!(Ipv6Hdr, next_hdr);
+    pub const HOP_LIMIT: usize = offset_of!(Ipv6Hdr, hop_limit);
+    pub const SRC: usize = offset_of!(Ipv6Hdr, src_addr);
+    pub const DST: usize = offset_of!(Ipv6Hdr, dst_addr);
+    pub const LEN: usize = Ipv6Hdr::LEN;
+    /// Version 6, traffic class and flow label 0.
+    pub const V6_PLAIN: u32 = 0x6000_0000;
+}
+
+/// Writes `bytes` into `buf` at `at`.
+#[inline(always)]
+pub(super) fn put<const N: usize, const M: usize>(buf: &mut [u8; N], at: usize, bytes: [u8; M]) {
+    buf[at..at + M].copy_from_slice(&bytes);
+}
