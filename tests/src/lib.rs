@@ -12,6 +12,7 @@ pub mod lab;
 pub mod netns;
 pub mod packets;
 pub mod peer_xdp;
+pub mod rawbpf;
 pub mod synguard;
 pub mod traffic;
 

@@ -194,6 +194,8 @@ pub const PROGRAM: &str = "synguard";
 pub const COOKIE_PROGRAM: &str = "synguard_syn";
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
+pub mod procfs;
+
 pub mod maps {
     /// Per interface: `PerCpuArray<Counter>` indexed by `Reason`.
     pub const COUNTERS: &str = "COUNTERS";
