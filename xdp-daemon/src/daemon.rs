@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 use crate::{
     attach::{self, Attached, Detached},
     config::{Config, Interface},
-    flood, host,
+    features, flood, host,
     lists::{List, ListMaps},
     metrics::{self, Known},
     nic,
@@ -166,6 +166,16 @@ impl Daemon {
         self.save_status();
         notify(&[NotifyState::Ready, NotifyState::Status(&self.summary())]);
         info!("ready: {}", self.summary());
+        // What the kernel offers, for /metrics: probed once, off the
+        // start-up path (the trial load runs the verifier).
+        let known = self.known.clone();
+        let probe = tokio::task::spawn_blocking(features::Offers::probe);
+        tokio::spawn(async move {
+            match probe.await {
+                Ok(offers) => known.lock().expect("not poisoned").kernel = Some(offers),
+                Err(e) => warn!("probing what the kernel offers: {e}"),
+            }
+        });
 
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;

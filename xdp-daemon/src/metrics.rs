@@ -27,7 +27,7 @@ use xdp_common::Reason;
 
 use crate::{
     counters::Counters,
-    flood, kernel,
+    features, flood, kernel,
     lists::{List, ListMaps},
     pins::PinLayout,
     sysctl,
@@ -40,6 +40,9 @@ pub struct Known {
     /// The attach mode in use, per interface the daemon attached.
     pub modes: BTreeMap<String, String>,
     pub desired_sysctls: BTreeMap<String, i64>,
+    /// What the kernel offers, probed once after start-up (it does not
+    /// change while the kernel runs; tcp_timestamps is read per scrape).
+    pub kernel: Option<features::Offers>,
 }
 
 #[derive(Debug)]
@@ -143,6 +146,7 @@ impl Collector for SynguardCollector {
             }
         }
         let desired = known.desired_sysctls.clone();
+        let offers = known.kernel.clone();
         drop(known);
 
         counter(
@@ -269,6 +273,28 @@ impl Collector for SynguardCollector {
             "The value the config asks for, per sysctl synguard applies.",
             &wanted,
         )?;
+
+        if let Some(mut offers) = offers {
+            offers.tcp_timestamps = sysctl::read("net.ipv4.tcp_timestamps").ok();
+            let rows: Vec<(Labels, i64)> = offers
+                .metric_rows()
+                .into_iter()
+                .map(|(name, present)| (vec![("feature", name)], i64::from(present)))
+                .collect();
+            gauge(
+                &mut enc,
+                "synguard_kernel_feature",
+                "1 if the running kernel offers what synguard uses, 0 if not, by probing: each BPF helper, map kind, xdp_frags, xdp_link, a trial load of the programs (program_load), and tcp_timestamps_2 (cookies from XDP keep window scaling and SACK).",
+                &rows,
+            )?;
+            let mode = offers.mode().0.name().to_string();
+            gauge(
+                &mut enc,
+                "synguard_kernel_mode",
+                "1 for the mode synguard runs in on this kernel: full, degraded (cookies from XDP carry the MSS only), refused, unknown.",
+                &[(vec![("mode", mode)], 1i64)],
+            )?;
+        }
 
         let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]);
         info.encode(enc.encode_descriptor(
