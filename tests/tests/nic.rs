@@ -25,7 +25,7 @@ fn auto_mode_on_a_driver_without_native_xdp_warns_of_skb_mode() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("(skb mode)"), "{stdout}");
     assert!(
-        stderr.contains("warning: sgbridge0: the driver (virtual device) refused native XDP")
+        stderr.contains("warning: sgbridge0: the driver (bridge) refused native XDP")
             && stderr.contains("skb (generic) mode"),
         "{stderr}"
     );

@@ -1,7 +1,7 @@
 //! What an interface's driver will do to synguard, said plainly at attach:
 //! the traps of cloud NICs that the kernel only logs, or not at all
 //! (shared/research notes; drivers/net/virtio_net.c `virtnet_xdp_set`).
-use std::{fs, io, path::Path};
+use std::{fs, io};
 
 use crate::attach::AttachMode;
 
@@ -48,16 +48,20 @@ pub struct Channels {
     pub combined_count: u32,
 }
 
-/// The interface's driver, as sysfs names it (none for virtual devices
-/// such as veth).
+/// The interface's driver, as `ethtool -i` names it (veth, bridge,
+/// virtio_net), asked over SIOCETHTOOL: sysfs shows only the namespace
+/// it was mounted in, so it cannot name the driver of an interface of
+/// another network namespace.
 pub fn driver(iface: &str) -> Option<String> {
-    let link = fs::read_link(
-        Path::new("/sys/class/net")
-            .join(iface)
-            .join("device/driver"),
-    )
-    .ok()?;
-    Some(link.file_name()?.to_string_lossy().into_owned())
+    // struct ethtool_drvinfo: cmd, then driver[32], version[32], ... (196
+    // bytes).
+    const ETHTOOL_GDRVINFO: u32 = 0x03;
+    let mut info = [0u32; 49];
+    info[0] = ETHTOOL_GDRVINFO;
+    ethtool(iface, &mut info).ok()?;
+    let bytes: Vec<u8> = info[1..9].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    (end > 0).then(|| String::from_utf8_lossy(&bytes[..end]).into_owned())
 }
 
 /// The interface's queue counts (`ethtool -l`).
