@@ -143,6 +143,8 @@ pub fn run() -> Result<()> {
     print_table(&rows);
     let json = json!({ "checks": CHECKS, "partial": only.is_some(), "kernels": rows });
     fs::write(root.join("matrix.json"), serde_json::to_vec_pretty(&json)?)?;
+    // The same as a Markdown table, to check docs/kernels.md against.
+    fs::write(root.join("kernels.md"), markdown(&rows))?;
     eprintln!("xtask matrix: wrote {}", root.join("matrix.json").display());
     if let Some(only) = &only {
         eprintln!("xtask matrix: partial run ({ONLY_VAR}={})", only.join(","));
@@ -627,6 +629,32 @@ fn series(release: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// The kernel x check table in Markdown, as docs/kernels.md words it:
+/// pass is "supported", refused "refused", skip "not run".
+fn markdown(rows: &[Value]) -> String {
+    let mut out = format!("| kernel | {} |\n|---|", CHECKS.join(" | "));
+    out.push_str(&"---|".repeat(CHECKS.len()));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!(
+            "| {} ({}) |",
+            r["kernel"].as_str().unwrap_or(""),
+            r["suite"].as_str().unwrap_or("")
+        ));
+        for c in CHECKS {
+            let word = match r["checks"][c]["verdict"].as_str().unwrap_or("-") {
+                "pass" => "supported",
+                "refused" => "refused",
+                "skip" => "not run",
+                other => other,
+            };
+            out.push_str(&format!(" {word} |"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn print_table(rows: &[Value]) {
     let short = |c: &str| c.replace("_native_netns", "").replace("_from_xdp", "");
     let mut header = format!("{:<31} {:>5}", "kernel", "secs");
@@ -685,5 +713,22 @@ mod tests {
         );
         assert_eq!(series("6.1.0-57-amd64"), Some((6, 1)));
         assert_eq!(series("6.12.117+deb13-amd64"), Some((6, 12)));
+    }
+
+    #[test]
+    fn the_markdown_table_words_verdicts_as_the_docs_do() {
+        let mut checks = serde_json::Map::new();
+        for (i, c) in CHECKS.iter().enumerate() {
+            let verdict = ["pass", "refused", "skip"][i % 3];
+            checks.insert(c.to_string(), json!({ "verdict": verdict }));
+        }
+        let row = json!({ "kernel": "6.1.0-57-amd64", "suite": "bookworm", "checks": checks });
+        let md = markdown(&[row]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines.len(), 3, "{md}");
+        assert!(
+            lines[2].starts_with("| 6.1.0-57-amd64 (bookworm) | supported | refused | not run |")
+        );
+        assert_eq!(lines[0].matches('|').count(), CHECKS.len() + 2);
     }
 }
