@@ -274,8 +274,16 @@ pub fn virtio_queue_warning(iface: &str, channels: &Channels, cpus: u32) -> Opti
 }
 
 /// What to tell the operator about `iface` once attached in `used` mode
-/// (having asked for `asked`): one line each.
-pub fn warnings(iface: &str, asked: AttachMode, used: AttachMode) -> Vec<String> {
+/// (having asked for `asked`): one line each. `before` is its queue
+/// counts read before attaching: virtio_net counts the queues it gives
+/// XDP_TX as in use once attached, so only the counts before say whether
+/// there were enough.
+pub fn warnings(
+    iface: &str,
+    asked: AttachMode,
+    used: AttachMode,
+    before: Option<Channels>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let driver = driver(iface);
     if asked == AttachMode::Auto && used == AttachMode::Skb {
@@ -296,7 +304,7 @@ pub fn warnings(iface: &str, asked: AttachMode, used: AttachMode) -> Vec<String>
     }
     if used == AttachMode::Native
         && driver.as_deref() == Some("virtio_net")
-        && let Ok(channels) = channels(iface)
+        && let Some(channels) = before
         && let Some(w) = virtio_queue_warning(iface, &channels, possible_cpus())
     {
         out.push(w);
