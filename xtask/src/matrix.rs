@@ -55,7 +55,6 @@ const MQ_MACS: [&str; 2] = ["52:54:00:12:34:b1", "52:54:00:12:34:b2"];
 /// Queue pairs of each: the guest's 2 CPUs use 2, XDP_TX gets the other 2
 /// (virtio_net `virtnet_xdp_set`: curr + one per CPU <= max).
 const MQ_QUEUES: u32 = 4;
-const MQ_NETNS: &str = "synguard-matrix-mq";
 const MQ_TAPS: [&str; 2] = ["sgmq0", "sgmq1"];
 /// Debian suites whose `linux-image-amd64` names the kernels to test.
 const SUITES: &[&str] = &["bullseye", "bookworm", "trixie", "sid"];
@@ -469,13 +468,13 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
             2 * MQ_QUEUES + 2
         ));
     }
-    let _mq = MqNet::create()?;
+    let mq = MqNet::create()?;
     let log = fs::File::create(out.join("vng.log"))?;
     // vng exits 255 here even when the command ran (no udev in the guest):
     // the verdict file, not the exit status, says what happened. It runs
     // in the taps' namespace (`ip netns exec` execs it: the same pid).
     let mut child = Command::new("ip")
-        .args(["netns", "exec", MQ_NETNS, "vng"])
+        .args(["netns", "exec", &mq.0, "vng"])
         .args(["--disable-kvm", "--force-9p", "--run"])
         .arg(&vmlinuz)
         .args(["--busybox", "/bin/busybox", "--cpus", "2", "--memory", "2G"])
@@ -531,18 +530,16 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
 }
 
 /// The namespace of the multi-queue NICs' taps, bridged: made before a VM
-/// boots, removed (taps first) when it is done, also on failure.
-struct MqNet;
+/// boots, removed (taps first) when it is done, also on failure. Named
+/// after this process, so two matrix runs on one machine do not meet.
+struct MqNet(String);
 
 impl MqNet {
     fn create() -> Result<MqNet> {
-        let _ = Command::new("ip")
-            .args(["netns", "del", MQ_NETNS])
-            .stderr(Stdio::null())
-            .status();
-        let ip = |args: &[&str]| exec(Command::new("ip").args(["-n", MQ_NETNS]).args(args));
-        exec(Command::new("ip").args(["netns", "add", MQ_NETNS]))?;
-        let net = MqNet;
+        let name = format!("synguard-matrix-mq-{}", std::process::id());
+        let ip = |args: &[&str]| exec(Command::new("ip").args(["-n", &name]).args(args));
+        exec(Command::new("ip").args(["netns", "add", &name]))?;
+        let net = MqNet(name.clone());
         ip(&["link", "add", "sgmqbr", "type", "bridge"])?;
         for tap in MQ_TAPS {
             ip(&["tuntap", "add", "dev", tap, "mode", "tap", "multi_queue"])?;
@@ -557,12 +554,12 @@ impl Drop for MqNet {
     fn drop(&mut self) {
         for tap in MQ_TAPS {
             let _ = Command::new("ip")
-                .args(["-n", MQ_NETNS, "tuntap", "del", "dev", tap, "mode", "tap"])
+                .args(["-n", &self.0, "tuntap", "del", "dev", tap, "mode", "tap"])
                 .args(["multi_queue"])
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = Command::new("ip").args(["netns", "del", MQ_NETNS]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 
