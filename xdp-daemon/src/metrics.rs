@@ -27,7 +27,7 @@ use xdp_common::Reason;
 
 use crate::{
     counters::Counters,
-    flood, kernel,
+    features, flood, kernel,
     lists::{List, ListMaps},
     pins::PinLayout,
     sysctl,
@@ -40,6 +40,9 @@ pub struct Known {
     /// The attach mode in use, per interface the daemon attached.
     pub modes: BTreeMap<String, String>,
     pub desired_sysctls: BTreeMap<String, i64>,
+    /// What the kernel offers, probed once after start-up (it does not
+    /// change while the kernel runs; tcp_timestamps is read per scrape).
+    pub kernel: Option<features::Offers>,
 }
 
 #[derive(Debug)]
@@ -96,15 +99,22 @@ impl Collector for SynguardCollector {
             tracing::warn!("metrics: listing attached interfaces: {e}");
             Vec::new()
         });
-        let (modes, desired) = {
+        let (modes, desired, offers) = {
             let known = self.known.lock().expect("not poisoned");
-            (known.modes.clone(), known.desired_sysctls.clone())
+            (
+                known.modes.clone(),
+                known.desired_sysctls.clone(),
+                known.kernel.clone(),
+            )
         };
         packets(&mut enc, &self.layout, &attached, &modes)?;
         floods(&mut enc, &self.layout, &attached)?;
         lists(&mut enc, &self.layout)?;
         kernel_counters(&mut enc)?;
         sysctls(&mut enc, &desired)?;
+        if let Some(offers) = offers {
+            kernel_features(&mut enc, offers)?;
+        }
         build(&mut enc)
     }
 }
@@ -307,6 +317,30 @@ fn sysctls(enc: &mut DescriptorEncoder, desired: &BTreeMap<String, i64>) -> fmt:
         "synguard_sysctl_desired",
         "The value the config asks for, per sysctl synguard applies.",
         &wanted,
+    )
+}
+
+/// What the running kernel offers, probed once after start-up, and the
+/// mode synguard runs in because of it (`features`).
+fn kernel_features(enc: &mut DescriptorEncoder, mut offers: features::Offers) -> fmt::Result {
+    offers.tcp_timestamps = sysctl::read("net.ipv4.tcp_timestamps").ok();
+    let rows: Vec<(Labels, i64)> = offers
+        .metric_rows()
+        .into_iter()
+        .map(|(name, present)| (vec![("feature", name)], i64::from(present)))
+        .collect();
+    gauge(
+        enc,
+        "synguard_kernel_feature",
+        "1 if the running kernel offers what synguard uses, 0 if not, by probing: each BPF helper, map kind, xdp_frags, xdp_link, a trial load of the programs (program_load), and tcp_timestamps_2 (cookies from XDP keep window scaling and SACK).",
+        &rows,
+    )?;
+    let mode = offers.mode().0.name().to_string();
+    gauge(
+        enc,
+        "synguard_kernel_mode",
+        "1 for the mode synguard runs in on this kernel: full, degraded (cookies from XDP carry the MSS only), refused, unknown.",
+        &[(vec![("mode", mode)], 1i64)],
     )
 }
 

@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Config,
-    host,
+    features, host,
     metrics::{self, Known},
     pins::PinLayout,
     state::{DaemonStatus, StateDir, unix_now},
@@ -177,6 +177,16 @@ impl Daemon {
         self.save_status();
         notify(&[NotifyState::Ready, NotifyState::Status(&self.summary())]);
         info!("ready: {}", self.summary());
+        // What the kernel offers, for /metrics: probed once, off the
+        // start-up path (the trial load runs the verifier).
+        let known = self.known.clone();
+        let probe = tokio::task::spawn_blocking(features::Offers::probe);
+        tokio::spawn(async move {
+            match probe.await {
+                Ok(offers) => known.lock().expect("not poisoned").kernel = Some(offers),
+                Err(e) => warn!("probing what the kernel offers: {e}"),
+            }
+        });
 
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
