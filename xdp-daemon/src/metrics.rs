@@ -1,4 +1,6 @@
-//! `/metrics` (OpenMetrics text, through prometheus-client) and `/healthz`.
+//! `/metrics` (OpenMetrics text, through prometheus-client; the Prometheus
+//! text format to a scraper that does not ask for OpenMetrics) and
+//! `/healthz`.
 //!
 //! Every value is read at scrape time from the pinned maps, the kernel and
 //! /proc: nothing is mirrored, so a scrape shows what the data path counted
@@ -10,10 +12,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+mod text_format;
+
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
     routing::get,
 };
@@ -46,6 +50,8 @@ pub struct Known {
 struct SynguardCollector {
     layout: PinLayout,
     known: Arc<Mutex<Known>>,
+    /// The interfaces the config names (the daemon's list, as /healthz reads it).
+    wanted: Arc<Mutex<Vec<String>>>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -144,6 +150,13 @@ impl Collector for SynguardCollector {
         }
         let desired = known.desired_sysctls.clone();
         drop(known);
+        let configured: Vec<(Labels, i64)> = self
+            .wanted
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|name| (iface(name), 1))
+            .collect();
 
         counter(
             &mut enc,
@@ -174,6 +187,12 @@ impl Collector for SynguardCollector {
             "synguard_attached",
             "1 for each interface synguard is attached to, with its attach mode.",
             &attached_rows,
+        )?;
+        gauge(
+            &mut enc,
+            "synguard_configured",
+            "1 for each interface the config asks synguard to protect; one without synguard_attached is not protected.",
+            &configured,
         )?;
         gauge(
             &mut enc,
@@ -293,10 +312,19 @@ fn snake(name: &str) -> String {
     out
 }
 
-/// The registry with synguard's collector.
-pub fn registry(layout: PinLayout, known: Arc<Mutex<Known>>) -> Registry {
+/// The registry with synguard's collector; `wanted` is the list of
+/// interfaces the config names.
+pub fn registry(
+    layout: PinLayout,
+    known: Arc<Mutex<Known>>,
+    wanted: Arc<Mutex<Vec<String>>>,
+) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SynguardCollector { layout, known }));
+    registry.register_collector(Box::new(SynguardCollector {
+        layout,
+        known,
+        wanted,
+    }));
     registry
 }
 
@@ -328,7 +356,9 @@ pub async fn serve(
     axum::serve(listener, router).await
 }
 
-async fn metrics(State(app): State<App>) -> impl IntoResponse {
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics =
+        text_format::wants_openmetrics(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     // Map reads are short syscalls; a blocking thread keeps them off the
     // runtime's only worker.
     let body = tokio::task::spawn_blocking(move || {
@@ -337,13 +367,19 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     })
     .await;
     match body {
-        Ok(Ok(body)) => (
+        Ok(Ok(body)) if openmetrics => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             body,
+        )
+            .into_response(),
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, text_format::CONTENT_TYPE)],
+            text_format::from_openmetrics(&body),
         )
             .into_response(),
         _ => (
