@@ -1,8 +1,9 @@
 //! Every check and test, in the order that fails fastest: fmt, clippy,
-//! the workspace's tests, then the kernel matrix.
+//! the alert rules' unit tests, the workspace's tests, then the kernel
+//! matrix.
 use std::{
     io::{BufRead, BufReader},
-    process::Stdio,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
@@ -32,6 +33,18 @@ pub fn run() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The alert rules: valid, and their unit tests pass.
+    let promtool = workspace().join(crate::setup::PROMTOOL);
+    exec(
+        Command::new(&promtool)
+            .args(["check", "rules", "synguard.rules.yml"])
+            .current_dir(workspace().join("packaging/prometheus")),
+    )?;
+    exec(
+        Command::new(&promtool)
+            .args(["test", "rules", "synguard.rules.test.yml"])
+            .current_dir(workspace().join("packaging/prometheus")),
+    )?;
     // The end-to-end tests drive the real binary, built next to them.
     exec(cargo().args(["build", "--locked", "-p", "xdp-daemon"]))?;
     let tally = cargo_test()?;
