@@ -1,6 +1,6 @@
 //! Every check and test, in the order that fails fastest: fmt, clippy,
-//! the alert rules' unit tests, the workspace's tests, then the kernel
-//! matrix.
+//! the alert rules' unit tests, the workspace's tests, the .deb under a
+//! booted systemd, then the kernel matrix.
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -63,6 +63,12 @@ pub fn run() -> Result<()> {
     if tally.passed == 0 {
         closing();
         bail!("no test ran");
+    }
+    // The package and its unit in a container booted with systemd as PID 1
+    // (docs/operating.md, "Running under systemd").
+    if let Err(e) = crate::systemd::run() {
+        closing();
+        return Err(e.context("the .deb under systemd"));
     }
     // Debian's kernels booted under qemu (README, "The kernel matrix"):
     // fails the run when a kernel does worse than the README promises.
