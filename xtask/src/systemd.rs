@@ -88,6 +88,7 @@ pub fn run() -> Result<()> {
     let dir = workspace().join("target/systemd");
     let tarball = root_tarball(&dir)?;
 
+    sweep_stale(&dir);
     let started = Instant::now();
     let ct = Container::boot(&tarball, &dir)?;
     eprintln!(
@@ -108,6 +109,43 @@ pub fn run() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Removes what an interrupted run (Ctrl-C, SIGKILL: no drop) left in
+/// `dir`: a run directory named after a process that is gone, with its
+/// bpffs mount.
+fn sweep_stale(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("run-sgt")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("xtask systemd: removing {name}, left by an interrupted run");
+        let bpf = entry.path().join("bpf");
+        let _ = Command::new("umount").arg(&bpf).status();
+        let mounted = Command::new("mountpoint")
+            .arg("-q")
+            .arg(&bpf)
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            eprintln!(
+                "xtask systemd: {} is still mounted: left alone",
+                bpf.display()
+            );
+            continue;
+        }
+        let _ = fs::remove_dir_all(entry.path());
+    }
 }
 
 /// The newest `synguard_*.deb` in `dir`.
