@@ -1,4 +1,6 @@
-//! `/metrics` (OpenMetrics text, through prometheus-client) and `/healthz`.
+//! `/metrics` (OpenMetrics text, through prometheus-client; the Prometheus
+//! text format to a scraper that does not ask for OpenMetrics) and
+//! `/healthz`.
 //!
 //! Every value is read at scrape time from the pinned maps, the kernel and
 //! /proc: nothing is mirrored, so a scrape shows what the data path counted
@@ -10,10 +12,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+mod text_format;
+
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
     routing::get,
 };
@@ -49,6 +53,8 @@ pub struct Known {
 struct SynguardCollector {
     layout: PinLayout,
     known: Arc<Mutex<Known>>,
+    /// The interfaces the config names (the daemon's list, as /healthz reads it).
+    wanted: Arc<Mutex<Vec<String>>>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -108,6 +114,7 @@ impl Collector for SynguardCollector {
             )
         };
         packets(&mut enc, &self.layout, &attached, &modes)?;
+        configured(&mut enc, &self.wanted)?;
         floods(&mut enc, &self.layout, &attached)?;
         lists(&mut enc, &self.layout)?;
         kernel_counters(&mut enc)?;
@@ -119,6 +126,23 @@ impl Collector for SynguardCollector {
     }
 }
 
+/// The interfaces the config asks synguard to protect: one without
+/// `synguard_attached` is not protected (an alert's signal; a detached
+/// interface's own series just disappear).
+fn configured(enc: &mut DescriptorEncoder, wanted: &Mutex<Vec<String>>) -> fmt::Result {
+    let rows: Vec<(Labels, i64)> = wanted
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|name| (device(name), 1))
+        .collect();
+    gauge(
+        enc,
+        "synguard_configured",
+        "1 for each interface the config asks synguard to protect; one without synguard_attached is not protected.",
+        &rows,
+    )
+}
 /// The data path's counters per interface (packets and bytes by verdict
 /// and reason, and the SYN-ACK and cookie-ACK views of them), and the
 /// interfaces attached.
@@ -367,10 +391,19 @@ fn snake(name: &str) -> String {
     out
 }
 
-/// The registry with synguard's collector.
-pub fn registry(layout: PinLayout, known: Arc<Mutex<Known>>) -> Registry {
+/// The registry with synguard's collector; `wanted` is the list of
+/// interfaces the config names.
+pub fn registry(
+    layout: PinLayout,
+    known: Arc<Mutex<Known>>,
+    wanted: Arc<Mutex<Vec<String>>>,
+) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SynguardCollector { layout, known }));
+    registry.register_collector(Box::new(SynguardCollector {
+        layout,
+        known,
+        wanted,
+    }));
     registry
 }
 
@@ -402,7 +435,9 @@ pub async fn serve(
     axum::serve(listener, router).await
 }
 
-async fn metrics(State(app): State<App>) -> impl IntoResponse {
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics =
+        text_format::wants_openmetrics(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     // Map reads are short syscalls; a blocking thread keeps them off the
     // runtime's only worker.
     let body = tokio::task::spawn_blocking(move || {
@@ -411,13 +446,19 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     })
     .await;
     match body {
-        Ok(Ok(body)) => (
+        Ok(Ok(body)) if openmetrics => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             body,
+        )
+            .into_response(),
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, text_format::CONTENT_TYPE)],
+            text_format::from_openmetrics(&body),
         )
             .into_response(),
         _ => (

@@ -222,7 +222,7 @@ fn runs(program: &str, args: &[&str]) -> bool {
 
 /// The Debian mirror and security archive this machine's apt uses, so the
 /// scratch configuration reaches the same ones.
-fn mirrors() -> Result<(String, Option<String>)> {
+pub(crate) fn mirrors() -> Result<(String, Option<String>)> {
     let (mut mirror, mut security) = (None, None);
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
@@ -256,7 +256,7 @@ fn mirrors() -> Result<(String, Option<String>)> {
         }
     }
     let mirror = mirror.context(
-        "no Debian mirror in /etc/apt/sources.list(.d): the matrix fetches kernels from it",
+        "no Debian mirror in /etc/apt/sources.list(.d): the kernel matrix and the systemd test fetch from it",
     )?;
     Ok((mirror, security))
 }

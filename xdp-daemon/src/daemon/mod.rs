@@ -237,7 +237,11 @@ impl Daemon {
             .await
             .with_context(|| format!("serving metrics on {addr}"))?;
         info!("serving /metrics and /healthz on http://{addr}");
-        let registry = metrics::registry(self.options.layout.clone(), self.known.clone());
+        let registry = metrics::registry(
+            self.options.layout.clone(),
+            self.known.clone(),
+            self.wanted.clone(),
+        );
         Ok(Some(tokio::spawn(metrics::serve(
             listener,
             registry,
