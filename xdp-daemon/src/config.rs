@@ -38,6 +38,8 @@ pub struct Config {
     pub log_level: String,
     /// On a clean stop, leave the program attached and the sysctls applied.
     pub keep_attached_on_stop: bool,
+    /// `None`: synguard speaks no BGP.
+    pub bgp: Option<crate::bgp::config::BgpConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,6 +254,10 @@ impl Config {
             metrics_listen,
             log_level,
             keep_attached_on_stop: raw.keep_attached_on_stop,
+            bgp: match &raw.bgp {
+                Some(bgp) => crate::bgp::config::parse(bgp, &at)?,
+                None => None,
+            },
         })
     }
 }
@@ -393,6 +399,7 @@ struct RawConfig {
     sysctl: BTreeMap<String, Spanned<RawSysctl>>,
     #[serde(default)]
     metrics: RawMetrics,
+    bgp: Option<crate::bgp::config::RawBgp>,
 }
 
 fn default_log_level() -> Spanned<String> {

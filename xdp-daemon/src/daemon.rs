@@ -27,6 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     attach::{self, Attached, Detached},
+    bgp::{Bgp, metrics::BgpCollector},
     config::{Config, Interface},
     flood, host,
     lists::{List, ListMaps},
@@ -80,6 +81,8 @@ struct Daemon {
     /// Per interface, what the last host sync left out of the maps (said
     /// once, not every second).
     host_left_out: BTreeMap<String, Vec<String>>,
+    /// The BGP side, when the config has `[bgp]`.
+    bgp: Option<Bgp>,
 }
 
 /// Waits until the rtnetlink events socket is readable; forever without one.
@@ -110,6 +113,7 @@ impl Daemon {
             started: unix_now(),
             last_reload_error: None,
             host_left_out: BTreeMap::new(),
+            bgp: None,
         }
     }
 
@@ -146,6 +150,7 @@ impl Daemon {
             self.undo_failed_start();
             return Err(e).context("applying the config");
         }
+        self.bgp = self.config.bgp.clone().map(Bgp::new);
 
         let server = match self.config.metrics_listen {
             Some(addr) => {
@@ -153,7 +158,11 @@ impl Daemon {
                     .await
                     .with_context(|| format!("serving metrics on {addr}"))?;
                 info!("serving /metrics and /healthz on http://{addr}");
-                let registry = metrics::registry(self.options.layout.clone(), self.known.clone());
+                let mut registry =
+                    metrics::registry(self.options.layout.clone(), self.known.clone());
+                if let Some(bgp) = &self.bgp {
+                    registry.register_collector(Box::new(BgpCollector(bgp.status())));
+                }
                 Some(tokio::spawn(metrics::serve(
                     listener,
                     registry,
@@ -370,6 +379,8 @@ impl Daemon {
                 recorded.entry(*net).or_insert(EntryMeta {
                     origin: Origin::Config,
                     comment: None,
+                    share: false,
+                    upstream: false,
                 });
             }
         }
@@ -391,6 +402,12 @@ impl Daemon {
             Ok(new) => {
                 if new.metrics_listen != self.config.metrics_listen {
                     warn!("metrics.listen changed: it takes effect at the next restart");
+                }
+                if new.bgp.is_some() != self.config.bgp.is_some() {
+                    warn!("[bgp] turned on or off: it takes effect at the next restart");
+                }
+                if let (Some(bgp), Some(section)) = (&mut self.bgp, &new.bgp) {
+                    bgp.reconfigure(section.clone());
                 }
                 if new.log_level != self.config.log_level {
                     warn!("log_level changed: it takes effect at the next restart");
@@ -517,6 +534,10 @@ impl Daemon {
                 Err(e) => error!("attaching {} again: {e:#}", iface.name),
             }
         }
+
+        if let Some(bgp) = &mut self.bgp {
+            bgp.tick(&layout, &state, &self.config);
+        }
     }
 
     fn block_over_budget(
@@ -568,6 +589,8 @@ impl Daemon {
                             EntryMeta {
                                 origin: Origin::OverBudget,
                                 comment: Some(format!("over its SYN budget on {iface}")),
+                                share: false,
+                                upstream: false,
                             },
                         );
                     }
@@ -587,6 +610,9 @@ impl Daemon {
         let layout = &self.options.layout;
         let state = &self.options.state;
         let _lock = state.lock();
+        if let Some(bgp) = &mut self.bgp {
+            bgp.stop(layout, state, self.config.keep_attached_on_stop);
+        }
         if self.config.keep_attached_on_stop {
             info!("stopping; keep_attached_on_stop: protection and sysctls stay in place");
         } else {

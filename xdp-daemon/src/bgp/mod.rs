@@ -1,0 +1,806 @@
+//! Beyond one node, through BGP: synguard drives a BGP speaker of the
+//! operator's (GoBGP, see `gobgp`; never BGP of its own) to escalate a flood
+//! the node cannot absorb to its upstream (FlowSpec, then RTBH), to push
+//! blocklist entries upstream, and to share the blocklist with the fleet
+//! through a route reflector.
+//!
+//! The daemon owns one [`Bgp`] and calls [`Bgp::tick`] once a second with
+//! the state lock held. Each tick works out what should be announced (the
+//! ladder's rules, the entries marked `--share` or `--upstream`), passes it
+//! through the guard rails, and makes the speaker carry exactly that: it
+//! reads back what the speaker carries with synguard's marker community at
+//! start and after any failure, so a restarted daemon withdraws what a
+//! crashed one left. It also installs the fleet's routes in the blocklist
+//! (origin `bgp`) and removes them when they are withdrawn.
+pub mod config;
+pub mod gobgp;
+pub mod ladder;
+pub mod load;
+pub mod metrics;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use self::{
+    config::{BgpConfig, Community, FlowAction},
+    gobgp::{Gobgp, Session},
+    ladder::{Ladder, Level, Timing},
+    load::Load,
+};
+use crate::{
+    config::Config,
+    lists::{List, ListMaps},
+    pins::PinLayout,
+    state::{EntryMeta, Origin, StateDir, unix_now},
+};
+
+/// One route synguard has the speaker announce.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Announcement {
+    /// TCP with SYN set and ACK clear to `dst` on `ports` (empty: any),
+    /// rate-limited or discarded by the upstream (RFC 8955/8956).
+    Flowspec {
+        dst: IpNet,
+        ports: Vec<u16>,
+        action: FlowAction,
+    },
+    /// `dst` with the BLACKHOLE community (RFC 7999): the upstream drops
+    /// everything to it.
+    Rtbh { dst: IpNet, community: Community },
+    /// A blocklist entry for the fleet, with the fleet community.
+    Share { net: IpNet, community: Community },
+    /// A blocklist entry as a FlowSpec discard of its source range.
+    Upstream { src: IpNet },
+}
+
+/// What a route is for: the `kind` label of the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Flowspec,
+    Rtbh,
+    Share,
+    Upstream,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Flowspec, Kind::Rtbh, Kind::Share, Kind::Upstream];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Flowspec => "flowspec",
+            Kind::Rtbh => "rtbh",
+            Kind::Share => "share",
+            Kind::Upstream => "upstream",
+        }
+    }
+}
+
+impl Announcement {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Announcement::Flowspec { .. } => Kind::Flowspec,
+            Announcement::Rtbh { .. } => Kind::Rtbh,
+            Announcement::Share { .. } => Kind::Share,
+            Announcement::Upstream { .. } => Kind::Upstream,
+        }
+    }
+
+    /// The prefix it is about.
+    pub fn prefix(&self) -> IpNet {
+        match self {
+            Announcement::Flowspec { dst, .. } | Announcement::Rtbh { dst, .. } => *dst,
+            Announcement::Share { net, .. } => *net,
+            Announcement::Upstream { src } => *src,
+        }
+    }
+}
+
+impl fmt::Display for Announcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Announcement::Flowspec { dst, ports, action } => {
+                write!(f, "flowspec to {dst} tcp SYN&!ACK")?;
+                if !ports.is_empty() {
+                    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                    write!(f, " port {}", ports.join(","))?;
+                }
+                match action {
+                    FlowAction::Discard => write!(f, " discard"),
+                    FlowAction::RateLimit { bytes_per_second } => {
+                        write!(f, " rate-limit {bytes_per_second} B/s")
+                    }
+                }
+            }
+            Announcement::Rtbh { dst, community } => write!(f, "rtbh {dst} community {community}"),
+            Announcement::Share { net, community } => {
+                write!(f, "share {net} community {community}")
+            }
+            Announcement::Upstream { src } => write!(f, "flowspec from {src} discard"),
+        }
+    }
+}
+
+/// One announcement or withdrawal, for `synguard status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unix seconds.
+    pub at: u64,
+    /// "announce" or "withdraw" (prefixed "would " in a dry run).
+    pub change: String,
+    pub what: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announced {
+    pub kind: String,
+    pub what: String,
+    /// Unix seconds.
+    pub since: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub what: String,
+    pub why: String,
+}
+
+/// What the BGP side is doing: written to `bgp.json` in the state
+/// directory for `synguard status`, and read by the metrics collector.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub speaker: String,
+    pub dry_run: bool,
+    /// Why the speaker could not be driven at the last try.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker_error: Option<String>,
+    pub level: Level,
+    /// Why the node counts as overloaded now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overload: Option<String>,
+    /// What the speaker carries for synguard (in a dry run: would carry).
+    pub announced: Vec<Announced>,
+    /// What the guard rails kept from being announced.
+    pub refused: Vec<Refused>,
+    pub sessions: Vec<Session>,
+    /// Blocklist entries installed from the fleet.
+    pub fleet_entries: usize,
+    /// Announcements and withdrawals since start, by "kind change".
+    pub changes: BTreeMap<String, u64>,
+    /// The latest announcements and withdrawals, newest last.
+    pub recent: Vec<Event>,
+}
+
+impl Status {
+    pub const FILE: &'static str = "bgp.json";
+
+    /// The running daemon's BGP status, if it has one.
+    pub fn read(state: &StateDir) -> Option<Status> {
+        let bytes = std::fs::read(state.path().join(Status::FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// How many events `status` keeps.
+const RECENT: usize = 20;
+/// Sessions are read every this many ticks.
+const SESSION_EVERY: u64 = 5;
+
+pub struct Bgp {
+    config: BgpConfig,
+    speaker: Gobgp,
+    /// What the speaker carries for synguard, with since when.
+    announced: BTreeMap<Announcement, u64>,
+    /// Whether `announced` was read from the speaker (false at start and
+    /// after a failed call).
+    in_sync: bool,
+    ladder: Ladder,
+    load: Load,
+    clock: Instant,
+    ticks: u64,
+    status: Arc<Mutex<Status>>,
+    /// Refusals already logged, so each is said once.
+    said: BTreeSet<String>,
+    saved: Vec<u8>,
+}
+
+impl Bgp {
+    pub fn new(config: BgpConfig) -> Bgp {
+        let speaker = Gobgp::new(config.gobgp.clone(), &config.api);
+        let status = Status {
+            speaker: config.api.clone(),
+            dry_run: config.dry_run,
+            ..Status::default()
+        };
+        info!(
+            "bgp: driving gobgpd at {}{}",
+            config.api,
+            if config.dry_run {
+                " (dry run: announcing nothing)"
+            } else {
+                ""
+            }
+        );
+        Bgp {
+            config,
+            speaker,
+            announced: BTreeMap::new(),
+            in_sync: false,
+            ladder: Ladder::default(),
+            load: Load::default(),
+            clock: Instant::now(),
+            ticks: 0,
+            status: Arc::new(Mutex::new(status)),
+            said: BTreeSet::new(),
+            saved: Vec::new(),
+        }
+    }
+
+    /// Shared with the metrics collector.
+    pub fn status(&self) -> Arc<Mutex<Status>> {
+        self.status.clone()
+    }
+
+    /// Takes a reloaded `[bgp]` section; the next tick applies it.
+    pub fn reconfigure(&mut self, config: BgpConfig) {
+        if config.api != self.config.api || config.marker != self.config.marker {
+            self.in_sync = false;
+        }
+        if config.dry_run != self.config.dry_run {
+            // What a dry run "announced" was never sent; what a real run
+            // sent is read back from the speaker.
+            self.announced.clear();
+            self.in_sync = false;
+        }
+        self.speaker = Gobgp::new(config.gobgp.clone(), &config.api);
+        let mut status = self.status.lock().expect("not poisoned");
+        status.speaker = config.api.clone();
+        status.dry_run = config.dry_run;
+        drop(status);
+        self.config = config;
+    }
+
+    /// Once a second, with the state lock held.
+    pub fn tick(&mut self, layout: &PinLayout, state: &StateDir, config: &Config) {
+        self.ticks += 1;
+        let allow = list_nets(layout, List::Allow);
+        let mut wanted = self.escalation(layout, config);
+        wanted.extend(self.marked_in_blocklist(layout, state));
+        let (desired, refused) = self.guard(wanted, &allow);
+        for r in &refused {
+            let line = format!("{}: {}", r.what, r.why);
+            if self.said.insert(line.clone()) {
+                warn!("bgp: not announced: {line}");
+            }
+        }
+        self.said
+            .retain(|l| refused.iter().any(|r| l.starts_with(&r.what)));
+        self.status.lock().expect("not poisoned").refused = refused;
+
+        if self.sync_speaker() {
+            self.converge(&desired);
+        }
+        self.sync_fleet(layout, state, &allow);
+        if self.ticks % SESSION_EVERY == 1 {
+            match self.speaker.sessions() {
+                Ok(sessions) => {
+                    let mut status = self.status.lock().expect("not poisoned");
+                    for s in &sessions {
+                        let before = status.sessions.iter().find(|b| b.peer == s.peer);
+                        if before.is_none_or(|b| b.established != s.established) {
+                            info!(
+                                "bgp: session with {} (AS{}) {}{}",
+                                s.peer,
+                                s.asn,
+                                if s.established { "established" } else { "down" },
+                                if s.established && s.flowspec.is_empty() {
+                                    "; it negotiated no FlowSpec family: FlowSpec rules do not reach it"
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
+                    }
+                    status.sessions = sessions;
+                }
+                Err(e) => self.speaker_failed(&e.to_string()),
+            }
+        }
+        self.save(state);
+    }
+
+    /// The ladder's announcements for this second.
+    fn escalation(&mut self, layout: &PinLayout, config: &Config) -> Vec<Announcement> {
+        let Some(e) = &self.config.escalation else {
+            return Vec::new();
+        };
+        let interfaces: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
+        let why = self
+            .load
+            .overloaded(layout, &interfaces, e.capacity_syn_pps, e.nic_drops_pps);
+        let before = self.ladder.level();
+        let timing = Timing {
+            sustain: e.sustain,
+            rtbh: e.rtbh.then_some(e.rtbh_after),
+            hold_down: e.hold_down,
+        };
+        let level = self
+            .ladder
+            .step(self.clock.elapsed().as_secs(), why.is_some(), timing);
+        if level != before {
+            let reason = why
+                .clone()
+                .unwrap_or_else(|| "the overload ended and the hold-down passed".into());
+            info!(
+                "bgp: escalation {} -> {}: {reason}",
+                before.name(),
+                level.name()
+            );
+        }
+        {
+            let mut status = self.status.lock().expect("not poisoned");
+            status.level = level;
+            status.overload = why;
+        }
+        let mut out = Vec::new();
+        for &target in &e.targets {
+            let dst = IpNet::from(target);
+            if level >= Level::Flowspec {
+                out.push(Announcement::Flowspec {
+                    dst,
+                    ports: config.flood.ports.clone(),
+                    action: e.action,
+                });
+            }
+            if level >= Level::Rtbh {
+                out.push(Announcement::Rtbh {
+                    dst,
+                    community: e.blackhole,
+                });
+            }
+        }
+        out
+    }
+
+    /// Blocklist entries marked `--share` or `--upstream`.
+    fn marked_in_blocklist(&self, layout: &PinLayout, state: &StateDir) -> Vec<Announcement> {
+        let meta = state.list_meta().unwrap_or_default();
+        let blocked: BTreeSet<IpNet> = list_nets(layout, List::Block).into_iter().collect();
+        let mut out = Vec::new();
+        for (net, m) in &meta.block {
+            if !blocked.contains(net) {
+                continue;
+            }
+            if m.share {
+                match &self.config.fleet {
+                    Some(fleet) => out.push(Announcement::Share {
+                        net: *net,
+                        community: fleet.community,
+                    }),
+                    None => {
+                        let line = format!("share {net}: [bgp.fleet] is not enabled");
+                        if !self.said.contains(&line) {
+                            warn!("bgp: not announced: {line}");
+                        }
+                    }
+                }
+            }
+            if m.upstream {
+                out.push(Announcement::Upstream { src: *net });
+            }
+        }
+        out
+    }
+
+    /// Keeps what may be announced, in order, and says why the rest may not.
+    fn guard(
+        &self,
+        wanted: Vec<Announcement>,
+        allow: &[IpNet],
+    ) -> (Vec<Announcement>, Vec<Refused>) {
+        let mut kept: Vec<Announcement> = Vec::new();
+        let mut refused = Vec::new();
+        for a in wanted {
+            let p = a.prefix();
+            let shortest = if p.addr().is_ipv4() {
+                self.config.shortest_v4
+            } else {
+                self.config.shortest_v6
+            };
+            let why = if let Some(x) = allow.iter().find(|x| overlaps(x, &p)) {
+                Some(format!("{p} overlaps the allowlisted {x}"))
+            } else if let Some(x) = self.config.protected.iter().find(|x| overlaps(x, &p)) {
+                Some(format!("{p} overlaps the protected prefix {x}"))
+            } else if matches!(a.kind(), Kind::Share | Kind::Upstream) && p.prefix_len() < shortest
+            {
+                Some(format!(
+                    "{p} is wider than /{shortest} (shortest_v{})",
+                    if p.addr().is_ipv4() { 4 } else { 6 }
+                ))
+            } else if kept.len() >= self.config.max_announcements {
+                Some(format!(
+                    "max_announcements ({}) reached",
+                    self.config.max_announcements
+                ))
+            } else {
+                None
+            };
+            match why {
+                Some(why) => refused.push(Refused {
+                    what: a.to_string(),
+                    why,
+                }),
+                None if kept.contains(&a) => {}
+                None => kept.push(a),
+            }
+        }
+        (kept, refused)
+    }
+
+    /// Reads what the speaker carries for synguard, unless known. False:
+    /// the speaker cannot be reached now.
+    fn sync_speaker(&mut self) -> bool {
+        if self.in_sync || self.config.dry_run {
+            return true;
+        }
+        match self.speaker.announced(self.config.marker) {
+            Ok(found) => {
+                if !found.is_empty() {
+                    info!(
+                        "bgp: the speaker carries {} route(s) with synguard's marker {}: {}",
+                        found.len(),
+                        self.config.marker,
+                        found
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    );
+                }
+                let now = unix_now();
+                self.announced = found
+                    .into_iter()
+                    .map(|a| {
+                        let since = self.announced.get(&a).copied().unwrap_or(now);
+                        (a, since)
+                    })
+                    .collect();
+                self.in_sync = true;
+                self.status.lock().expect("not poisoned").speaker_error = None;
+                true
+            }
+            Err(e) => {
+                self.speaker_failed(&e.to_string());
+                false
+            }
+        }
+    }
+
+    fn speaker_failed(&mut self, why: &str) {
+        let mut status = self.status.lock().expect("not poisoned");
+        if status.speaker_error.as_deref() != Some(why) {
+            error!("bgp: {why}");
+        }
+        status.speaker_error = Some(why.to_string());
+        self.in_sync = false;
+    }
+
+    /// Withdraws what is no longer desired, then announces what is new.
+    fn converge(&mut self, desired: &[Announcement]) {
+        let stale: Vec<Announcement> = self
+            .announced
+            .keys()
+            .filter(|a| !desired.contains(a))
+            .cloned()
+            .collect();
+        for a in stale {
+            if self.change(&a, false) {
+                self.announced.remove(&a);
+            }
+        }
+        for a in desired {
+            if !self.announced.contains_key(a) && self.change(a, true) {
+                self.announced.insert(a.clone(), unix_now());
+            }
+        }
+        let mut status = self.status.lock().expect("not poisoned");
+        status.announced = self
+            .announced
+            .iter()
+            .map(|(a, &since)| Announced {
+                kind: a.kind().name().into(),
+                what: a.to_string(),
+                since,
+            })
+            .collect();
+    }
+
+    /// Announces (`add`) or withdraws one route; logs and counts it.
+    fn change(&mut self, a: &Announcement, add: bool) -> bool {
+        let verb = if add { "announce" } else { "withdraw" };
+        let dry = self.config.dry_run;
+        if !dry {
+            let result = if add {
+                self.speaker.announce(a, self.config.marker)
+            } else {
+                self.speaker.withdraw(a, self.config.marker)
+            };
+            if let Err(e) = result {
+                self.speaker_failed(&format!("cannot {verb} {a}: {e}"));
+                return false;
+            }
+        }
+        let change = if dry {
+            format!("would {verb}")
+        } else {
+            verb.to_string()
+        };
+        info!("bgp: {change} {a}");
+        let mut status = self.status.lock().expect("not poisoned");
+        *status
+            .changes
+            .entry(format!("{} {verb}", a.kind().name()))
+            .or_default() += 1;
+        status.recent.push(Event {
+            at: unix_now(),
+            change,
+            what: a.to_string(),
+        });
+        let excess = status.recent.len().saturating_sub(RECENT);
+        status.recent.drain(..excess);
+        true
+    }
+
+    /// Makes the blocklist's `bgp` entries equal the fleet's routes that
+    /// pass the guard rails. An entry that is also there by other means
+    /// (the CLI, the config) is left to them.
+    fn sync_fleet(&mut self, layout: &PinLayout, state: &StateDir, allow: &[IpNet]) {
+        let mut want: BTreeMap<IpNet, String> = BTreeMap::new();
+        if let Some(fleet) = &self.config.fleet {
+            let received = match self.speaker.received(fleet.community) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.speaker_failed(&e.to_string());
+                    return;
+                }
+            };
+            for r in received {
+                let shortest = if r.net.addr().is_ipv4() {
+                    self.config.shortest_v4
+                } else {
+                    self.config.shortest_v6
+                };
+                let why = if let Some(x) = allow.iter().find(|x| overlaps(x, &r.net)) {
+                    Some(format!("overlaps the allowlisted {x}"))
+                } else if r.net.prefix_len() < shortest {
+                    Some(format!("wider than /{shortest}"))
+                } else if want.len() >= fleet.max_entries {
+                    Some(format!(
+                        "[bgp.fleet] max_entries ({}) reached",
+                        fleet.max_entries
+                    ))
+                } else {
+                    None
+                };
+                match why {
+                    Some(why) => {
+                        let line = format!("fleet {} from {}: {why}", r.net, r.from);
+                        if self.said.insert(line.clone()) {
+                            warn!("bgp: not installed: {line}");
+                        }
+                    }
+                    None => {
+                        want.insert(r.net, r.from);
+                    }
+                }
+            }
+        }
+        self.install_fleet(layout, state, &want);
+    }
+
+    fn install_fleet(
+        &mut self,
+        layout: &PinLayout,
+        state: &StateDir,
+        want: &BTreeMap<IpNet, String>,
+    ) {
+        let Ok(mut meta) = state.list_meta() else {
+            return;
+        };
+        let ours: BTreeSet<IpNet> = meta
+            .block
+            .iter()
+            .filter(|(_, m)| m.origin == Origin::Bgp)
+            .map(|(n, _)| *n)
+            .collect();
+        let add: Vec<(IpNet, u64)> = want
+            .keys()
+            .filter(|n| !meta.block.contains_key(n))
+            .map(|n| (*n, 0))
+            .collect();
+        let remove: Vec<IpNet> = ours
+            .iter()
+            .filter(|n| !want.contains_key(n))
+            .copied()
+            .collect();
+        if add.is_empty() && remove.is_empty() {
+            self.status.lock().expect("not poisoned").fleet_entries = ours.len();
+            return;
+        }
+        if self.config.dry_run {
+            for (net, _) in &add {
+                if self.said.insert(format!("would install {net}")) {
+                    info!("bgp: would install {net} from the fleet (dry run)");
+                }
+            }
+            return;
+        }
+        let mut maps = match ListMaps::open(layout) {
+            Ok(maps) => maps,
+            Err(e) => {
+                warn!("bgp: opening the lists: {e}");
+                return;
+            }
+        };
+        for (&(net, _), result) in add.iter().zip(maps.add_many(List::Block, &add)) {
+            match result {
+                Ok(_) => {
+                    info!("bgp: blocked {net} from the fleet (from {})", want[&net]);
+                    meta.block.insert(
+                        net,
+                        EntryMeta {
+                            origin: Origin::Bgp,
+                            comment: Some(format!("fleet, from {}", want[&net])),
+                            share: false,
+                            upstream: false,
+                        },
+                    );
+                }
+                Err(e) => warn!("bgp: blocking {net} from the fleet: {e}"),
+            }
+        }
+        for net in remove {
+            match maps.remove(List::Block, net) {
+                Ok(_) => {
+                    info!("bgp: unblocked {net}: the fleet withdrew it");
+                    meta.block.remove(&net);
+                }
+                Err(e) => warn!("bgp: unblocking {net}: {e}"),
+            }
+        }
+        if let Err(e) = state.save_list_meta(&meta) {
+            warn!("bgp: saving list comments: {e}");
+        }
+        self.status.lock().expect("not poisoned").fleet_entries = meta
+            .block
+            .values()
+            .filter(|m| m.origin == Origin::Bgp)
+            .count();
+    }
+
+    /// A clean stop, with the state lock held: withdraws everything
+    /// (unless `withdraw_on_stop = false`), and takes the fleet's entries
+    /// out of the blocklist unless protection stays in place.
+    pub fn stop(&mut self, layout: &PinLayout, state: &StateDir, keep_attached: bool) {
+        if self.config.withdraw_on_stop {
+            if self.sync_speaker() {
+                self.converge(&[]);
+            }
+        } else if !self.announced.is_empty() {
+            info!(
+                "bgp: withdraw_on_stop = false: {} route(s) stay announced",
+                self.announced.len()
+            );
+        }
+        if !keep_attached {
+            self.install_fleet(layout, state, &BTreeMap::new());
+        }
+        let _ = std::fs::remove_file(state.path().join(Status::FILE));
+    }
+
+    fn save(&mut self, state: &StateDir) {
+        let status = self.status.lock().expect("not poisoned").clone();
+        let Ok(json) = serde_json::to_vec_pretty(&status) else {
+            return;
+        };
+        if json != self.saved {
+            if let Err(e) = state.write_atomic(&state.path().join(Status::FILE), &json) {
+                warn!("bgp: writing its status: {e}");
+            }
+            self.saved = json;
+        }
+    }
+}
+
+/// Whether one prefix holds the other.
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn list_nets(layout: &PinLayout, list: List) -> Vec<IpNet> {
+    ListMaps::open(layout)
+        .and_then(|maps| maps.entries(list))
+        .map(|e| e.into_iter().map(|(n, _)| n).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn bgp() -> Bgp {
+        Bgp::new(BgpConfig {
+            api: "unix:///nonexistent.sock".into(),
+            gobgp: PathBuf::from("gobgp"),
+            dry_run: true,
+            marker: "65535:6660".parse().unwrap(),
+            protected: vec!["198.18.0.0/31".parse().unwrap()],
+            max_announcements: 2,
+            shortest_v4: 20,
+            shortest_v6: 32,
+            withdraw_on_stop: true,
+            fleet: None,
+            escalation: None,
+        })
+    }
+
+    fn flowspec(dst: &str) -> Announcement {
+        Announcement::Flowspec {
+            dst: dst.parse().unwrap(),
+            ports: vec![80],
+            action: FlowAction::Discard,
+        }
+    }
+
+    #[test]
+    fn guard_rails_refuse_allowlisted_protected_wide_and_too_many() {
+        let b = bgp();
+        let allow: Vec<IpNet> = vec!["198.18.5.0/24".parse().unwrap()];
+        let wanted = vec![
+            flowspec("198.18.0.1/32"),
+            flowspec("198.18.5.7/32"),
+            Announcement::Share {
+                net: "198.19.0.0/16".parse().unwrap(),
+                community: "65001:100".parse().unwrap(),
+            },
+            flowspec("198.18.0.9/32"),
+            flowspec("198.18.0.10/32"),
+            flowspec("198.18.0.11/32"),
+        ];
+        let (kept, refused) = b.guard(wanted, &allow);
+        assert_eq!(
+            kept,
+            vec![flowspec("198.18.0.9/32"), flowspec("198.18.0.10/32")]
+        );
+        let whys: Vec<&str> = refused.iter().map(|r| r.why.as_str()).collect();
+        assert!(
+            whys[0].contains("protected prefix 198.18.0.0/31"),
+            "{whys:?}"
+        );
+        assert!(whys[1].contains("allowlisted 198.18.5.0/24"), "{whys:?}");
+        assert!(whys[2].contains("wider than /20"), "{whys:?}");
+        assert!(whys[3].contains("max_announcements (2)"), "{whys:?}");
+    }
+
+    #[test]
+    fn a_dry_run_logs_and_counts_but_calls_nothing() {
+        let mut b = bgp();
+        // The speaker does not exist: a real call would fail.
+        b.converge(&[flowspec("198.18.0.9/32")]);
+        b.converge(&[]);
+        let status = b.status.lock().unwrap().clone();
+        assert_eq!(status.changes["flowspec announce"], 1);
+        assert_eq!(status.changes["flowspec withdraw"], 1);
+        assert_eq!(status.recent[0].change, "would announce");
+        assert!(status.speaker_error.is_none());
+    }
+}
