@@ -5,7 +5,32 @@
 //! /sys/class/net of a namespace entered with setns).
 use std::collections::BTreeMap;
 
+use xdp_common::{FLOOD_WINDOW_NS, FloodState};
+
 use crate::{flood, pins::PinLayout};
+
+/// The SYN rate the data path measured, if its window is current. The data
+/// path closes a window only when a SYN arrives (xdp-prog flood.rs
+/// `on_syn`), so once a flood stops its last rate stands until the next
+/// SYN: a window older than two windows means no SYNs since.
+fn current_rate(state: &FloodState, now_ns: u64) -> u64 {
+    if now_ns.saturating_sub(state.window_start_ns) > 2 * FLOOD_WINDOW_NS {
+        0
+    } else {
+        state.last_rate
+    }
+}
+
+/// The data path's clock: bpf_ktime_get_coarse_ns is CLOCK_MONOTONIC_COARSE.
+fn monotonic_coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 /// The frames an interface lost before the stack saw them: the "drop"
 /// (rx_dropped + rx_missed_errors) and "fifo" (rx_fifo_errors) receive
@@ -51,12 +76,12 @@ impl Load {
         let mut why = None;
         if capacity_syn_pps > 0 {
             for iface in layout.attached().unwrap_or_default() {
-                if let Ok(running) = flood::running(layout, &iface)
-                    && running.state.last_rate > capacity_syn_pps
+                if let Ok(state) = flood::state(layout, &iface)
+                    && let rate = current_rate(&state, monotonic_coarse_ns())
+                    && rate > capacity_syn_pps
                 {
                     why = Some(format!(
-                        "{iface}: {} SYN/s, above capacity_syn_pps {capacity_syn_pps}",
-                        running.state.last_rate
+                        "{iface}: {rate} SYN/s, above capacity_syn_pps {capacity_syn_pps}"
                     ));
                 }
             }
@@ -83,6 +108,17 @@ impl Load {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_whose_window_is_old_is_no_rate() {
+        let state = FloodState {
+            window_start_ns: 10_000_000_000,
+            last_rate: 150_000,
+            ..FloodState::default()
+        };
+        assert_eq!(current_rate(&state, 10_050_000_000), 150_000);
+        assert_eq!(current_rate(&state, 10_300_000_000), 0);
+    }
 
     #[test]
     fn proc_net_dev_drops_are_drop_plus_fifo() {

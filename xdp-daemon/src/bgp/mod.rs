@@ -253,17 +253,15 @@ impl Bgp {
         if config.api != self.config.api || config.marker != self.config.marker {
             self.in_sync = false;
         }
+        let mut config = config;
         if config.dry_run != self.config.dry_run {
-            // What a dry run "announced" was never sent; what a real run
-            // sent is read back from the speaker.
-            self.announced.clear();
-            self.in_sync = false;
+            // Switching mid-run would leave real routes behind a dry run,
+            // or count a dry run's as sent.
+            warn!("bgp: dry_run changed: it takes effect at the next restart");
+            config.dry_run = self.config.dry_run;
         }
         self.speaker = Gobgp::new(config.gobgp.clone(), &config.api);
-        let mut status = self.status.lock().expect("not poisoned");
-        status.speaker = config.api.clone();
-        status.dry_run = config.dry_run;
-        drop(status);
+        self.status.lock().expect("not poisoned").speaker = config.api.clone();
         self.config = config;
     }
 
@@ -299,7 +297,11 @@ impl Bgp {
                                 "bgp: session with {} (AS{}) {}{}",
                                 s.peer,
                                 s.asn,
-                                if s.established { "established" } else { "down" },
+                                if s.established {
+                                    "established"
+                                } else {
+                                    "not established"
+                                },
                                 if s.established && s.flowspec.is_empty() {
                                     "; it negotiated no FlowSpec family: FlowSpec rules do not reach it"
                                 } else {
