@@ -192,6 +192,10 @@ impl Status {
 const RECENT: usize = 20;
 /// Sessions are read every this many ticks.
 const SESSION_EVERY: u64 = 5;
+/// What the speaker carries is read back every this many ticks, so a
+/// gobgpd restarted between two calls (it starts with an empty RIB) gets
+/// synguard's routes again.
+const RESYNC_EVERY: u64 = 10;
 
 pub struct Bgp {
     config: BgpConfig,
@@ -282,6 +286,9 @@ impl Bgp {
             .retain(|l| refused.iter().any(|r| l.starts_with(&r.what)));
         self.status.lock().expect("not poisoned").refused = refused;
 
+        if self.ticks.is_multiple_of(RESYNC_EVERY) {
+            self.in_sync = false;
+        }
         if self.sync_speaker() {
             self.converge(&desired);
         }
