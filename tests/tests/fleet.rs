@@ -4,8 +4,8 @@
 //!
 //! - A flood above the node's configured capacity climbs the ladder: the
 //!   router gets a FlowSpec rule (TCP, SYN and not ACK, port 80,
-//!   rate-limit), then RTBH (65535:666), and loses both after the flood
-//!   and the hold-down.
+//!   rate-limit), then RTBH (65535:666), for an IPv4 and an IPv6 target,
+//!   and loses them after the flood and the hold-down.
 //! - The guard rails (allowlist, protected prefixes, prefix length, count
 //!   cap), `block --upstream`, the reconciliation after a crash, the
 //!   withdrawal at a clean stop, and a dry run.
@@ -135,7 +135,13 @@ fn upstream() -> Upstream {
     let lab = Lab::new().unwrap();
     let rtr = Netns::create(&format!("{}-rtr", unique_prefix())).unwrap();
     bgp::link(&lab.target, &rtr, "198.18.200").unwrap();
-    let families = &["ipv4-unicast", "ipv4-flowspec"];
+    // IPv6 rides the same (IPv4) session.
+    let families = &[
+        "ipv4-unicast",
+        "ipv4-flowspec",
+        "ipv6-unicast",
+        "ipv6-flowspec",
+    ];
     let router = Gobgpd::start(
         &rtr,
         65000,
@@ -173,8 +179,13 @@ fn upstream() -> Upstream {
 
 /// The router's FlowSpec path for destination `dst`, if it has one.
 fn flowspec_to(router: &Gobgpd, dst: &str) -> Option<Value> {
+    let family = if dst.contains(':') {
+        "ipv6-flowspec"
+    } else {
+        "ipv4-flowspec"
+    };
     router
-        .rib("ipv4-flowspec")
+        .rib(family)
         .into_iter()
         .find(|p| bgp::flowspec_component(p, 1).is_some_and(|c| c["prefix"] == dst))
 }
@@ -193,7 +204,8 @@ fn flowspec_sources(router: &Gobgpd) -> Vec<String> {
 
 /// The router's unicast path for `prefix` with the BLACKHOLE community.
 fn blackhole(router: &Gobgpd, prefix: &str) -> Option<Value> {
-    router.rib("ipv4").into_iter().find(|p| {
+    let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+    router.rib(family).into_iter().find(|p| {
         bgp::prefix(p).as_deref() == Some(prefix) && bgp::communities(p).contains(&BLACKHOLE)
     })
 }
@@ -217,7 +229,7 @@ fn a_flood_the_node_cannot_take_escalates_to_flowspec_then_rtbh_then_withdraws()
             r#"
 [bgp.escalation]
 enabled = true
-targets = ["198.18.0.2"]
+targets = ["198.18.0.2", "2001:2::2"]
 capacity_syn_pps = 3000
 sustain = "2s"
 action = "rate-limit"
@@ -253,7 +265,7 @@ hold_down = "3s"
     let tx = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
     let flood_for = Duration::from_secs(12);
     let started = Instant::now();
-    let (sent, flowspec, rtbh) = thread::scope(|s| {
+    let (sent, flowspec, (rtbh, v6)) = thread::scope(|s| {
         let flood = s.spawn(|| traffic::flood(&tx, &frames, flood_for, 50_000_000));
         let flowspec = wait_for(flood_for, || {
             flowspec_to(&up.router, &target).map(|p| (p, started.elapsed()))
@@ -261,7 +273,11 @@ hold_down = "3s"
         let rtbh = wait_for(flood_for, || {
             blackhole(&up.router, &target).map(|p| (p, started.elapsed()))
         });
-        (flood.join().unwrap(), flowspec, rtbh)
+        // The IPv6 target climbs with the IPv4 one.
+        let v6 = wait_for(Duration::from_secs(2), || {
+            flowspec_to(&up.router, "2001:2::2/128").zip(blackhole(&up.router, "2001:2::2/128"))
+        });
+        (flood.join().unwrap(), flowspec, (rtbh, v6))
     });
     let ended = Instant::now();
     let (rule, flowspec_after) = flowspec.unwrap_or_else(|| {
@@ -302,11 +318,25 @@ hold_down = "3s"
         rtbh_after > flowspec_after,
         "RTBH came after FlowSpec had not relieved the node"
     );
+    let (v6_rule, _) = v6.unwrap_or_else(|| {
+        panic!(
+            "the router got no IPv6 FlowSpec and RTBH for 2001:2::2; router:\n{}\nsynguard log:\n{}",
+            up.router.log(),
+            daemon.log()
+        )
+    });
+    assert_eq!(
+        bgp::flowspec_component(&v6_rule, 9).unwrap(),
+        serde_json::json!([{"op": 0, "value": 2}, {"op": 194, "value": 16}]),
+        "IPv6: tcp-flags SYN and not ACK: {v6_rule}"
+    );
 
     // After the flood and the hold-down, both go.
     let gone = wait_for(Duration::from_secs(30), || {
-        (flowspec_to(&up.router, &target).is_none() && blackhole(&up.router, &target).is_none())
-            .then(|| ended.elapsed())
+        let none = |dst: &str| {
+            flowspec_to(&up.router, dst).is_none() && blackhole(&up.router, dst).is_none()
+        };
+        (none(&target) && none("2001:2::2/128")).then(|| ended.elapsed())
     });
     let withdrawn_after = gone.unwrap_or_else(|| {
         panic!(
@@ -364,7 +394,7 @@ hold_down = "3s"
             &format!(r#"kind="{kind}",change="{change}",dry_run="false""#),
         )
         .unwrap_or_else(|e| panic!("{e}:\n{body}"));
-        assert_eq!(n, 1.0, "{kind} {change} counted once");
+        assert_eq!(n, 2.0, "{kind} {change} counted once per target");
     }
     assert_eq!(
         http::sample(
