@@ -10,7 +10,8 @@
 //!   cap), `block --upstream`, the reconciliation after a crash, the
 //!   withdrawal at a clean stop, and a dry run.
 //! - Two nodes share a block through a route reflector: a `--share` on
-//!   node A drops on node B, and stops dropping when A unblocks it.
+//!   node A drops on node B, and stops dropping when A unblocks it or the
+//!   entry expires on A.
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
@@ -695,5 +696,37 @@ fn a_block_shared_on_one_node_drops_on_another_until_withdrawn() {
     assert_eq!(drops(b), 10, "node B passes it again once A withdrew it");
     println!(
         "fleet: shared block dropping on B {arrived:?} after `block --share` on A; gone {removed:?} after `unblock`"
+    );
+
+    // A shared entry that expires on A leaves B too.
+    a.synguard
+        .run(ta, &["block", "198.19.88.0/24", "--share", "--for", "3s"])
+        .unwrap();
+    let on_b = |net: &str| {
+        b.synguard
+            .run(tb, &["list", "blocked"])
+            .unwrap()
+            .contains(net)
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || on_b("198.19.88.0/24")
+            .then_some(()))
+        .is_some(),
+        "B installed the expiring share; log:\n{}",
+        b.daemon.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(15), || (!on_b("198.19.88.0/24"))
+            .then_some(()))
+        .is_some(),
+        "B dropped the share when it expired on A; A's log:\n{}",
+        a.daemon.log()
+    );
+    assert!(
+        a.daemon
+            .log()
+            .contains("bgp: withdraw share 198.19.88.0/24"),
+        "{}",
+        a.daemon.log()
     );
 }
