@@ -476,6 +476,15 @@ shortest_v4 = 20"#,
             "status names the refusal {why:?}: {refused:?}"
         );
     }
+    let text = synguard.run(t, &["status"]).unwrap();
+    println!("{text}");
+    for line in [
+        "announced: flowspec from 198.19.1.0/24 discard",
+        "refused: flowspec from 198.19.9.0/24 discard (198.19.9.0/24 overlaps the protected prefix",
+        "session 198.18.200.2 AS65000 established, ipv4-flowspec",
+    ] {
+        assert!(text.contains(line), "status says {line:?}:\n{text}");
+    }
     // Still refused a few seconds on: the guard holds on every tick.
     thread::sleep(Duration::from_secs(2));
     assert_eq!(flowspec_sources(&up.router), want);
