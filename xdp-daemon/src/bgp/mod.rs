@@ -210,8 +210,8 @@ pub struct Bgp {
     clock: Instant,
     ticks: u64,
     status: Arc<Mutex<Status>>,
-    /// Refusals already logged, so each is said once.
-    said: BTreeSet<String>,
+    /// Refusals, each logged once while it holds.
+    said: SaidOnce,
     saved: Vec<u8>,
 }
 
@@ -242,7 +242,7 @@ impl Bgp {
             clock: Instant::now(),
             ticks: 0,
             status: Arc::new(Mutex::new(status)),
-            said: BTreeSet::new(),
+            said: SaidOnce::default(),
             saved: Vec::new(),
         }
     }
@@ -278,12 +278,10 @@ impl Bgp {
         let (desired, refused) = self.guard(wanted, &allow);
         for r in &refused {
             let line = format!("{}: {}", r.what, r.why);
-            if self.said.insert(line.clone()) {
+            if self.said.say(&line) {
                 warn!("bgp: not announced: {line}");
             }
         }
-        self.said
-            .retain(|l| refused.iter().any(|r| l.starts_with(&r.what)));
         self.status.lock().expect("not poisoned").refused = refused;
 
         if self.ticks.is_multiple_of(RESYNC_EVERY) {
@@ -322,6 +320,7 @@ impl Bgp {
                 Err(e) => self.speaker_failed(&e.to_string()),
             }
         }
+        self.said.next_tick();
         self.save(state);
     }
 
@@ -379,7 +378,7 @@ impl Bgp {
     }
 
     /// Blocklist entries marked `--share` or `--upstream`.
-    fn marked_in_blocklist(&self, layout: &PinLayout, state: &StateDir) -> Vec<Announcement> {
+    fn marked_in_blocklist(&mut self, layout: &PinLayout, state: &StateDir) -> Vec<Announcement> {
         let meta = state.list_meta().unwrap_or_default();
         let blocked: BTreeSet<IpNet> = list_nets(layout, List::Block).into_iter().collect();
         let mut out = Vec::new();
@@ -395,7 +394,7 @@ impl Bgp {
                     }),
                     None => {
                         let line = format!("share {net}: [bgp.fleet] is not enabled");
-                        if !self.said.contains(&line) {
+                        if self.said.say(&line) {
                             warn!("bgp: not announced: {line}");
                         }
                     }
@@ -601,7 +600,7 @@ impl Bgp {
                 match why {
                     Some(why) => {
                         let line = format!("fleet {} from {}: {why}", r.net, r.from);
-                        if self.said.insert(line.clone()) {
+                        if self.said.say(&line) {
                             warn!("bgp: not installed: {line}");
                         }
                     }
@@ -645,7 +644,7 @@ impl Bgp {
         }
         if self.config.dry_run {
             for (net, _) in &add {
-                if self.said.insert(format!("would install {net}")) {
+                if self.said.say(&format!("would install {net}")) {
                     info!("bgp: would install {net} from the fleet (dry run)");
                 }
             }
@@ -728,6 +727,26 @@ impl Bgp {
     }
 }
 
+/// Lines logged once while they hold: a line is said when it first shows,
+/// and again only after a tick without it.
+#[derive(Debug, Default)]
+struct SaidOnce {
+    before: BTreeSet<String>,
+    now: BTreeSet<String>,
+}
+
+impl SaidOnce {
+    /// Records `line` for this tick; true if it was not there last tick.
+    fn say(&mut self, line: &str) -> bool {
+        self.now.insert(line.to_string());
+        !self.before.contains(line)
+    }
+
+    fn next_tick(&mut self) {
+        self.before = std::mem::take(&mut self.now);
+    }
+}
+
 /// Whether one prefix holds the other.
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
@@ -798,6 +817,17 @@ mod tests {
         assert!(whys[1].contains("allowlisted 198.18.5.0/24"), "{whys:?}");
         assert!(whys[2].contains("wider than /20"), "{whys:?}");
         assert!(whys[3].contains("max_announcements (2)"), "{whys:?}");
+    }
+
+    #[test]
+    fn a_refusal_is_said_once_while_it_holds() {
+        let mut said = SaidOnce::default();
+        assert!(said.say("a"));
+        said.next_tick();
+        assert!(!said.say("a"), "still there: not again");
+        said.next_tick();
+        said.next_tick();
+        assert!(said.say("a"), "gone for a tick, then back: said again");
     }
 
     #[test]
