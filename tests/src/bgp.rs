@@ -80,7 +80,19 @@ impl Gobgpd {
             }
         }
         std::fs::write(dir.join("gobgpd.toml"), config)?;
-        let log = std::fs::File::create(dir.join("gobgpd.log"))?;
+        let mut speaker = Gobgpd { dir, pid: 0 };
+        speaker.spawn(ns)?;
+        Ok(speaker)
+    }
+
+    /// Starts gobgpd in `ns` from the config in its directory, and waits
+    /// for its API to answer.
+    fn spawn(&mut self, ns: &Netns) -> Result<()> {
+        let dir = &self.dir;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("gobgpd.log"))?;
         let mut cmd = ns.command("gobgpd");
         cmd.arg("-f")
             .arg(dir.join("gobgpd.toml"))
@@ -91,18 +103,17 @@ impl Gobgpd {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let pid = ns
+        self.pid = ns
             .spawn(cmd)
             .context("starting gobgpd (is it installed? `cargo xtask setup`)")?;
-        let speaker = Gobgpd { dir, pid };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while speaker.cli(&["global"]).is_err() {
+        while self.cli(&["global"]).is_err() {
             if Instant::now() > deadline {
-                bail!("gobgpd (pid {pid}) did not answer:\n{}", speaker.log());
+                bail!("gobgpd (pid {}) did not answer:\n{}", self.pid, self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(speaker)
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -176,11 +187,19 @@ impl Gobgpd {
         }
     }
 
-    /// Kills it now (SIGKILL, by pid), as a crash would.
-    pub fn kill(&self) {
+    /// Kills it (SIGKILL, by pid), as a crash would, and starts it again
+    /// with the same config and API socket: it comes back with an empty RIB.
+    pub fn crash_and_restart(&mut self, ns: &Netns) -> Result<()> {
         // SAFETY: kill(2) on the pid of a child the namespace holds and has
         // not reaped.
         unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+        let socket = self.dir.join("api.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["global"]).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(socket);
+        self.spawn(ns)
     }
 }
 

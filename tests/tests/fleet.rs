@@ -416,7 +416,7 @@ hold_down = "3s"
 #[test]
 fn guard_rails_reconciliation_clean_stop_and_dry_run() {
     require_root();
-    let up = upstream();
+    let mut up = upstream();
     let lab = &up.lab;
     let t = &lab.target;
     let synguard = Synguard::new(t.name());
@@ -488,6 +488,30 @@ shortest_v4 = 20"#,
     // Still refused a few seconds on: the guard holds on every tick.
     thread::sleep(Duration::from_secs(2));
     assert_eq!(flowspec_sources(&up.router), want);
+
+    // gobgpd crashes and comes back with an empty RIB: synguard, which
+    // reads it back every 10 s, announces its routes again.
+    let crashed = Instant::now();
+    up.node.crash_and_restart(t).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || flowspec_sources(&up.router)
+            .is_empty()
+            .then_some(()))
+        .is_some(),
+        "the router dropped the routes with the session"
+    );
+    up.router.wait_established(1, SESSION_UP).unwrap();
+    let again = wait_for(Duration::from_secs(30), || {
+        (flowspec_sources(&up.router) == want).then(|| crashed.elapsed())
+    });
+    let again = again.unwrap_or_else(|| {
+        panic!(
+            "after a gobgpd restart the router has {:?}; log:\n{}",
+            flowspec_sources(&up.router),
+            daemon.log()
+        )
+    });
+    println!("routes back at the router {again:?} after gobgpd crashed and restarted");
 
     // A crash leaves the rules; the CLI unblocks one meanwhile; the next
     // daemon withdraws it and announces the one that now fits.
