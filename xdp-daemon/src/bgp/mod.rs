@@ -12,26 +12,32 @@
 //! start and after any failure, so a restarted daemon withdraws what a
 //! crashed one left. It also installs the fleet's routes in the blocklist
 //! (origin `bgp`) and removes them when they are withdrawn.
+mod announcement;
 pub mod config;
+mod fleet;
 pub mod gobgp;
 pub mod ladder;
 pub mod load;
 pub mod metrics;
+mod status;
+
+pub use self::{
+    announcement::{Announcement, Kind},
+    status::{Announced, Event, Refused, Status},
+};
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fmt,
     sync::{Arc, Mutex},
     time::Instant,
 };
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use self::{
-    config::{BgpConfig, Community, FlowAction},
-    gobgp::{Gobgp, Session},
+    config::BgpConfig,
+    gobgp::Gobgp,
     ladder::{Ladder, Level, Timing},
     load::Load,
 };
@@ -39,154 +45,8 @@ use crate::{
     config::Config,
     lists::{List, ListMaps},
     pins::PinLayout,
-    state::{EntryMeta, Origin, StateDir, unix_now},
+    state::{StateDir, unix_now},
 };
-
-/// One route synguard has the speaker announce.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Announcement {
-    /// TCP with SYN set and ACK clear to `dst` on `ports` (empty: any),
-    /// rate-limited or discarded by the upstream (RFC 8955/8956).
-    Flowspec {
-        dst: IpNet,
-        ports: Vec<u16>,
-        action: FlowAction,
-    },
-    /// `dst` with the BLACKHOLE community (RFC 7999): the upstream drops
-    /// everything to it.
-    Rtbh { dst: IpNet, community: Community },
-    /// A blocklist entry for the fleet, with the fleet community.
-    Share { net: IpNet, community: Community },
-    /// A blocklist entry as a FlowSpec discard of its source range.
-    Upstream { src: IpNet },
-}
-
-/// What a route is for: the `kind` label of the metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    Flowspec,
-    Rtbh,
-    Share,
-    Upstream,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Flowspec, Kind::Rtbh, Kind::Share, Kind::Upstream];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Flowspec => "flowspec",
-            Kind::Rtbh => "rtbh",
-            Kind::Share => "share",
-            Kind::Upstream => "upstream",
-        }
-    }
-}
-
-impl Announcement {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Announcement::Flowspec { .. } => Kind::Flowspec,
-            Announcement::Rtbh { .. } => Kind::Rtbh,
-            Announcement::Share { .. } => Kind::Share,
-            Announcement::Upstream { .. } => Kind::Upstream,
-        }
-    }
-
-    /// The prefix it is about.
-    pub fn prefix(&self) -> IpNet {
-        match self {
-            Announcement::Flowspec { dst, .. } | Announcement::Rtbh { dst, .. } => *dst,
-            Announcement::Share { net, .. } => *net,
-            Announcement::Upstream { src } => *src,
-        }
-    }
-}
-
-impl fmt::Display for Announcement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Announcement::Flowspec { dst, ports, action } => {
-                write!(f, "flowspec to {dst} tcp SYN&!ACK")?;
-                if !ports.is_empty() {
-                    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-                    write!(f, " port {}", ports.join(","))?;
-                }
-                match action {
-                    FlowAction::Discard => write!(f, " discard"),
-                    FlowAction::RateLimit { bytes_per_second } => {
-                        write!(f, " rate-limit {bytes_per_second} B/s")
-                    }
-                }
-            }
-            Announcement::Rtbh { dst, community } => write!(f, "rtbh {dst} community {community}"),
-            Announcement::Share { net, community } => {
-                write!(f, "share {net} community {community}")
-            }
-            Announcement::Upstream { src } => write!(f, "flowspec from {src} discard"),
-        }
-    }
-}
-
-/// One announcement or withdrawal, for `synguard status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// Unix seconds.
-    pub at: u64,
-    /// "announce" or "withdraw" (prefixed "would " in a dry run).
-    pub change: String,
-    pub what: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Announced {
-    pub kind: String,
-    pub what: String,
-    /// Unix seconds.
-    pub since: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refused {
-    pub what: String,
-    pub why: String,
-}
-
-/// What the BGP side is doing: written to `bgp.json` in the state
-/// directory for `synguard status`, and read by the metrics collector.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub speaker: String,
-    pub dry_run: bool,
-    /// Why the speaker could not be driven at the last try.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub speaker_error: Option<String>,
-    pub level: Level,
-    /// Why the node counts as overloaded now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overload: Option<String>,
-    /// What the speaker carries for synguard (in a dry run: would carry).
-    pub announced: Vec<Announced>,
-    /// What the guard rails kept from being announced.
-    pub refused: Vec<Refused>,
-    pub sessions: Vec<Session>,
-    /// Blocklist entries installed from the fleet.
-    pub fleet_entries: usize,
-    /// Announcements and withdrawals since start, by "kind change".
-    pub changes: BTreeMap<String, u64>,
-    /// The latest announcements and withdrawals, newest last.
-    pub recent: Vec<Event>,
-}
-
-impl Status {
-    pub const FILE: &'static str = "bgp.json";
-
-    /// The running daemon's BGP status, if it has one.
-    pub fn read(state: &StateDir) -> Option<Status> {
-        let bytes = std::fs::read(state.path().join(Status::FILE)).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-}
 
 /// How many events `status` keeps.
 const RECENT: usize = 20;
@@ -566,133 +426,6 @@ impl Bgp {
         true
     }
 
-    /// Makes the blocklist's `bgp` entries equal the fleet's routes that
-    /// pass the guard rails. An entry that is also there by other means
-    /// (the CLI, the config) is left to them.
-    fn sync_fleet(&mut self, layout: &PinLayout, state: &StateDir, allow: &[IpNet]) {
-        let mut want: BTreeMap<IpNet, String> = BTreeMap::new();
-        if let Some(fleet) = &self.config.fleet {
-            let received = match self.speaker.received(fleet.community) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.speaker_failed(&e.to_string());
-                    return;
-                }
-            };
-            for r in received {
-                let shortest = if r.net.addr().is_ipv4() {
-                    self.config.shortest_v4
-                } else {
-                    self.config.shortest_v6
-                };
-                let why = if let Some(x) = allow.iter().find(|x| overlaps(x, &r.net)) {
-                    Some(format!("overlaps the allowlisted {x}"))
-                } else if r.net.prefix_len() < shortest {
-                    Some(format!("wider than /{shortest}"))
-                } else if want.len() >= fleet.max_entries {
-                    Some(format!(
-                        "[bgp.fleet] max_entries ({}) reached",
-                        fleet.max_entries
-                    ))
-                } else {
-                    None
-                };
-                match why {
-                    Some(why) => {
-                        let line = format!("fleet {} from {}: {why}", r.net, r.from);
-                        if self.said.say(&line) {
-                            warn!("bgp: not installed: {line}");
-                        }
-                    }
-                    None => {
-                        want.insert(r.net, r.from);
-                    }
-                }
-            }
-        }
-        self.install_fleet(layout, state, &want);
-    }
-
-    fn install_fleet(
-        &mut self,
-        layout: &PinLayout,
-        state: &StateDir,
-        want: &BTreeMap<IpNet, String>,
-    ) {
-        let Ok(mut meta) = state.list_meta() else {
-            return;
-        };
-        let ours: BTreeSet<IpNet> = meta
-            .block
-            .iter()
-            .filter(|(_, m)| m.origin == Origin::Bgp)
-            .map(|(n, _)| *n)
-            .collect();
-        let add: Vec<(IpNet, u64)> = want
-            .keys()
-            .filter(|n| !meta.block.contains_key(n))
-            .map(|n| (*n, 0))
-            .collect();
-        let remove: Vec<IpNet> = ours
-            .iter()
-            .filter(|n| !want.contains_key(n))
-            .copied()
-            .collect();
-        if add.is_empty() && remove.is_empty() {
-            self.status.lock().expect("not poisoned").fleet_entries = ours.len();
-            return;
-        }
-        if self.config.dry_run {
-            for (net, _) in &add {
-                if self.said.say(&format!("would install {net}")) {
-                    info!("bgp: would install {net} from the fleet (dry run)");
-                }
-            }
-            return;
-        }
-        let mut maps = match ListMaps::open(layout) {
-            Ok(maps) => maps,
-            Err(e) => {
-                warn!("bgp: opening the lists: {e}");
-                return;
-            }
-        };
-        for (&(net, _), result) in add.iter().zip(maps.add_many(List::Block, &add)) {
-            match result {
-                Ok(_) => {
-                    info!("bgp: blocked {net} from the fleet (from {})", want[&net]);
-                    meta.block.insert(
-                        net,
-                        EntryMeta {
-                            origin: Origin::Bgp,
-                            comment: Some(format!("fleet, from {}", want[&net])),
-                            share: false,
-                            upstream: false,
-                        },
-                    );
-                }
-                Err(e) => warn!("bgp: blocking {net} from the fleet: {e}"),
-            }
-        }
-        for net in remove {
-            match maps.remove(List::Block, net) {
-                Ok(_) => {
-                    info!("bgp: unblocked {net}: the fleet withdrew it");
-                    meta.block.remove(&net);
-                }
-                Err(e) => warn!("bgp: unblocking {net}: {e}"),
-            }
-        }
-        if let Err(e) = state.save_list_meta(&meta) {
-            warn!("bgp: saving list comments: {e}");
-        }
-        self.status.lock().expect("not poisoned").fleet_entries = meta
-            .block
-            .values()
-            .filter(|m| m.origin == Origin::Bgp)
-            .count();
-    }
-
     /// A clean stop, with the state lock held: withdraws everything
     /// (unless `withdraw_on_stop = false`), and takes the fleet's entries
     /// out of the blocklist unless protection stays in place.
@@ -763,7 +496,7 @@ fn list_nets(layout: &PinLayout, list: List) -> Vec<IpNet> {
 mod tests {
     use std::path::PathBuf;
 
-    use super::*;
+    use super::{config::FlowAction, *};
 
     fn bgp() -> Bgp {
         Bgp::new(BgpConfig {
