@@ -50,7 +50,7 @@ pub enum FlowAction {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BgpConfig {
     /// The gobgpd API synguard drives, as `gobgp --target` takes it
-    /// (`unix:///run/synguard/gobgp.sock`) or `host:port`.
+    /// (`unix:///run/synguard-gobgp/api.sock`) or `host:port`.
     pub api: String,
     /// The gobgp client binary.
     pub gobgp: PathBuf,
@@ -293,7 +293,7 @@ pub struct RawBgp {
 
 /// The gobgpd of synguard's own, reached over a root-only Unix socket.
 fn default_api() -> Spanned<String> {
-    Spanned::new(0..0, "unix:///run/synguard/gobgp.sock".into())
+    Spanned::new(0..0, "unix:///run/synguard-gobgp/api.sock".into())
 }
 /// Debian's gobgpd package puts its client on PATH.
 fn default_gobgp() -> PathBuf {
@@ -443,7 +443,7 @@ mod tests {
         assert_eq!(parse("").unwrap(), None);
         assert_eq!(parse("[bgp]\nenabled = false\n").unwrap(), None);
         let c = parse("[bgp]\nenabled = true\n").unwrap().unwrap();
-        assert_eq!(c.api, "unix:///run/synguard/gobgp.sock");
+        assert_eq!(c.api, "unix:///run/synguard-gobgp/api.sock");
         assert!(c.fleet.is_none() && c.escalation.is_none());
         assert!(c.withdraw_on_stop && !c.dry_run);
     }
