@@ -16,7 +16,8 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::{exec, is_root};
 
 /// Debian packages: the eBPF compiler and its source, LLVM for bpf-linker,
-/// and the tools the lab drives (ip, ethtool).
+/// and the tools the lab drives (ip, ethtool; gobgpd, the BGP speaker of
+/// the fleet tests and of `[bgp]`).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -24,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
     "ethtool",
+    "gobgpd",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// promtool (the alert rules' unit tests, the lint of a real scrape), taken

@@ -35,6 +35,14 @@ pub struct BlockArgs {
     /// Why, for whoever reads `synguard list` later.
     #[arg(long)]
     comment: Option<String>,
+    /// Also announce it to the fleet: the running daemon announces it with
+    /// the `[bgp.fleet]` community, and withdraws it with the entry.
+    #[arg(long)]
+    share: bool,
+    /// Also ask the upstream to drop it: the running daemon announces a
+    /// FlowSpec discard for this source range, withdrawn with the entry.
+    #[arg(long)]
+    upstream: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,11 +64,48 @@ pub enum Which {
 
 pub fn block(cx: &Env, args: BlockArgs) -> anyhow::Result<ExitCode> {
     let expires = args.duration.map_or(0, |d| unix_now() + d.as_secs().max(1));
-    add(cx, List::Block, args.cidr.cidr, expires, args.comment)
+    let bgp = Bgp {
+        share: args.share,
+        upstream: args.upstream,
+    };
+    let code = add(cx, List::Block, args.cidr.cidr, expires, args.comment, bgp)?;
+    if args.share || args.upstream {
+        let daemon = cx
+            .state
+            .daemon_status()
+            .ok()
+            .flatten()
+            .filter(|d| d.alive());
+        let bgp_on = daemon.is_some() && xdp_daemon::bgp::Status::read(&cx.state).is_some();
+        if !bgp_on {
+            eprintln!(
+                "synguard: no running daemon with [bgp] enabled: {} is blocked here, and \
+                 announced once one runs",
+                args.cidr.cidr
+            );
+        } else {
+            println!("the running daemon announces it within a second (see `synguard status`)");
+        }
+    }
+    Ok(code)
+}
+
+/// What `block` asks the daemon to announce over BGP.
+#[derive(Clone, Copy, Default)]
+struct Bgp {
+    share: bool,
+    upstream: bool,
 }
 
 pub fn allow(cx: &Env, args: AllowArgs) -> anyhow::Result<ExitCode> {
-    add(cx, List::Allow, args.cidr.cidr, 0, args.comment)
+    add(
+        cx,
+        List::Allow,
+        args.cidr.cidr,
+        0,
+        args.comment,
+        Bgp::default(),
+    )
 }
 
 fn add(
@@ -69,6 +114,7 @@ fn add(
     net: IpNet,
     expires: u64,
     comment: Option<String>,
+    bgp: Bgp,
 ) -> anyhow::Result<ExitCode> {
     let _lock = cx.state.lock().context("taking the state lock")?;
     let new = ListMaps::open(&cx.layout)
@@ -82,10 +128,18 @@ fn add(
     let entry = entries.entry(net).or_insert(EntryMeta {
         origin: Origin::Cli,
         comment: None,
+        share: false,
+        upstream: false,
     });
     if comment.is_some() {
         entry.comment = comment;
     }
+    // An entry from the fleet that a person blocks is theirs from now on.
+    if entry.origin == Origin::Bgp {
+        entry.origin = Origin::Cli;
+    }
+    entry.share |= bgp.share;
+    entry.upstream |= bgp.upstream;
     cx.state.save_list_meta(&meta)?;
     let until = if expires == 0 {
         String::new()
@@ -135,6 +189,10 @@ struct Entry {
     origin: Option<Origin>,
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    share: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    upstream: bool,
 }
 
 pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
@@ -160,6 +218,8 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
                 expires: (expires != 0).then_some(expires),
                 origin: note.map(|n| n.origin),
                 comment: note.and_then(|n| n.comment.clone()),
+                share: note.is_some_and(|n| n.share),
+                upstream: note.is_some_and(|n| n.upstream),
             }
         })
         .collect();
@@ -187,8 +247,15 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
                 line.push_str(match origin {
                     Origin::Config => "  [config]",
                     Origin::OverBudget => "  [over budget]",
+                    Origin::Bgp => "  [fleet]",
                     Origin::Cli => "",
                 });
+            }
+            if e.share {
+                line.push_str("  [shared]");
+            }
+            if e.upstream {
+                line.push_str("  [upstream]");
             }
             if let Some(c) = &e.comment {
                 line.push_str(&format!("  # {c}"));

@@ -2,6 +2,7 @@ use std::{path::Path, process::ExitCode};
 
 use serde::Serialize;
 use xdp_daemon::{
+    bgp,
     config::Config,
     features, flood,
     host::HostView,
@@ -30,6 +31,9 @@ struct Status {
     /// Where the desired sysctls came from.
     desired_from: String,
     kernel: Kernel,
+    /// The running daemon's BGP side, when its config has `[bgp]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bgp: Option<bgp::Status>,
 }
 
 #[derive(Serialize)]
@@ -178,6 +182,9 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         interfaces,
         lists: list_sizes,
         list_index,
+        bgp: daemon_running
+            .then(|| bgp::Status::read(&cx.state))
+            .flatten(),
     };
     if cx.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -263,6 +270,9 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    if let Some(b) = &status.bgp {
+        print_bgp(b);
+    }
     println!("sysctls (desired from {}):", status.desired_from);
     for row in &status.sysctls {
         let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
@@ -327,4 +337,53 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         (None, _) => println!("  XDP programs: not tried (needs root or CAP_BPF)"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The BGP lines of `status`.
+fn print_bgp(b: &bgp::Status) {
+    println!(
+        "bgp: speaker {}{}, escalation {}{}",
+        b.speaker,
+        match &b.speaker_error {
+            Some(e) => format!(" FAILING ({e})"),
+            None => String::new(),
+        },
+        b.level.name(),
+        if b.dry_run { ", DRY RUN" } else { "" }
+    );
+    if let Some(why) = &b.overload {
+        println!("  overloaded: {why}");
+    }
+    for s in &b.sessions {
+        println!(
+            "  session {} AS{} {}{}",
+            s.peer,
+            s.asn,
+            if s.established { "established" } else { "down" },
+            if s.flowspec.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", s.flowspec.join(" "))
+            }
+        );
+    }
+    for a in &b.announced {
+        println!("  announced: {}", a.what);
+    }
+    for r in &b.refused {
+        println!("  refused: {} ({})", r.what, r.why);
+    }
+    if b.fleet_entries > 0 {
+        println!("  fleet: {} blocklist entries installed", b.fleet_entries);
+    }
+    for e in b.recent.iter().rev().take(5) {
+        println!(
+            "  {} {} {}",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.at)
+            ),
+            e.change,
+            e.what
+        );
+    }
 }

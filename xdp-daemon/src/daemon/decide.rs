@@ -82,6 +82,8 @@ pub(super) fn record_config_entries(recorded: &mut BTreeMap<IpNet, EntryMeta>, d
         recorded.entry(*net).or_insert(EntryMeta {
             origin: Origin::Config,
             comment: None,
+            share: false,
+            upstream: false,
         });
     }
 }
@@ -107,6 +109,8 @@ mod tests {
         EntryMeta {
             origin,
             comment: None,
+            share: false,
+            upstream: false,
         }
     }
 

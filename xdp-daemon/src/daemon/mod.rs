@@ -25,6 +25,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
+    bgp::{Bgp, metrics::BgpCollector},
     config::Config,
     features, host,
     metrics::{self, Known},
@@ -80,6 +81,8 @@ struct Daemon {
     /// Per interface, what the last host sync left out of the maps (said
     /// once, not every second).
     host_left_out: BTreeMap<String, Vec<String>>,
+    /// The BGP side, when the config has `[bgp]`.
+    bgp: Option<Bgp>,
 }
 
 /// Waits until the rtnetlink events socket is readable; forever without one.
@@ -145,6 +148,7 @@ impl Daemon {
             started: unix_now(),
             last_reload_error: None,
             host_left_out: BTreeMap::new(),
+            bgp: None,
         }
     }
 
@@ -172,6 +176,7 @@ impl Daemon {
             self.undo_failed_start();
             return Err(e).context("applying the config");
         }
+        self.bgp = self.config.bgp.clone().map(Bgp::new);
 
         let server = self.serve_metrics().await?;
         self.save_status();
@@ -237,11 +242,14 @@ impl Daemon {
             .await
             .with_context(|| format!("serving metrics on {addr}"))?;
         info!("serving /metrics and /healthz on http://{addr}");
-        let registry = metrics::registry(
+        let mut registry = metrics::registry(
             self.options.layout.clone(),
             self.known.clone(),
             self.wanted.clone(),
         );
+        if let Some(bgp) = &self.bgp {
+            registry.register_collector(Box::new(BgpCollector(bgp.status())));
+        }
         Ok(Some(tokio::spawn(metrics::serve(
             listener,
             registry,
@@ -277,6 +285,12 @@ impl Daemon {
             Ok(new) => {
                 if new.metrics_listen != self.config.metrics_listen {
                     warn!("metrics.listen changed: it takes effect at the next restart");
+                }
+                if new.bgp.is_some() != self.config.bgp.is_some() {
+                    warn!("[bgp] turned on or off: it takes effect at the next restart");
+                }
+                if let (Some(bgp), Some(section)) = (&mut self.bgp, &new.bgp) {
+                    bgp.reconfigure(section.clone());
                 }
                 if new.log_level != self.config.log_level {
                     warn!("log_level changed: it takes effect at the next restart");

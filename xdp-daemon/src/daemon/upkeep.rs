@@ -69,6 +69,9 @@ impl Daemon {
             self.block_over_budget(&layout, &state, now, duration);
         }
         self.follow_interfaces(&layout);
+        if let Some(bgp) = &mut self.bgp {
+            bgp.tick(&layout, &state, &self.config);
+        }
     }
 
     /// Detaches the config's interfaces that went (deleted or renamed) and
@@ -157,6 +160,8 @@ impl Daemon {
                             EntryMeta {
                                 origin: Origin::OverBudget,
                                 comment: Some(format!("over its SYN budget on {iface}")),
+                                share: false,
+                                upstream: false,
                             },
                         );
                     }
