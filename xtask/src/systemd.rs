@@ -172,16 +172,53 @@ fn root_tarball(dir: &Path) -> Result<PathBuf> {
     let (mirror, _) = matrix::mirrors()?;
     let partial = dir.join(format!("{SUITE}-systemd.partial.tar.zst"));
     eprintln!("xtask systemd: making the {SUITE} root with mmdebstrap (about a minute, once)");
-    exec(
-        Command::new("mmdebstrap")
-            .args(["--quiet", "--variant=minbase"])
-            .arg(format!("--include={INCLUDE}"))
-            .arg(SUITE)
-            .arg(&partial)
-            .arg(&mirror),
-    )?;
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.arg("--variant=minbase")
+        .arg(format!("--include={INCLUDE}"));
+    for option in host_apt_network_options()? {
+        cmd.arg(format!("--aptopt={option}"));
+    }
+    exec(cmd.arg(SUITE).arg(&partial).arg(&mirror))?;
     fs::rename(&partial, &tarball)?;
     Ok(tarball)
+}
+
+/// The host apt's settings for reaching its mirror, for mmdebstrap's apt,
+/// which reads none of the host's configuration: the Release checks
+/// (`Check-Valid-Until`, `Check-Date`: a mirror that serves a snapshot),
+/// proxies, retries, and the credentials in `/etc/apt/auth.conf(.d)`. The
+/// kernel matrix's apt reads the host's configuration itself.
+fn host_apt_network_options() -> Result<Vec<String>> {
+    let dump = Command::new("apt-config")
+        .arg("dump")
+        .output()
+        .context("running apt-config dump")?;
+    ensure!(dump.status.success(), "apt-config dump failed");
+    let text = String::from_utf8_lossy(&dump.stdout);
+    let mut options = apt_network_options(&text);
+    options.push(r#"Acquire::Retries "3""#.to_string());
+    options.push(r#"Dir::Etc::netrc "/etc/apt/auth.conf""#.to_string());
+    options.push(r#"Dir::Etc::netrcparts "/etc/apt/auth.conf.d""#.to_string());
+    Ok(options)
+}
+
+/// The lines of an `apt-config dump` that say how to reach a mirror.
+fn apt_network_options(dump: &str) -> Vec<String> {
+    const KEYS: &[&str] = &[
+        "Acquire::Check-Valid-Until ",
+        "Acquire::Check-Date ",
+        "Acquire::Max-FutureTime ",
+        "Acquire::http::",
+        "Acquire::https::",
+        "Acquire::http ",
+        "Acquire::https ",
+    ];
+    dump.lines()
+        .map(|line| line.trim().trim_end_matches(';'))
+        .filter(|line| KEYS.iter().any(|key| line.starts_with(key)))
+        .filter(|line| !line.ends_with(" \"\""))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A booted container, halted and removed on drop (also on failure).
@@ -793,4 +830,29 @@ fn scenario(ct: &Container, deb: &Path) -> Result<()> {
         "the sysctls after --purge differ from the originals"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apt_network_options;
+
+    #[test]
+    fn the_mirror_settings_are_taken_from_the_host_and_nothing_else() {
+        let dump = concat!(
+            "Acquire::IndexTargets::deb::Packages::Optional \"0\";\n",
+            "Acquire::Check-Valid-Until \"false\";\n",
+            "Acquire::Check-Date \"false\";\n",
+            "Acquire::http \"\";\n",
+            "Acquire::http::Proxy \"http://proxy.invalid:3128/\";\n",
+            "Dir::Etc::parts \"apt.conf.d\";\n",
+        );
+        assert_eq!(
+            apt_network_options(dump),
+            [
+                r#"Acquire::Check-Valid-Until "false""#,
+                r#"Acquire::Check-Date "false""#,
+                r#"Acquire::http::Proxy "http://proxy.invalid:3128/""#,
+            ]
+        );
+    }
 }
