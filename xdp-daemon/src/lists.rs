@@ -16,6 +16,7 @@
 //! an index older than the tries. The methods that change a list expect
 //! the caller to hold the state lock, as every caller does: a flag is only
 //! exact while no one else writes.
+pub mod entries;
 pub mod index;
 
 use std::{io, net::IpAddr, os::fd::AsFd};

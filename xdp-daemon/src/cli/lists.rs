@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 use xdp_daemon::{
     config::{parse_cidr, parse_duration},
-    lists::{List, ListMaps},
-    state::{EntryMeta, Origin, unix_now},
+    lists::{List, ListMaps, entries::Entries},
+    state::{Origin, unix_now},
 };
 
 use super::Env;
@@ -71,22 +71,7 @@ fn add(
     comment: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let new = ListMaps::open(&cx.layout)
-        .and_then(|mut maps| maps.add(list, net, expires))
-        .with_context(|| format!("cannot add {net} to the {}", list.name()))?;
-    let mut meta = cx.state.list_meta()?;
-    let entries = match list {
-        List::Allow => &mut meta.allow,
-        _ => &mut meta.block,
-    };
-    let entry = entries.entry(net).or_insert(EntryMeta {
-        origin: Origin::Cli,
-        comment: None,
-    });
-    if comment.is_some() {
-        entry.comment = comment;
-    }
-    cx.state.save_list_meta(&meta)?;
+    let new = Entries::new(&cx.layout, &cx.state).add(list, net, expires, comment)?;
     let until = if expires == 0 {
         String::new()
     } else {
@@ -106,17 +91,7 @@ fn add(
 pub fn remove(cx: &Env, list: List, args: Cidr) -> anyhow::Result<ExitCode> {
     let net = args.cidr;
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let removed = ListMaps::open(&cx.layout)
-        .and_then(|mut maps| maps.remove(list, net))
-        .with_context(|| format!("cannot remove {net} from the {}", list.name()))?;
-    let mut meta = cx.state.list_meta()?;
-    let entries = match list {
-        List::Allow => &mut meta.allow,
-        _ => &mut meta.block,
-    };
-    if entries.remove(&net).is_some() {
-        cx.state.save_list_meta(&meta)?;
-    }
+    let removed = Entries::new(&cx.layout, &cx.state).remove(list, net)?;
     if removed {
         println!("removed {net} from the {}", list.name());
     } else {
@@ -144,11 +119,7 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
         Which::Martians => List::Martian,
     };
     let meta = cx.state.list_meta().unwrap_or_default();
-    let notes = match list {
-        List::Block => Some(&meta.block),
-        List::Allow => Some(&meta.allow),
-        List::Martian => None,
-    };
+    let notes = meta.of(list);
     let entries: Vec<Entry> = ListMaps::open(&cx.layout)
         .and_then(|maps| maps.entries(list))
         .with_context(|| format!("cannot read the {}", list.name()))?
