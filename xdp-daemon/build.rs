@@ -1,7 +1,8 @@
 //! Builds the XDP program from `../xdp-prog` and leaves the object in
 //! `OUT_DIR/xdp-prog`, where `src/program.rs` embeds it. The eBPF crate needs a
 //! compiler with its own library source for `-Z build-std=core` and the
-//! `bpf-linker`; `cargo xtask setup` installs both (README, "Toolchain").
+//! `bpf-linker`; `cargo xtask setup` installs both
+//! (docs/development.md#toolchain).
 use std::{
     env,
     path::{Path, PathBuf},
@@ -75,7 +76,7 @@ fn main() {
 }
 
 fn check_toolchain(rustc: &str, cargo: &str) {
-    let fix = "run `cargo xtask setup` (README, \"Toolchain\")";
+    let fix = "run `cargo xtask setup` (docs/development.md#toolchain)";
     for tool in [rustc, cargo] {
         if !Path::new(tool).exists() {
             panic!("the eBPF build needs {tool}, which is missing: {fix}");

@@ -12,11 +12,28 @@ use crate::netns::Netns;
 
 /// GETs `path` from `addr` in `ns`; returns the status code and body.
 pub fn get(ns: &Netns, addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    get_accepting(ns, addr, path, None)
+}
+
+/// [`get`], with an `Accept` header when `accept` is given (Prometheus
+/// sends one asking for OpenMetrics).
+pub fn get_accepting(
+    ns: &Netns,
+    addr: SocketAddr,
+    path: &str,
+    accept: Option<&str>,
+) -> Result<(u16, String)> {
     let mut stream = ns
         .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(5)))
         .with_context(|| format!("connecting to {addr} in {}", ns.name()))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response

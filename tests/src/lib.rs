@@ -7,6 +7,7 @@
 //! guards remove it all (processes by pid, pins, namespaces), also when a
 //! test panics.
 pub mod bench;
+pub mod bgp;
 pub mod http;
 pub mod lab;
 pub mod netns;

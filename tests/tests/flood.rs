@@ -28,7 +28,8 @@ fn flood_keeps_real_clients_connecting(target: IpAddr) {
     let lab = Lab::new().expect("lab");
     let synguard = Synguard::new(lab.target.name());
     // The kernel decodes window scaling and SACK from an XDP-made cookie
-    // timestamp only without per-connection offsets (see the README).
+    // timestamp only without per-connection offsets
+    // (docs/design.md#the-tcp_timestamps2-trade-off).
     lab.target
         .set_sysctl("net.ipv4.tcp_timestamps", "2")
         .unwrap();

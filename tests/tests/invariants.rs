@@ -695,7 +695,8 @@ fn check_syn_ack(frame: &[u8], l: &Layers, out: &[u8]) -> Result<(), String> {
         return fail("answers a frame that is not IP");
     };
     // ip_rcv_core drops a header whose checksum is wrong; so does the
-    // cookie path (the TCP checksum it cannot check: see the README).
+    // cookie path (the TCP checksum it cannot check:
+    // docs/design.md#why-these-parsing-choices).
     if !ip.header_checksum_ok {
         return fail("answers a SYN whose IPv4 header checksum is wrong");
     }

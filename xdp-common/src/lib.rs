@@ -446,7 +446,7 @@ pub struct HostLink {
     pub _pad: [u8; 2],
 }
 
-/// Bounds of the parser, documented in the README.
+/// Bounds of the parser (docs/design.md#the-data-path).
 pub mod limits {
     /// VLAN tags (802.1Q / 802.1ad) walked before the IP header; a frame with
     /// more is dropped as `header_chain`.

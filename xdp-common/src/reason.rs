@@ -42,8 +42,8 @@ pub enum Reason {
     Allowlist = 4,
     /// An ACK whose SYN cookie the kernel's helper validated.
     ValidCookie = 5,
-    /// An IP fragment that cannot hide a TCP handshake (see the README's
-    /// fragment policy).
+    /// An IP fragment that cannot hide a TCP handshake (the fragment policy:
+    /// docs/design.md#why-these-parsing-choices).
     Fragment = 6,
     /// A SYN answered from XDP with a SYN-ACK carrying a kernel SYN cookie.
     SynAck = 7,

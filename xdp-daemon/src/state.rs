@@ -141,6 +141,8 @@ pub enum Origin {
     Config,
     /// The daemon, for a source over its SYN budget.
     OverBudget,
+    /// The fleet: a route with the fleet community (removed when withdrawn).
+    Bgp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +150,16 @@ pub struct EntryMeta {
     pub origin: Origin,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Announced to the fleet (`block --share`) by the running daemon.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub share: bool,
+    /// Announced upstream as a FlowSpec discard (`block --upstream`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub upstream: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// Comments and origins of list entries, by list name then CIDR.

@@ -36,7 +36,7 @@ const SETTINGS: &[Setting] = &[
     Setting {
         // 2: timestamps without a per-connection offset, the only setting
         // under which window scaling and SACK survive a cookie made at XDP
-        // (README, "The tcp_timestamps=2 trade-off").
+        // (docs/design.md#the-tcp_timestamps2-trade-off).
         name: "net.ipv4.tcp_timestamps",
         min: 0,
         max: 2,

@@ -13,19 +13,26 @@
 //!    Only with `--only soak`, or `--soak-secs` in a full run: it would
 //!    more than double the full run's time.
 //!
-//! A markdown report goes to stdout, the figures as JSON to
+//! A markdown report goes to stdout and into a dated page
+//! (`docs/benchmarks/<date>.md`, see [`page`]), the figures as JSON to
 //! `target/bench/`. Nothing here asserts on time.
 mod defence;
 mod flood;
+mod page;
 mod report;
 mod soak;
 
-use std::{path::Path, time::Duration};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use synguard_tests::bench::{cpu::Machine, generator::Generator};
 
-use crate::{cargo, exec, is_root, workspace};
+use crate::{cargo, describe, is_root, workspace};
 use defence::Defence;
 use flood::Plan;
 
@@ -122,8 +129,10 @@ pub fn run(args: Args) -> Result<()> {
         if args.quick {
             cmd.arg("--quick");
         }
-        exec(&mut cmd)?;
+        // The cost bench prints its own table; it goes into the page as is.
+        let table = echo_stdout(&mut cmd)?;
         report.add_cost(&json)?;
+        report.keep_section(table);
     }
     let mut generator = None;
     if args.runs(Part::Flood) {
@@ -142,7 +151,7 @@ pub fn run(args: Args) -> Result<()> {
         );
         let outcome =
             soak::run(&soak::Plan::new(secs), generator, &bin, &out_dir).context("soak")?;
-        println!("{}", outcome.markdown());
+        report.add_section(outcome.markdown());
         if !outcome.stop.clean() {
             unclean_stop = Some(format!(
                 "the soak's daemon did not stop cleanly on SIGTERM (status {:?}, XDP left {}, links left {:?})",
@@ -155,6 +164,24 @@ pub fn run(args: Args) -> Result<()> {
     let path = out_dir.join("bench.json");
     std::fs::write(&path, report.json()).with_context(|| format!("writing {}", path.display()))?;
     println!("\nJSON: {}", path.display());
+    let parts = [
+        (Part::Cost, "cost"),
+        (Part::Flood, "flood"),
+        (Part::Soak, "soak"),
+    ]
+    .into_iter()
+    .filter(|&(part, _)| args.runs(part))
+    .map(|(_, name)| name)
+    .collect();
+    let run = page::Run::now(&workspace(), parts);
+    let text = page::render(
+        &run,
+        &report.machine(),
+        report.sections(),
+        started.elapsed(),
+    );
+    let page = page::write(&workspace(), args.quick, &run, &text)?;
+    println!("Page: {}", page.display());
     match unclean_stop {
         Some(problem) => bail!(problem),
         None => Ok(()),
@@ -229,6 +256,27 @@ fn flood_lab(report: &mut report::Report, bin: &Path, args: &Args) -> Result<Gen
             report.add_flood(outcome);
         }
     }
-    println!("{}", report.flood_section());
+    report.add_section(report.flood_section());
     Ok(generator)
+}
+
+/// Runs `cmd` with its stdout echoed line by line and returned.
+fn echo_stdout(cmd: &mut Command) -> Result<String> {
+    eprintln!("xtask: running {}", describe(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", describe(cmd)))?;
+    let mut out = String::new();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
+    }
+    Ok(out)
 }

@@ -1,9 +1,11 @@
 //! `cargo xtask`: set-up, build, test and demo automation for synguard.
 mod bench;
 mod demo;
+mod docs;
 mod matrix;
 mod package;
 mod setup;
+mod systemd;
 mod test;
 
 use std::{
@@ -27,8 +29,12 @@ enum Task {
     Setup,
     /// Build the synguard binary (release), with the XDP program embedded.
     Build,
-    /// Run every check and test: fmt, clippy, unit, packet and namespace tests (root).
+    /// Run every check and test: fmt, doc links, clippy, unit, packet and
+    /// namespace tests, the kernel matrix (root).
     Test,
+    /// Check that every link in the docs, and every doc cited in source,
+    /// resolves to a file and heading that exist.
+    Docs,
     /// Show synguard at work in a namespace lab, then tear it down (root).
     Demo,
     /// Build the .deb (binary, systemd unit, example config, man page,
@@ -40,6 +46,11 @@ enum Task {
     /// the smoke checks in each, then on this kernel; writes
     /// target/matrix/matrix.json (root).
     Matrix,
+    /// Install the .deb in a Debian container booted with systemd as PID 1
+    /// (systemd-nspawn) and drive the service through systemctl: start,
+    /// reload, watchdog, kill -9, stop, capabilities, journal, dpkg -r and
+    /// --purge (root).
+    Systemd,
 }
 
 fn main() -> ExitCode {
@@ -47,10 +58,12 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build_release()).map(drop),
         Task::Test => test::run(),
+        Task::Docs => docs::run(),
         Task::Demo => demo::run(),
         Task::Package => package::run(),
         Task::Bench(args) => bench::run(args),
         Task::Matrix => matrix::run(),
+        Task::Systemd => systemd::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

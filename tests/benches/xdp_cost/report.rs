@@ -151,7 +151,7 @@ impl Report<'_> {
         if !o.compare.is_empty() {
             s += "\n";
         }
-        s += "\nTargets (issue 5), on the medians above:\n\n";
+        s += "\nTargets, on the medians above:\n\n";
         for target in &TARGETS {
             s += &format!("- {}\n", self.check(target));
         }

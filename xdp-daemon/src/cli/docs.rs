@@ -1,5 +1,6 @@
 //! The man page and shell completions, generated from the same clap
-//! definitions as `--help` (packaging runs these; see README, "Packaging").
+//! definitions as `--help` (`cargo xtask package` runs these; see
+//! docs/operating.md#install).
 use std::process::ExitCode;
 
 use clap::CommandFactory;

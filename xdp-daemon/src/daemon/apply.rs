@@ -81,6 +81,7 @@ impl Daemon {
             self.ifindex.insert(iface.name.clone(), 0);
             return Ok(());
         }
+        let before = nic::channels(&iface.name).ok();
         match attach::attach(
             layout,
             &iface.name,
@@ -90,7 +91,7 @@ impl Daemon {
         )? {
             Attached::New(used) => {
                 info!("attached {} ({used} mode)", iface.name);
-                for w in nic::warnings(&iface.name, iface.mode, used) {
+                for w in nic::warnings(&iface.name, iface.mode, used, before) {
                     warn!("{w}");
                 }
                 self.known

@@ -13,6 +13,9 @@ impl Daemon {
         let layout = &self.options.layout;
         let state = &self.options.state;
         let _lock = state.lock();
+        if let Some(bgp) = &mut self.bgp {
+            bgp.stop(layout, state, self.config.keep_attached_on_stop);
+        }
         if self.config.keep_attached_on_stop {
             info!("stopping; keep_attached_on_stop: protection and sysctls stay in place");
         } else {

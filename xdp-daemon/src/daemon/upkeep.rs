@@ -69,6 +69,9 @@ impl Daemon {
             self.block_over_budget(&layout, &state, now, duration);
         }
         self.follow_interfaces(&layout);
+        if let Some(bgp) = &mut self.bgp {
+            bgp.tick(&layout, &state, &self.config);
+        }
     }
 
     /// Detaches the config's interfaces that went (deleted or renamed) and
@@ -134,7 +137,11 @@ impl Daemon {
                 }
             };
             let nets: Vec<IpNet> = over.iter().map(|(n, _)| *n).collect();
-            Entries::new(layout, state).block_over_budget(&over, expires, duration, &iface);
+            // Sources stay remembered, to be blocked at the next tick, while
+            // the lists cannot be opened.
+            if !Entries::new(layout, state).block_over_budget(&over, expires, duration, &iface) {
+                continue;
+            }
             if let Err(e) = flood::forget_over_budget(layout, &iface, &nets) {
                 warn!("clearing sources over budget on {iface}: {e}");
             }

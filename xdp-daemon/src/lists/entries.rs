@@ -18,6 +18,15 @@ use crate::{
     state::{EntryMeta, Origin, StateDir},
 };
 
+/// What the running daemon is to announce of an entry over BGP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Announce {
+    /// To the fleet (`block --share`).
+    pub share: bool,
+    /// Upstream, as a FlowSpec discard (`block --upstream`).
+    pub upstream: bool,
+}
+
 /// The block and allow lists with their records.
 pub struct Entries<'a> {
     layout: &'a PinLayout,
@@ -30,14 +39,17 @@ impl<'a> Entries<'a> {
     }
 
     /// Adds `net` (or updates its expiry; 0: never) on an operator's word.
-    /// An entry keeps the origin it was recorded with; a comment given
-    /// replaces the one recorded. Whether the entry is new.
+    /// An entry keeps the origin it was recorded with, but one from the
+    /// fleet becomes the operator's; a comment given replaces the one
+    /// recorded; `announce` adds to what the daemon announces over BGP.
+    /// Whether the entry is new.
     pub fn add(
         &self,
         list: List,
         net: IpNet,
         expires: u64,
         comment: Option<String>,
+        announce: Announce,
     ) -> anyhow::Result<bool> {
         let new = ListMaps::open(self.layout)
             .and_then(|mut maps| maps.add(list, net, expires))
@@ -47,10 +59,18 @@ impl<'a> Entries<'a> {
             let entry = records.entry(net).or_insert(EntryMeta {
                 origin: Origin::Cli,
                 comment: None,
+                share: false,
+                upstream: false,
             });
             if comment.is_some() {
                 entry.comment = comment;
             }
+            // An entry from the fleet that a person blocks is theirs from now on.
+            if entry.origin == Origin::Bgp {
+                entry.origin = Origin::Cli;
+            }
+            entry.share |= announce.share;
+            entry.upstream |= announce.upstream;
         }
         self.state.save_list_meta(&meta)?;
         Ok(new)
@@ -98,14 +118,15 @@ impl<'a> Entries<'a> {
 
     /// Blocks the sources found over their SYN budget on `iface` until
     /// `expires` (`over`: each with the SYNs it sent over budget), but for
-    /// those the blocklist holds for another reason. Failures are logged.
+    /// those the blocklist holds for another reason. Failures are logged;
+    /// false if the lists could not be opened (nothing was blocked).
     pub fn block_over_budget(
         &self,
         over: &[(IpNet, u64)],
         expires: u64,
         duration: Duration,
         iface: &str,
-    ) {
+    ) -> bool {
         let mut meta = self.state.list_meta().unwrap_or_default();
         let to_block = to_block(over, &meta.block);
         let entries: Vec<(IpNet, u64)> = to_block.iter().map(|(net, _)| (*net, expires)).collect();
@@ -113,7 +134,7 @@ impl<'a> Entries<'a> {
             Ok(mut maps) => maps.add_many(List::Block, &entries),
             Err(e) => {
                 warn!("opening the lists: {e}");
-                return;
+                return false;
             }
         };
         for ((net, dropped), result) in to_block.into_iter().zip(results) {
@@ -128,6 +149,8 @@ impl<'a> Entries<'a> {
                         EntryMeta {
                             origin: Origin::OverBudget,
                             comment: Some(format!("over its SYN budget on {iface}")),
+                            share: false,
+                            upstream: false,
                         },
                     );
                 }
@@ -137,6 +160,7 @@ impl<'a> Entries<'a> {
         if let Err(e) = self.state.save_list_meta(&meta) {
             warn!("saving list comments: {e}");
         }
+        true
     }
 
     /// Removes the entries whose time is up, and their records. Failures
@@ -191,6 +215,8 @@ fn record_config_entries(recorded: &mut BTreeMap<IpNet, EntryMeta>, desired: &[I
         recorded.entry(*net).or_insert(EntryMeta {
             origin: Origin::Config,
             comment: None,
+            share: false,
+            upstream: false,
         });
     }
 }
@@ -223,6 +249,8 @@ mod tests {
         EntryMeta {
             origin,
             comment: None,
+            share: false,
+            upstream: false,
         }
     }
 

@@ -79,8 +79,9 @@ impl Defence {
                 Ok(None)
             }
             Defence::Synguard | Defence::SynguardNoBudgets => {
-                // The README: XDP cookies carry window scaling and SACK only
-                // without per-connection timestamp offsets.
+                // XDP cookies carry window scaling and SACK only without
+                // per-connection timestamp offsets
+                // (docs/design.md#the-tcp_timestamps2-trade-off).
                 target.set_sysctl("net.ipv4.tcp_timestamps", "2")?;
                 let synguard = Synguard::with_binary(synguard_bin.to_path_buf(), target.name());
                 let mut args = vec!["attach", lab.target_if.as_str(), "--mode", "native"];

@@ -16,6 +16,8 @@ use super::{
 pub struct Report {
     json: Value,
     flood: Vec<Outcome>,
+    /// Markdown, in the order printed: what the dated page holds.
+    sections: Vec<String>,
 }
 
 impl Report {
@@ -34,13 +36,19 @@ impl Report {
                     .map_or(0, |d| d.as_secs()),
             }),
             flood: Vec::new(),
+            sections: Vec::new(),
         }
     }
 
     pub fn header(&self) -> String {
+        format!("# synguard benchmarks\n\n{}\n", self.machine())
+    }
+
+    /// The machine and its load, one line.
+    pub fn machine(&self) -> String {
         let m = &self.json["machine"];
         format!(
-            "# synguard benchmarks\n\nMachine: {} CPUs, {}, Linux {}; load average {} at the start (the machine is shared){}\n",
+            "Machine: {} CPUs, {}, Linux {}; load average {} at the start (the machine is shared){}",
             m["cpus"],
             m["cpu_model"].as_str().unwrap_or_default(),
             m["kernel"].as_str().unwrap_or_default(),
@@ -89,6 +97,21 @@ impl Report {
             "attacker_cpu": ATTACKER_CPU,
             "target_cpu": TARGET_CPU,
         });
+    }
+
+    /// Prints a part's markdown and keeps it for the page.
+    pub fn add_section(&mut self, markdown: String) {
+        println!("{markdown}");
+        self.keep_section(markdown);
+    }
+
+    /// Keeps for the page markdown already printed.
+    pub fn keep_section(&mut self, markdown: String) {
+        self.sections.push(markdown);
+    }
+
+    pub fn sections(&self) -> &[String] {
+        &self.sections
     }
 
     pub fn add_flood(&mut self, outcome: Outcome) {

@@ -1,0 +1,516 @@
+//! The `[bgp]` section of synguard.toml: which BGP speaker synguard drives,
+//! the guard rails, the fleet blocklist and the escalation ladder. Parsed
+//! on its own (the rest of the file is config.rs), with errors that name
+//! the file, the line and the key like every other section.
+use std::{fmt, net::IpAddr, ops::Range, path::PathBuf, str::FromStr, time::Duration};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, de};
+use toml::Spanned;
+
+use crate::config::{ConfigError, parse_cidr, parse_duration};
+
+/// A BGP community, `ASN:value` (RFC 1997).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Community(pub u32);
+
+/// RFC 7999's BLACKHOLE community.
+pub const BLACKHOLE: Community = Community(0xFFFF_029A);
+
+impl FromStr for Community {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("{s:?} is not a community: write ASN:VALUE, each 0 to 65535 (e.g. 65001:100)")
+        };
+        let (high, low) = s.split_once(':').ok_or_else(bad)?;
+        let high: u16 = high.trim().parse().map_err(|_| bad())?;
+        let low: u16 = low.trim().parse().map_err(|_| bad())?;
+        Ok(Community(u32::from(high) << 16 | u32::from(low)))
+    }
+}
+
+impl fmt::Display for Community {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.0 >> 16, self.0 & 0xffff)
+    }
+}
+
+/// What a FlowSpec rule asks the upstream to do with matching SYNs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FlowAction {
+    /// traffic-rate (RFC 8955 7.3) in bytes per second: an IEEE float on
+    /// the wire, so keep it well above a few SYNs' worth (64-74 bytes each).
+    RateLimit { bytes_per_second: u32 },
+    /// traffic-rate 0.
+    Discard,
+}
+
+/// A validated `[bgp]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BgpConfig {
+    /// The gobgpd API synguard drives, as `gobgp --target` takes it
+    /// (`unix:///run/synguard-gobgp/api.sock`) or `host:port`.
+    pub api: String,
+    /// The gobgp client binary.
+    pub gobgp: PathBuf,
+    /// Log and count what would be announced or withdrawn; change nothing.
+    pub dry_run: bool,
+    /// Carried by everything synguard announces, so a restarted daemon
+    /// finds its own routes in the speaker and withdraws the stale ones.
+    pub marker: Community,
+    /// Never announced, whatever asks (the allowlist is never announced
+    /// either).
+    pub protected: Vec<IpNet>,
+    /// At most this many routes announced at once.
+    pub max_announcements: usize,
+    /// The shortest prefixes shared with the fleet, pushed upstream or
+    /// installed from the fleet.
+    pub shortest_v4: u8,
+    pub shortest_v6: u8,
+    /// Withdraw everything on a clean stop.
+    pub withdraw_on_stop: bool,
+    pub fleet: Option<Fleet>,
+    pub escalation: Option<Escalation>,
+}
+
+/// The fleet blocklist: routes carrying `community`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fleet {
+    pub community: Community,
+    /// At most this many fleet entries installed.
+    pub max_entries: usize,
+}
+
+/// The escalation ladder: FlowSpec, then (if enabled) RTBH.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Escalation {
+    /// The destinations synguard may escalate for.
+    pub targets: Vec<IpAddr>,
+    /// SYN/s on an interface above which the node counts as overloaded
+    /// (0: not used).
+    pub capacity_syn_pps: u64,
+    /// Frames dropped by the NIC or driver per second (rx_dropped +
+    /// rx_missed + rx_fifo) above which the node counts as overloaded (0:
+    /// not used).
+    pub nic_drops_pps: u64,
+    /// How long the overload lasts before FlowSpec is announced.
+    pub sustain: Duration,
+    pub action: FlowAction,
+    /// Whether RTBH is ever announced.
+    pub rtbh: bool,
+    /// How long an overload outlasts the FlowSpec rule before RTBH.
+    pub rtbh_after: Duration,
+    pub blackhole: Community,
+    /// How long after the overload ended everything is withdrawn.
+    pub hold_down: Duration,
+}
+
+/// Parses the section; `at` makes an error at a span of the file.
+pub fn parse(
+    raw: &RawBgp,
+    at: &dyn Fn(Range<usize>, String) -> ConfigError,
+) -> Result<Option<BgpConfig>, ConfigError> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let api = raw.api.get_ref().trim().to_string();
+    let api_ok = match api.strip_prefix("unix://") {
+        Some(path) => path.starts_with('/'),
+        None => api
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+    };
+    if !api_ok {
+        return Err(at(
+            raw.api.span(),
+            format!("api {api:?} is neither unix:///absolute/path.sock nor host:port"),
+        ));
+    }
+    let max_announcements = *raw.max_announcements.get_ref();
+    if !(1..=10_000).contains(&max_announcements) {
+        return Err(at(
+            raw.max_announcements.span(),
+            "max_announcements must be 1 to 10000".into(),
+        ));
+    }
+    let (v4, v6) = (*raw.shortest_v4.get_ref(), *raw.shortest_v6.get_ref());
+    if v4 > 32 {
+        return Err(at(
+            raw.shortest_v4.span(),
+            "shortest_v4 must be 0 to 32".into(),
+        ));
+    }
+    if v6 > 128 {
+        return Err(at(
+            raw.shortest_v6.span(),
+            "shortest_v6 must be 0 to 128".into(),
+        ));
+    }
+    let protected: Vec<IpNet> = raw.protected.iter().map(|c| c.0).collect();
+    let marker = raw.marker_community.get_ref().0;
+
+    let fleet = match &raw.fleet {
+        Some(f) if f.enabled => {
+            let community = f.community.get_ref().0;
+            if community == marker || community == BLACKHOLE {
+                return Err(at(
+                    f.community.span(),
+                    format!(
+                        "the fleet community {community} must differ from marker_community and from BLACKHOLE (65535:666)"
+                    ),
+                ));
+            }
+            Some(Fleet {
+                community,
+                max_entries: *f.max_entries.get_ref(),
+            })
+        }
+        _ => None,
+    };
+
+    let escalation = match &raw.escalation {
+        Some(e) if *e.enabled.get_ref() => {
+            if e.targets.is_empty() {
+                return Err(at(
+                    e.enabled.span(),
+                    "escalation needs targets: the destination addresses synguard may escalate for"
+                        .into(),
+                ));
+            }
+            let mut targets = Vec::new();
+            for t in &e.targets {
+                let addr: IpAddr = t.get_ref().parse().map_err(|_| {
+                    at(
+                        t.span(),
+                        format!("target {:?} is not an IP address", t.get_ref()),
+                    )
+                })?;
+                if let Some(p) = protected.iter().find(|p| p.contains(&addr)) {
+                    return Err(at(
+                        t.span(),
+                        format!(
+                            "target {addr} is inside the protected prefix {p}: it could never be announced"
+                        ),
+                    ));
+                }
+                targets.push(addr);
+            }
+            if *e.capacity_syn_pps.get_ref() == 0 && *e.nic_drops_pps.get_ref() == 0 {
+                return Err(at(
+                    e.capacity_syn_pps.span(),
+                    "set capacity_syn_pps or nic_drops_pps (or both): otherwise nothing ever escalates".into(),
+                ));
+            }
+            for d in [&e.sustain, &e.rtbh_after, &e.hold_down] {
+                if d.get_ref().0 < Duration::from_secs(1) {
+                    return Err(at(
+                        d.span(),
+                        "must be at least 1s (synguard looks once a second)".into(),
+                    ));
+                }
+            }
+            let action = match e.action.get_ref().as_str() {
+                "discard" => FlowAction::Discard,
+                "rate-limit" => {
+                    let rate = *e.rate_bytes_per_second.get_ref();
+                    if rate == 0 {
+                        return Err(at(
+                            e.rate_bytes_per_second.span(),
+                            "rate_bytes_per_second must be above 0 (for no traffic, action = \"discard\")".into(),
+                        ));
+                    }
+                    FlowAction::RateLimit {
+                        bytes_per_second: rate,
+                    }
+                }
+                other => {
+                    return Err(at(
+                        e.action.span(),
+                        format!("action {other:?} is not \"rate-limit\" or \"discard\""),
+                    ));
+                }
+            };
+            Some(Escalation {
+                targets,
+                capacity_syn_pps: *e.capacity_syn_pps.get_ref(),
+                nic_drops_pps: *e.nic_drops_pps.get_ref(),
+                sustain: e.sustain.get_ref().0,
+                action,
+                rtbh: e.rtbh,
+                rtbh_after: e.rtbh_after.get_ref().0,
+                blackhole: e.blackhole_community.0,
+                hold_down: e.hold_down.get_ref().0,
+            })
+        }
+        _ => None,
+    };
+
+    Ok(Some(BgpConfig {
+        api,
+        gobgp: raw.gobgp.clone(),
+        dry_run: raw.dry_run,
+        marker,
+        protected,
+        max_announcements,
+        shortest_v4: v4,
+        shortest_v6: v6,
+        withdraw_on_stop: raw.withdraw_on_stop,
+        fleet,
+        escalation,
+    }))
+}
+
+// The section as written. Every default is stated in
+// packaging/synguard.toml, which a test checks against these.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBgp {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default = "default_api")]
+    api: Spanned<String>,
+    #[serde(default = "default_gobgp")]
+    gobgp: PathBuf,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default = "default_marker")]
+    marker_community: Spanned<Comm>,
+    #[serde(default)]
+    protected: Vec<Cidr>,
+    #[serde(default = "default_max")]
+    max_announcements: Spanned<usize>,
+    #[serde(default = "default_shortest_v4")]
+    shortest_v4: Spanned<u8>,
+    #[serde(default = "default_shortest_v6")]
+    shortest_v6: Spanned<u8>,
+    #[serde(default = "yes")]
+    withdraw_on_stop: bool,
+    fleet: Option<RawFleet>,
+    escalation: Option<RawEscalation>,
+}
+
+/// The gobgpd of synguard's own, reached over a root-only Unix socket.
+fn default_api() -> Spanned<String> {
+    Spanned::new(0..0, "unix:///run/synguard-gobgp/api.sock".into())
+}
+/// Debian's gobgpd package puts its client on PATH.
+fn default_gobgp() -> PathBuf {
+    "gobgp".into()
+}
+/// A private-ASN community no one else should set.
+fn default_marker() -> Spanned<Comm> {
+    Spanned::new(0..0, Comm("65535:6660".parse().expect("valid")))
+}
+/// A handful of targets, each with FlowSpec and RTBH, plus shares.
+fn default_max() -> Spanned<usize> {
+    Spanned::new(0..0, 64)
+}
+/// A /16 is the widest a single node may black out for the fleet.
+fn default_shortest_v4() -> Spanned<u8> {
+    Spanned::new(0..0, 16)
+}
+/// An IPv6 /32 is a whole provider allocation: wide enough.
+fn default_shortest_v6() -> Spanned<u8> {
+    Spanned::new(0..0, 32)
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    #[serde(default)]
+    enabled: bool,
+    community: Spanned<Comm>,
+    /// A fleet feed gone wrong must not fill the blocklist (65536).
+    #[serde(default = "default_fleet_max")]
+    max_entries: Spanned<usize>,
+}
+
+fn default_fleet_max() -> Spanned<usize> {
+    Spanned::new(0..0, 10_000)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalation {
+    #[serde(default = "zero")]
+    enabled: Spanned<bool>,
+    #[serde(default)]
+    targets: Vec<Spanned<String>>,
+    #[serde(default = "zero")]
+    capacity_syn_pps: Spanned<u64>,
+    #[serde(default = "zero")]
+    nic_drops_pps: Spanned<u64>,
+    /// Long enough that a burst the node absorbs does not escalate.
+    #[serde(default = "default_sustain")]
+    sustain: Spanned<Dur>,
+    #[serde(default = "default_action")]
+    action: Spanned<String>,
+    /// 9600 B/s (about 130 SYNs/s): ExaBGP's source warns that lower rates
+    /// may not be enforced by some routers.
+    #[serde(default = "default_rate")]
+    rate_bytes_per_second: Spanned<u32>,
+    /// RTBH blacks out the target for everyone: off unless asked for.
+    #[serde(default)]
+    rtbh: bool,
+    #[serde(default = "default_rtbh_after")]
+    rtbh_after: Spanned<Dur>,
+    #[serde(default = "default_blackhole")]
+    blackhole_community: Comm,
+    /// A flood that pauses and resumes does not flap the upstream rule.
+    #[serde(default = "default_hold_down")]
+    hold_down: Spanned<Dur>,
+}
+
+/// Off, or zero: not used.
+fn zero<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
+}
+fn default_sustain() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(10)))
+}
+fn default_action() -> Spanned<String> {
+    Spanned::new(0..0, "rate-limit".into())
+}
+fn default_rate() -> Spanned<u32> {
+    Spanned::new(0..0, 9600)
+}
+fn default_rtbh_after() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(120)))
+}
+fn default_blackhole() -> Comm {
+    Comm(BLACKHOLE)
+}
+fn default_hold_down() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(300)))
+}
+
+struct Comm(Community);
+
+impl<'de> Deserialize<'de> for Comm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Comm).map_err(de::Error::custom)
+    }
+}
+
+struct Cidr(IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_cidr(&s).map(Cidr).map_err(de::Error::custom)
+    }
+}
+
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<BgpConfig>, String> {
+        Config::parse(text, Path::new("/etc/synguard/synguard.toml"))
+            .map(|c| c.bgp)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn communities_read_and_print_as_asn_value() {
+        assert_eq!("65535:666".parse::<Community>().unwrap(), BLACKHOLE);
+        assert_eq!(BLACKHOLE.to_string(), "65535:666");
+        assert!("65536:1".parse::<Community>().is_err());
+        assert!("100".parse::<Community>().is_err());
+    }
+
+    #[test]
+    fn no_section_or_disabled_means_no_bgp() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("[bgp]\nenabled = false\n").unwrap(), None);
+        let c = parse("[bgp]\nenabled = true\n").unwrap().unwrap();
+        assert_eq!(c.api, "unix:///run/synguard-gobgp/api.sock");
+        assert!(c.fleet.is_none() && c.escalation.is_none());
+        assert!(c.withdraw_on_stop && !c.dry_run);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        let err = parse("[bgp]\nenabled = true\napi = \"localhost\"\n").unwrap_err();
+        assert!(err.contains(":3: key `bgp.api`"), "{err}");
+        let err =
+            parse("[bgp]\nenabled = true\n[bgp.fleet]\nenabled = true\ncommunity = \"65001\"\n")
+                .unwrap_err();
+        assert!(err.contains(":5: key `bgp.fleet.community`"), "{err}");
+        assert!(err.contains("ASN:VALUE"), "{err}");
+        let err = parse(
+            "[bgp]\nenabled = true\nprotected = [\"198.18.0.0/24\"]\n[bgp.escalation]\nenabled = true\ncapacity_syn_pps = 10\ntargets = [\"198.18.0.2\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains(":7: key `bgp.escalation.targets`"), "{err}");
+        assert!(err.contains("protected prefix 198.18.0.0/24"), "{err}");
+        let err = parse(
+            "[bgp]\nenabled = true\n[bgp.escalation]\nenabled = true\ntargets = [\"198.18.0.2\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("capacity_syn_pps or nic_drops_pps"), "{err}");
+        let err = parse(
+            "[bgp]\nenabled = true\n[bgp.escalation]\nenabled = true\ntargets = [\"198.18.0.2\"]\ncapacity_syn_pps = 5\naction = \"drop\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains(":7: key `bgp.escalation.action`"), "{err}");
+        let err = parse("[bgp]\nenabled = true\nshortest_v4 = 33\n").unwrap_err();
+        assert!(err.contains(":3: key `bgp.shortest_v4`"), "{err}");
+    }
+
+    #[test]
+    fn a_full_section_parses() {
+        let c = parse(
+            r#"
+[bgp]
+enabled = true
+api = "unix:///run/x/gobgp.sock"
+dry_run = true
+protected = ["198.18.0.0/31"]
+max_announcements = 4
+[bgp.fleet]
+enabled = true
+community = "65001:100"
+[bgp.escalation]
+enabled = true
+targets = ["198.18.0.2", "2001:2::2"]
+capacity_syn_pps = 20000
+sustain = "3s"
+action = "discard"
+rtbh = true
+rtbh_after = "30s"
+hold_down = "1m"
+"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(c.dry_run);
+        assert_eq!(c.max_announcements, 4);
+        assert_eq!(c.fleet.unwrap().community.to_string(), "65001:100");
+        let e = c.escalation.unwrap();
+        assert_eq!(e.targets.len(), 2);
+        assert_eq!(e.action, FlowAction::Discard);
+        assert!(e.rtbh);
+        assert_eq!(e.blackhole, BLACKHOLE);
+        assert_eq!(e.hold_down, Duration::from_secs(60));
+    }
+}
