@@ -163,6 +163,64 @@ impl<'a> Entries<'a> {
         true
     }
 
+    /// What making the blocklist's fleet entries (origin `bgp`) equal
+    /// `want` (each with the peer it came from) takes; None if the records
+    /// cannot be read.
+    pub fn plan_fleet(&self, want: &BTreeMap<IpNet, String>) -> Option<FleetPlan> {
+        let meta = self.state.list_meta().ok()?;
+        Some(plan_fleet(&meta.block, want))
+    }
+
+    /// Carries out `plan` (from [`Entries::plan_fleet`]); how many fleet
+    /// entries the blocklist then holds. Failures are logged; None if the
+    /// lists could not be opened (nothing changed).
+    pub fn apply_fleet(&self, plan: &FleetPlan, want: &BTreeMap<IpNet, String>) -> Option<usize> {
+        let mut meta = self.state.list_meta().ok()?;
+        let mut maps = match ListMaps::open(self.layout) {
+            Ok(maps) => maps,
+            Err(e) => {
+                warn!("bgp: opening the lists: {e}");
+                return None;
+            }
+        };
+        let add: Vec<(IpNet, u64)> = plan.add.iter().map(|n| (*n, 0)).collect();
+        for (&(net, _), result) in add.iter().zip(maps.add_many(List::Block, &add)) {
+            match result {
+                Ok(_) => {
+                    info!("bgp: blocked {net} from the fleet (from {})", want[&net]);
+                    meta.block.insert(
+                        net,
+                        EntryMeta {
+                            origin: Origin::Bgp,
+                            comment: Some(format!("fleet, from {}", want[&net])),
+                            share: false,
+                            upstream: false,
+                        },
+                    );
+                }
+                Err(e) => warn!("bgp: blocking {net} from the fleet: {e}"),
+            }
+        }
+        for &net in &plan.remove {
+            match maps.remove(List::Block, net) {
+                Ok(_) => {
+                    info!("bgp: unblocked {net}: the fleet withdrew it");
+                    meta.block.remove(&net);
+                }
+                Err(e) => warn!("bgp: unblocking {net}: {e}"),
+            }
+        }
+        if let Err(e) = self.state.save_list_meta(&meta) {
+            warn!("bgp: saving list comments: {e}");
+        }
+        Some(
+            meta.block
+                .values()
+                .filter(|m| m.origin == Origin::Bgp)
+                .count(),
+        )
+    }
+
     /// Removes the entries whose time is up, and their records. Failures
     /// are logged.
     pub fn expire(&self, now: u64) {
@@ -195,6 +253,37 @@ impl<'a> Entries<'a> {
         meta.allow.retain(|n, _| allow.contains(n));
         self.state.save_list_meta(&meta)?;
         Ok(())
+    }
+}
+
+/// What syncing the fleet's entries changes: the nets to add (in the
+/// blocklist for no reason yet), the fleet entries to remove (withdrawn),
+/// and how many fleet entries there are now.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FleetPlan {
+    pub add: Vec<IpNet>,
+    pub remove: Vec<IpNet>,
+    pub held: usize,
+}
+
+fn plan_fleet(block: &BTreeMap<IpNet, EntryMeta>, want: &BTreeMap<IpNet, String>) -> FleetPlan {
+    let ours: BTreeSet<IpNet> = block
+        .iter()
+        .filter(|(_, m)| m.origin == Origin::Bgp)
+        .map(|(n, _)| *n)
+        .collect();
+    FleetPlan {
+        add: want
+            .keys()
+            .filter(|n| !block.contains_key(n))
+            .copied()
+            .collect(),
+        remove: ours
+            .iter()
+            .filter(|n| !want.contains_key(n))
+            .copied()
+            .collect(),
+        held: ours.len(),
     }
 }
 
@@ -300,6 +389,29 @@ mod tests {
                 (net("198.18.3.0/24"), Origin::OverBudget),
                 (net("2001:2::/48"), Origin::Config),
             ]
+        );
+    }
+
+    #[test]
+    fn the_fleet_adds_what_is_free_and_removes_only_its_own() {
+        let block = BTreeMap::from([
+            (net("198.18.0.1/32"), meta(Origin::Bgp)),
+            (net("198.18.0.2/32"), meta(Origin::Bgp)),
+            (net("198.18.0.3/32"), meta(Origin::Cli)),
+            (net("198.18.0.4/32"), meta(Origin::Config)),
+        ]);
+        let want = BTreeMap::from([
+            (net("198.18.0.1/32"), "peer".to_string()),
+            (net("198.18.0.3/32"), "peer".to_string()),
+            (net("198.18.0.9/32"), "peer".to_string()),
+        ]);
+        assert_eq!(
+            plan_fleet(&block, &want),
+            FleetPlan {
+                add: vec![net("198.18.0.9/32")],
+                remove: vec![net("198.18.0.2/32")],
+                held: 2,
+            }
         );
     }
 }
