@@ -14,6 +14,8 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::lists::List;
+
 pub const DEFAULT_STATE_DIR: &str = "/run/synguard";
 
 /// Now, in Unix seconds: the clock of list expiries and the status file.
@@ -167,6 +169,26 @@ pub struct ListMeta {
     pub block: BTreeMap<IpNet, EntryMeta>,
     #[serde(default)]
     pub allow: BTreeMap<IpNet, EntryMeta>,
+}
+
+impl ListMeta {
+    /// The records of `list`; the martians have none.
+    pub fn of(&self, list: List) -> Option<&BTreeMap<IpNet, EntryMeta>> {
+        match list {
+            List::Block => Some(&self.block),
+            List::Allow => Some(&self.allow),
+            List::Martian => None,
+        }
+    }
+
+    /// As [`ListMeta::of`], to change them (`lists::entries` does).
+    pub fn of_mut(&mut self, list: List) -> Option<&mut BTreeMap<IpNet, EntryMeta>> {
+        match list {
+            List::Block => Some(&mut self.block),
+            List::Allow => Some(&mut self.allow),
+            List::Martian => None,
+        }
+    }
 }
 
 /// What the running daemon writes for `status`.

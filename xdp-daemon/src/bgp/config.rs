@@ -106,27 +106,15 @@ pub struct Escalation {
     pub hold_down: Duration,
 }
 
+/// How a section's check turns a span of the file into an error.
+type At<'a> = &'a dyn Fn(Range<usize>, String) -> ConfigError;
+
 /// Parses the section; `at` makes an error at a span of the file.
-pub fn parse(
-    raw: &RawBgp,
-    at: &dyn Fn(Range<usize>, String) -> ConfigError,
-) -> Result<Option<BgpConfig>, ConfigError> {
+pub fn parse(raw: &RawBgp, at: At) -> Result<Option<BgpConfig>, ConfigError> {
     if !raw.enabled {
         return Ok(None);
     }
-    let api = raw.api.get_ref().trim().to_string();
-    let api_ok = match api.strip_prefix("unix://") {
-        Some(path) => path.starts_with('/'),
-        None => api
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
-    };
-    if !api_ok {
-        return Err(at(
-            raw.api.span(),
-            format!("api {api:?} is neither unix:///absolute/path.sock nor host:port"),
-        ));
-    }
+    let api = api(raw, at)?;
     let max_announcements = *raw.max_announcements.get_ref();
     if !(1..=10_000).contains(&max_announcements) {
         return Err(at(
@@ -149,103 +137,14 @@ pub fn parse(
     }
     let protected: Vec<IpNet> = raw.protected.iter().map(|c| c.0).collect();
     let marker = raw.marker_community.get_ref().0;
-
     let fleet = match &raw.fleet {
-        Some(f) if f.enabled => {
-            let community = f.community.get_ref().0;
-            if community == marker || community == BLACKHOLE {
-                return Err(at(
-                    f.community.span(),
-                    format!(
-                        "the fleet community {community} must differ from marker_community and from BLACKHOLE (65535:666)"
-                    ),
-                ));
-            }
-            Some(Fleet {
-                community,
-                max_entries: *f.max_entries.get_ref(),
-            })
-        }
+        Some(f) if f.enabled => Some(fleet(f, marker, at)?),
         _ => None,
     };
-
     let escalation = match &raw.escalation {
-        Some(e) if *e.enabled.get_ref() => {
-            if e.targets.is_empty() {
-                return Err(at(
-                    e.enabled.span(),
-                    "escalation needs targets: the destination addresses synguard may escalate for"
-                        .into(),
-                ));
-            }
-            let mut targets = Vec::new();
-            for t in &e.targets {
-                let addr: IpAddr = t.get_ref().parse().map_err(|_| {
-                    at(
-                        t.span(),
-                        format!("target {:?} is not an IP address", t.get_ref()),
-                    )
-                })?;
-                if let Some(p) = protected.iter().find(|p| p.contains(&addr)) {
-                    return Err(at(
-                        t.span(),
-                        format!(
-                            "target {addr} is inside the protected prefix {p}: it could never be announced"
-                        ),
-                    ));
-                }
-                targets.push(addr);
-            }
-            if *e.capacity_syn_pps.get_ref() == 0 && *e.nic_drops_pps.get_ref() == 0 {
-                return Err(at(
-                    e.capacity_syn_pps.span(),
-                    "set capacity_syn_pps or nic_drops_pps (or both): otherwise nothing ever escalates".into(),
-                ));
-            }
-            for d in [&e.sustain, &e.rtbh_after, &e.hold_down] {
-                if d.get_ref().0 < Duration::from_secs(1) {
-                    return Err(at(
-                        d.span(),
-                        "must be at least 1s (synguard looks once a second)".into(),
-                    ));
-                }
-            }
-            let action = match e.action.get_ref().as_str() {
-                "discard" => FlowAction::Discard,
-                "rate-limit" => {
-                    let rate = *e.rate_bytes_per_second.get_ref();
-                    if rate == 0 {
-                        return Err(at(
-                            e.rate_bytes_per_second.span(),
-                            "rate_bytes_per_second must be above 0 (for no traffic, action = \"discard\")".into(),
-                        ));
-                    }
-                    FlowAction::RateLimit {
-                        bytes_per_second: rate,
-                    }
-                }
-                other => {
-                    return Err(at(
-                        e.action.span(),
-                        format!("action {other:?} is not \"rate-limit\" or \"discard\""),
-                    ));
-                }
-            };
-            Some(Escalation {
-                targets,
-                capacity_syn_pps: *e.capacity_syn_pps.get_ref(),
-                nic_drops_pps: *e.nic_drops_pps.get_ref(),
-                sustain: e.sustain.get_ref().0,
-                action,
-                rtbh: e.rtbh,
-                rtbh_after: e.rtbh_after.get_ref().0,
-                blackhole: e.blackhole_community.0,
-                hold_down: e.hold_down.get_ref().0,
-            })
-        }
+        Some(e) if *e.enabled.get_ref() => Some(escalation(e, &protected, at)?),
         _ => None,
     };
-
     Ok(Some(BgpConfig {
         api,
         gobgp: raw.gobgp.clone(),
@@ -259,6 +158,126 @@ pub fn parse(
         fleet,
         escalation,
     }))
+}
+
+/// `api`: a unix socket's absolute path, or host:port.
+fn api(raw: &RawBgp, at: At) -> Result<String, ConfigError> {
+    let api = raw.api.get_ref().trim().to_string();
+    let api_ok = match api.strip_prefix("unix://") {
+        Some(path) => path.starts_with('/'),
+        None => api
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+    };
+    if !api_ok {
+        return Err(at(
+            raw.api.span(),
+            format!("api {api:?} is neither unix:///absolute/path.sock nor host:port"),
+        ));
+    }
+    Ok(api)
+}
+
+/// `[bgp.fleet]`, enabled: a community of its own.
+fn fleet(f: &RawFleet, marker: Community, at: At) -> Result<Fleet, ConfigError> {
+    let community = f.community.get_ref().0;
+    if community == marker || community == BLACKHOLE {
+        return Err(at(
+            f.community.span(),
+            format!(
+                "the fleet community {community} must differ from marker_community and from BLACKHOLE (65535:666)"
+            ),
+        ));
+    }
+    Ok(Fleet {
+        community,
+        max_entries: *f.max_entries.get_ref(),
+    })
+}
+
+/// `[bgp.escalation]`, enabled: targets outside the protected prefixes,
+/// a trigger, durations of a second or more, and the FlowSpec action.
+fn escalation(e: &RawEscalation, protected: &[IpNet], at: At) -> Result<Escalation, ConfigError> {
+    let targets = targets(e, protected, at)?;
+    if *e.capacity_syn_pps.get_ref() == 0 && *e.nic_drops_pps.get_ref() == 0 {
+        return Err(at(
+            e.capacity_syn_pps.span(),
+            "set capacity_syn_pps or nic_drops_pps (or both): otherwise nothing ever escalates"
+                .into(),
+        ));
+    }
+    for d in [&e.sustain, &e.rtbh_after, &e.hold_down] {
+        if d.get_ref().0 < Duration::from_secs(1) {
+            return Err(at(
+                d.span(),
+                "must be at least 1s (synguard looks once a second)".into(),
+            ));
+        }
+    }
+    Ok(Escalation {
+        targets,
+        capacity_syn_pps: *e.capacity_syn_pps.get_ref(),
+        nic_drops_pps: *e.nic_drops_pps.get_ref(),
+        sustain: e.sustain.get_ref().0,
+        action: flow_action(e, at)?,
+        rtbh: e.rtbh,
+        rtbh_after: e.rtbh_after.get_ref().0,
+        blackhole: e.blackhole_community.0,
+        hold_down: e.hold_down.get_ref().0,
+    })
+}
+
+/// `targets`: at least one, each an address outside the protected prefixes.
+fn targets(e: &RawEscalation, protected: &[IpNet], at: At) -> Result<Vec<IpAddr>, ConfigError> {
+    if e.targets.is_empty() {
+        return Err(at(
+            e.enabled.span(),
+            "escalation needs targets: the destination addresses synguard may escalate for".into(),
+        ));
+    }
+    let mut targets = Vec::new();
+    for t in &e.targets {
+        let addr: IpAddr = t.get_ref().parse().map_err(|_| {
+            at(
+                t.span(),
+                format!("target {:?} is not an IP address", t.get_ref()),
+            )
+        })?;
+        if let Some(p) = protected.iter().find(|p| p.contains(&addr)) {
+            return Err(at(
+                t.span(),
+                format!(
+                    "target {addr} is inside the protected prefix {p}: it could never be announced"
+                ),
+            ));
+        }
+        targets.push(addr);
+    }
+    Ok(targets)
+}
+
+/// `action`: discard, or rate-limit at a rate above 0.
+fn flow_action(e: &RawEscalation, at: At) -> Result<FlowAction, ConfigError> {
+    match e.action.get_ref().as_str() {
+        "discard" => Ok(FlowAction::Discard),
+        "rate-limit" => {
+            let rate = *e.rate_bytes_per_second.get_ref();
+            if rate == 0 {
+                return Err(at(
+                    e.rate_bytes_per_second.span(),
+                    "rate_bytes_per_second must be above 0 (for no traffic, action = \"discard\")"
+                        .into(),
+                ));
+            }
+            Ok(FlowAction::RateLimit {
+                bytes_per_second: rate,
+            })
+        }
+        other => Err(at(
+            e.action.span(),
+            format!("action {other:?} is not \"rate-limit\" or \"discard\""),
+        )),
+    }
 }
 
 // The section as written. Every default is stated in
@@ -417,100 +436,4 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use crate::config::Config;
-
-    use super::*;
-
-    fn parse(text: &str) -> Result<Option<BgpConfig>, String> {
-        Config::parse(text, Path::new("/etc/synguard/synguard.toml"))
-            .map(|c| c.bgp)
-            .map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn communities_read_and_print_as_asn_value() {
-        assert_eq!("65535:666".parse::<Community>().unwrap(), BLACKHOLE);
-        assert_eq!(BLACKHOLE.to_string(), "65535:666");
-        assert!("65536:1".parse::<Community>().is_err());
-        assert!("100".parse::<Community>().is_err());
-    }
-
-    #[test]
-    fn no_section_or_disabled_means_no_bgp() {
-        assert_eq!(parse("").unwrap(), None);
-        assert_eq!(parse("[bgp]\nenabled = false\n").unwrap(), None);
-        let c = parse("[bgp]\nenabled = true\n").unwrap().unwrap();
-        assert_eq!(c.api, "unix:///run/synguard-gobgp/api.sock");
-        assert!(c.fleet.is_none() && c.escalation.is_none());
-        assert!(c.withdraw_on_stop && !c.dry_run);
-    }
-
-    #[test]
-    fn errors_name_the_line_and_key() {
-        let err = parse("[bgp]\nenabled = true\napi = \"localhost\"\n").unwrap_err();
-        assert!(err.contains(":3: key `bgp.api`"), "{err}");
-        let err =
-            parse("[bgp]\nenabled = true\n[bgp.fleet]\nenabled = true\ncommunity = \"65001\"\n")
-                .unwrap_err();
-        assert!(err.contains(":5: key `bgp.fleet.community`"), "{err}");
-        assert!(err.contains("ASN:VALUE"), "{err}");
-        let err = parse(
-            "[bgp]\nenabled = true\nprotected = [\"198.18.0.0/24\"]\n[bgp.escalation]\nenabled = true\ncapacity_syn_pps = 10\ntargets = [\"198.18.0.2\"]\n",
-        )
-        .unwrap_err();
-        assert!(err.contains(":7: key `bgp.escalation.targets`"), "{err}");
-        assert!(err.contains("protected prefix 198.18.0.0/24"), "{err}");
-        let err = parse(
-            "[bgp]\nenabled = true\n[bgp.escalation]\nenabled = true\ntargets = [\"198.18.0.2\"]\n",
-        )
-        .unwrap_err();
-        assert!(err.contains("capacity_syn_pps or nic_drops_pps"), "{err}");
-        let err = parse(
-            "[bgp]\nenabled = true\n[bgp.escalation]\nenabled = true\ntargets = [\"198.18.0.2\"]\ncapacity_syn_pps = 5\naction = \"drop\"\n",
-        )
-        .unwrap_err();
-        assert!(err.contains(":7: key `bgp.escalation.action`"), "{err}");
-        let err = parse("[bgp]\nenabled = true\nshortest_v4 = 33\n").unwrap_err();
-        assert!(err.contains(":3: key `bgp.shortest_v4`"), "{err}");
-    }
-
-    #[test]
-    fn a_full_section_parses() {
-        let c = parse(
-            r#"
-[bgp]
-enabled = true
-api = "unix:///run/x/gobgp.sock"
-dry_run = true
-protected = ["198.18.0.0/31"]
-max_announcements = 4
-[bgp.fleet]
-enabled = true
-community = "65001:100"
-[bgp.escalation]
-enabled = true
-targets = ["198.18.0.2", "2001:2::2"]
-capacity_syn_pps = 20000
-sustain = "3s"
-action = "discard"
-rtbh = true
-rtbh_after = "30s"
-hold_down = "1m"
-"#,
-        )
-        .unwrap()
-        .unwrap();
-        assert!(c.dry_run);
-        assert_eq!(c.max_announcements, 4);
-        assert_eq!(c.fleet.unwrap().community.to_string(), "65001:100");
-        let e = c.escalation.unwrap();
-        assert_eq!(e.targets.len(), 2);
-        assert_eq!(e.action, FlowAction::Discard);
-        assert!(e.rtbh);
-        assert_eq!(e.blackhole, BLACKHOLE);
-        assert_eq!(e.hold_down, Duration::from_secs(60));
-    }
-}
+mod tests;

@@ -1,16 +1,12 @@
 //! The fleet blocklist: routes with the fleet community go into the local
 //! blocklist with origin `bgp`, and leave it when they are withdrawn.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::{Bgp, overlaps};
-use crate::{
-    lists::{List, ListMaps},
-    pins::PinLayout,
-    state::{EntryMeta, Origin, StateDir},
-};
+use crate::{lists::entries::Entries, pins::PinLayout, state::StateDir};
 
 impl Bgp {
     /// Makes the blocklist's `bgp` entries equal the fleet's routes that
@@ -66,77 +62,24 @@ impl Bgp {
         state: &StateDir,
         want: &BTreeMap<IpNet, String>,
     ) {
-        let Ok(mut meta) = state.list_meta() else {
+        let entries = Entries::new(layout, state);
+        let Some(plan) = entries.plan_fleet(want) else {
             return;
         };
-        let ours: BTreeSet<IpNet> = meta
-            .block
-            .iter()
-            .filter(|(_, m)| m.origin == Origin::Bgp)
-            .map(|(n, _)| *n)
-            .collect();
-        let add: Vec<(IpNet, u64)> = want
-            .keys()
-            .filter(|n| !meta.block.contains_key(n))
-            .map(|n| (*n, 0))
-            .collect();
-        let remove: Vec<IpNet> = ours
-            .iter()
-            .filter(|n| !want.contains_key(n))
-            .copied()
-            .collect();
-        if add.is_empty() && remove.is_empty() {
-            self.status.lock().expect("not poisoned").fleet_entries = ours.len();
+        if plan.add.is_empty() && plan.remove.is_empty() {
+            self.status.lock().expect("not poisoned").fleet_entries = plan.held;
             return;
         }
         if self.config.dry_run {
-            for (net, _) in &add {
+            for net in &plan.add {
                 if self.said.say(&format!("would install {net}")) {
                     info!("bgp: would install {net} from the fleet (dry run)");
                 }
             }
             return;
         }
-        let mut maps = match ListMaps::open(layout) {
-            Ok(maps) => maps,
-            Err(e) => {
-                warn!("bgp: opening the lists: {e}");
-                return;
-            }
-        };
-        for (&(net, _), result) in add.iter().zip(maps.add_many(List::Block, &add)) {
-            match result {
-                Ok(_) => {
-                    info!("bgp: blocked {net} from the fleet (from {})", want[&net]);
-                    meta.block.insert(
-                        net,
-                        EntryMeta {
-                            origin: Origin::Bgp,
-                            comment: Some(format!("fleet, from {}", want[&net])),
-                            share: false,
-                            upstream: false,
-                        },
-                    );
-                }
-                Err(e) => warn!("bgp: blocking {net} from the fleet: {e}"),
-            }
+        if let Some(held) = entries.apply_fleet(&plan, want) {
+            self.status.lock().expect("not poisoned").fleet_entries = held;
         }
-        for net in remove {
-            match maps.remove(List::Block, net) {
-                Ok(_) => {
-                    info!("bgp: unblocked {net}: the fleet withdrew it");
-                    meta.block.remove(&net);
-                }
-                Err(e) => warn!("bgp: unblocking {net}: {e}"),
-            }
-        }
-        if let Err(e) = state.save_list_meta(&meta) {
-            warn!("bgp: saving list comments: {e}");
-        }
-        self.status.lock().expect("not poisoned").fleet_entries = meta
-            .block
-            .values()
-            .filter(|m| m.origin == Origin::Bgp)
-            .count();
     }
 }

@@ -11,8 +11,11 @@ use ipnet::IpNet;
 use serde::Serialize;
 use xdp_daemon::{
     config::{parse_cidr, parse_duration},
-    lists::{List, ListMaps},
-    state::{EntryMeta, Origin, unix_now},
+    lists::{
+        List, ListMaps,
+        entries::{Announce, Entries},
+    },
+    state::{Origin, unix_now},
 };
 
 use super::Env;
@@ -64,7 +67,7 @@ pub enum Which {
 
 pub fn block(cx: &Env, args: BlockArgs) -> anyhow::Result<ExitCode> {
     let expires = args.duration.map_or(0, |d| unix_now() + d.as_secs().max(1));
-    let bgp = Bgp {
+    let bgp = Announce {
         share: args.share,
         upstream: args.upstream,
     };
@@ -90,13 +93,6 @@ pub fn block(cx: &Env, args: BlockArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// What `block` asks the daemon to announce over BGP.
-#[derive(Clone, Copy, Default)]
-struct Bgp {
-    share: bool,
-    upstream: bool,
-}
-
 pub fn allow(cx: &Env, args: AllowArgs) -> anyhow::Result<ExitCode> {
     add(
         cx,
@@ -104,7 +100,7 @@ pub fn allow(cx: &Env, args: AllowArgs) -> anyhow::Result<ExitCode> {
         args.cidr.cidr,
         0,
         args.comment,
-        Bgp::default(),
+        Announce::default(),
     )
 }
 
@@ -114,33 +110,10 @@ fn add(
     net: IpNet,
     expires: u64,
     comment: Option<String>,
-    bgp: Bgp,
+    bgp: Announce,
 ) -> anyhow::Result<ExitCode> {
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let new = ListMaps::open(&cx.layout)
-        .and_then(|mut maps| maps.add(list, net, expires))
-        .with_context(|| format!("cannot add {net} to the {}", list.name()))?;
-    let mut meta = cx.state.list_meta()?;
-    let entries = match list {
-        List::Allow => &mut meta.allow,
-        _ => &mut meta.block,
-    };
-    let entry = entries.entry(net).or_insert(EntryMeta {
-        origin: Origin::Cli,
-        comment: None,
-        share: false,
-        upstream: false,
-    });
-    if comment.is_some() {
-        entry.comment = comment;
-    }
-    // An entry from the fleet that a person blocks is theirs from now on.
-    if entry.origin == Origin::Bgp {
-        entry.origin = Origin::Cli;
-    }
-    entry.share |= bgp.share;
-    entry.upstream |= bgp.upstream;
-    cx.state.save_list_meta(&meta)?;
+    let new = Entries::new(&cx.layout, &cx.state).add(list, net, expires, comment, bgp)?;
     let until = if expires == 0 {
         String::new()
     } else {
@@ -160,17 +133,7 @@ fn add(
 pub fn remove(cx: &Env, list: List, args: Cidr) -> anyhow::Result<ExitCode> {
     let net = args.cidr;
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let removed = ListMaps::open(&cx.layout)
-        .and_then(|mut maps| maps.remove(list, net))
-        .with_context(|| format!("cannot remove {net} from the {}", list.name()))?;
-    let mut meta = cx.state.list_meta()?;
-    let entries = match list {
-        List::Allow => &mut meta.allow,
-        _ => &mut meta.block,
-    };
-    if entries.remove(&net).is_some() {
-        cx.state.save_list_meta(&meta)?;
-    }
+    let removed = Entries::new(&cx.layout, &cx.state).remove(list, net)?;
     if removed {
         println!("removed {net} from the {}", list.name());
     } else {
@@ -202,11 +165,7 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
         Which::Martians => List::Martian,
     };
     let meta = cx.state.list_meta().unwrap_or_default();
-    let notes = match list {
-        List::Block => Some(&meta.block),
-        List::Allow => Some(&meta.allow),
-        List::Martian => None,
-    };
+    let notes = meta.of(list);
     let entries: Vec<Entry> = ListMaps::open(&cx.layout)
         .and_then(|maps| maps.entries(list))
         .with_context(|| format!("cannot read the {}", list.name()))?

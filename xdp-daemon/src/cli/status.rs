@@ -1,4 +1,4 @@
-use std::{path::Path, process::ExitCode};
+use std::{collections::BTreeMap, path::Path, process::ExitCode};
 
 use serde::Serialize;
 use xdp_daemon::{
@@ -100,7 +100,46 @@ struct Kernel {
 pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
     let daemon = cx.state.daemon_status().ok().flatten();
     let daemon_running = daemon.as_ref().is_some_and(DaemonStatus::alive);
-    let (desired, desired_from) = match (&daemon, daemon_running) {
+    let (desired, desired_from) = desired_sysctls(cx, daemon.as_ref(), daemon_running);
+    let interfaces = interfaces(cx)?;
+    let (lists, list_index) = lists(cx)?;
+    let kernel = kernel(cx);
+    let status = Status {
+        sysctls: sysctl::show(&desired, &cx.state)?,
+        desired_from,
+        kernel,
+        daemon,
+        daemon_running,
+        interfaces,
+        lists,
+        list_index,
+        bgp: daemon_running
+            .then(|| bgp::Status::read(&cx.state))
+            .flatten(),
+    };
+    if cx.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_daemon(cx, &status);
+    print_interfaces(&status);
+    print_lists(&status);
+    if let Some(b) = &status.bgp {
+        print_bgp(b);
+    }
+    print_sysctls(&status);
+    print_kernel(&status.kernel);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sysctls to compare with, and where they come from: the running
+/// daemon's, else the config's, else the defaults.
+fn desired_sysctls(
+    cx: &Env,
+    daemon: Option<&DaemonStatus>,
+    daemon_running: bool,
+) -> (BTreeMap<String, i64>, String) {
+    match (daemon, daemon_running) {
         (Some(d), true) => (d.sysctls.clone(), "the running daemon".to_string()),
         _ => match Config::load(&cx.config) {
             Ok(c) => (c.sysctls, cx.config.display().to_string()),
@@ -109,7 +148,11 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
                 "synguard's defaults (no readable config)".into(),
             ),
         },
-    };
+    }
+}
+
+/// Each attached interface, as the pins and the kernel have it.
+fn interfaces(cx: &Env) -> anyhow::Result<Vec<IfaceStatus>> {
     let mut interfaces = Vec::new();
     let view = HostView::read().ok();
     for name in cx.layout.attached()? {
@@ -125,6 +168,11 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             name,
         });
     }
+    Ok(interfaces)
+}
+
+/// The lists' sizes and the IPv4 index's use, once the lists exist.
+fn lists(cx: &Env) -> anyhow::Result<(Vec<ListSize>, Option<IndexStatus>)> {
     let mut list_sizes = Vec::new();
     let mut list_index = None;
     if cx.layout.shared_map(xdp_common::maps::INDEX_V4).exists() {
@@ -147,49 +195,40 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             });
         }
     }
+    Ok((list_sizes, list_index))
+}
+
+/// What the kernel offers synguard, probed now.
+fn kernel(cx: &Env) -> Kernel {
     let offers = features::Offers::probe();
     let (mode, mode_reason) = offers.mode();
-    let helper_names: Vec<&str> = features::HELPERS.iter().map(|h| h.name).collect();
-    let helpers = &offers.features[..helper_names.len()];
-    let status = Status {
-        sysctls: sysctl::show(&desired, &cx.state)?,
-        desired_from,
-        kernel: Kernel {
-            release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .into(),
-            bpffs: cx.layout.root().parent().is_some_and(|p| p.exists()),
-            btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
-            cookie_options: offers.tcp_timestamps == Some(2),
-            mode,
-            mode_reason,
-            missing: offers.missing().iter().map(|f| f.name.clone()).collect(),
-            missing_helpers: helpers
-                .iter()
-                .map(|h| h.present.map(|p| (!p).then(|| h.name.clone())))
-                .collect::<Option<Vec<_>>>()
-                .map(|v| v.into_iter().flatten().collect()),
-            program_loads: offers.program_loads.as_ref().map(Result::is_ok),
-            program_error: offers
-                .program_loads
-                .as_ref()
-                .and_then(|t| t.as_ref().err().cloned()),
-            features: offers.features.clone(),
-        },
-        daemon,
-        daemon_running,
-        interfaces,
-        lists: list_sizes,
-        list_index,
-        bgp: daemon_running
-            .then(|| bgp::Status::read(&cx.state))
-            .flatten(),
-    };
-    if cx.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(ExitCode::SUCCESS);
+    let helpers = &offers.features[..features::HELPERS.len()];
+    Kernel {
+        release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .into(),
+        bpffs: cx.layout.root().parent().is_some_and(|p| p.exists()),
+        btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        cookie_options: offers.tcp_timestamps == Some(2),
+        mode,
+        mode_reason,
+        missing: offers.missing().iter().map(|f| f.name.clone()).collect(),
+        missing_helpers: helpers
+            .iter()
+            .map(|h| h.present.map(|p| (!p).then(|| h.name.clone())))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.into_iter().flatten().collect()),
+        program_loads: offers.program_loads.as_ref().map(Result::is_ok),
+        program_error: offers
+            .program_loads
+            .as_ref()
+            .and_then(|t| t.as_ref().err().cloned()),
+        features: offers.features.clone(),
     }
+}
+
+fn print_daemon(cx: &Env, status: &Status) {
     match (&status.daemon, status.daemon_running) {
         (Some(d), true) => println!(
             "daemon: running (pid {}, config {}{})",
@@ -219,6 +258,9 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             other.display()
         );
     }
+}
+
+fn print_interfaces(status: &Status) {
     if status.interfaces.is_empty() {
         println!("interfaces: none attached");
     } else {
@@ -244,6 +286,9 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             }
         );
     }
+}
+
+fn print_lists(status: &Status) {
     let sizes: Vec<String> = status
         .lists
         .iter()
@@ -270,9 +315,9 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    if let Some(b) = &status.bgp {
-        print_bgp(b);
-    }
+}
+
+fn print_sysctls(status: &Status) {
     println!("sysctls (desired from {}):", status.desired_from);
     for row in &status.sysctls {
         let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
@@ -284,17 +329,19 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             if row.drifted() { "  DRIFT" } else { "" }
         );
     }
+}
+
+fn print_kernel(k: &Kernel) {
     println!(
         "kernel: {} (BTF {}, cookie options {})",
-        status.kernel.release,
-        if status.kernel.btf { "yes" } else { "no" },
-        if status.kernel.cookie_options {
+        k.release,
+        if k.btf { "yes" } else { "no" },
+        if k.cookie_options {
             "on: tcp_timestamps=2"
         } else {
             "off: MSS only (tcp_timestamps is not 2)"
         }
     );
-    let k = &status.kernel;
     println!(
         "  synguard runs: {} ({})",
         k.mode.name().to_uppercase(),
@@ -317,7 +364,7 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         println!(
             "  BPF features: every one synguard uses (probed: {} helpers; maps {}; xdp_frags; \
              xdp_link)",
-            helper_names.len(),
+            features::HELPERS.len(),
             k.features
                 .iter()
                 .filter(|f| f.name.starts_with("map_"))
@@ -336,7 +383,6 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
         ),
         (None, _) => println!("  XDP programs: not tried (needs root or CAP_BPF)"),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The BGP lines of `status`.
