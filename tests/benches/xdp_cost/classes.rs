@@ -58,6 +58,10 @@ pub struct Class {
     pub spend_budget: bool,
     /// Which instance of synguard it runs on.
     pub lists: Lists,
+    /// The SYN whose cookie the class's ACK carries: its frame is made
+    /// afresh every round, as a cookie is valid for two to three minutes
+    /// only and a run takes longer.
+    pub cookie_of: Option<Segment>,
     /// Every single call gets a frame no earlier call had (`frames` holds
     /// one per call of every round), as in a spoofed flood whose sources
     /// keep changing; else the frames are reused round after round.
@@ -158,6 +162,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -170,6 +175,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Empty,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -182,6 +188,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::TriesOnly,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -194,6 +201,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -206,6 +214,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::TriesOnly,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -218,6 +227,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -230,6 +240,7 @@ impl Bench<'_> {
                 synproxy_action: Some(bpf::XDP_TX),
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -242,6 +253,7 @@ impl Bench<'_> {
                 synproxy_action: Some(bpf::XDP_TX),
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -254,6 +266,7 @@ impl Bench<'_> {
                 synproxy_action: Some(bpf::XDP_TX),
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: true,
             },
             Class {
@@ -268,6 +281,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: true,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -280,6 +294,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: true,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: true,
             },
             Class {
@@ -292,6 +307,7 @@ impl Bench<'_> {
                 synproxy_action: Some(pass),
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: Some(syn.clone()),
                 fresh: false,
             },
             Class {
@@ -304,6 +320,7 @@ impl Bench<'_> {
                 synproxy_action: Some(bpf::XDP_DROP),
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -316,6 +333,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: Some(syn.clone()),
                 fresh: false,
             },
             Class {
@@ -328,6 +346,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -340,6 +359,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -352,6 +372,7 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
         ])

@@ -254,7 +254,7 @@ impl<'a> Bench<'a> {
     }
 
     /// Every round: every class, each program on it, interleaved.
-    pub fn measure(&mut self, classes: &[Class], options: &Options) -> Result<Vec<Measured>> {
+    pub fn measure(&mut self, classes: &mut [Class], options: &Options) -> Result<Vec<Measured>> {
         let mut results: Vec<Measured> = classes
             .iter()
             .map(|c| Measured {
@@ -270,6 +270,11 @@ impl<'a> Bench<'a> {
             .collect();
         for round in 0..options.rounds() {
             eprintln!("xdp_cost: round {}/{}", round + 1, options.rounds());
+            for class in classes.iter_mut() {
+                if let Some(syn) = &class.cookie_of {
+                    class.frames = vec![self.cookie_ack(syn)?];
+                }
+            }
             for (class, result) in classes.iter().zip(&mut results) {
                 self.policy(class.mode)?;
                 self.lists = class.lists;

@@ -123,7 +123,7 @@ fn main() -> Result<()> {
     }
     let results = ns.run(|| -> Result<Vec<Measured>> {
         cpu::pin_current(CPU).context("pinning the measuring thread")?;
-        bench.measure(&classes, &options)
+        bench.measure(&mut classes, &options)
     })?;
     let report = Report {
         results,

@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use synguard_tests::{bench::bpf, netns::run_quiet};
+use synguard_tests::{netns::run_quiet, rawbpf as bpf};
 
 /// The kernel's XDP synproxy, loaded.
 pub struct KernelSynproxy {
