@@ -1,6 +1,6 @@
 //! Raw bpf(2), the lab's and the benchmarks' one way to the syscall: load
 //! a few-instruction XDP program, attach or pin it, open a program someone
-//! else loaded by its id, and run any XDP program through
+//! else loaded by its id or pin, and run any XDP program through
 //! `BPF_PROG_TEST_RUN` by its file descriptor, plain or with live frames.
 //! One code path for synguard, the floor program and the peer alike, so
 //! they are timed the same way. Raw, so the lab needs no eBPF toolchain
@@ -11,6 +11,7 @@ use std::{
 };
 
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_PIN: libc::c_long = 6;
@@ -274,6 +275,17 @@ pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
     let mut attr = [0u8; ATTR_SIZE];
     put_u32(&mut attr, 0, id);
     bpf_fd(BPF_PROG_GET_FD_BY_ID, &attr)
+}
+
+/// A new descriptor for a program pinned at `path` on bpffs (bpftool
+/// pins what it loads).
+pub fn pinned(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u64(&mut attr, 0, path.as_ptr() as u64);
+    bpf_fd(BPF_OBJ_GET, &attr)
 }
 
 /// What one `BPF_PROG_TEST_RUN` call returned.

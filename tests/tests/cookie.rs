@@ -882,3 +882,77 @@ fn a_syn_from_a_recent_peer_gets_the_full_lookup() {
     assert_reason(&lab.run(&fin), XDP_PASS, Reason::Tcp);
     assert_reason(&lab.run(&syn), XDP_PASS, Reason::Syn);
 }
+
+#[test]
+fn an_established_connection_is_looked_up_once_then_remembered_until_its_peer_resets() {
+    // In a flood every ACK is looked up, to find the ones only a listener
+    // takes. A connection found established is remembered (for a second)
+    // and its segments pass without the lookup: seen here because they
+    // still pass after the server aborted it, when the lookup would find
+    // the listener and drop them as forged cookies. The peer's RST
+    // forgets it at once.
+    let mut lab = CookieLab::new(flood_config());
+    lab.ns
+        .ip(&["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"])
+        .unwrap();
+    let (listener, client, server_side) = lab.ns.run(|| {
+        let listener = std::net::TcpListener::bind((TARGET_V4, 8082)).unwrap();
+        let client = std::net::TcpStream::connect((TARGET_V4, 8082)).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        (listener, client, server_side)
+    });
+    let client_port = client.local_addr().unwrap().port();
+    let segment = |flags: Flags| {
+        Segment::syn(
+            IpAddr::V4(TARGET_V4),
+            IpAddr::V4(TARGET_V4),
+            client_port,
+            8082,
+        )
+        .flags(flags)
+        .numbers(0x5000_0000, 0x6000_0000)
+        .options(vec![])
+    };
+    let data = segment(Flags {
+        psh: true,
+        ..Flags::ACK
+    })
+    .payload(b"GET / HTTP/1.1\r\n\r\n")
+    .frame();
+    assert_reason(&lab.run(&data), XDP_PASS, Reason::Tcp);
+    // The server aborts (SO_LINGER 0: a RST, and both sockets are gone).
+    abort(&server_side);
+    drop(server_side);
+    drop(client);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_reason(&lab.run(&data), XDP_PASS, Reason::Tcp);
+    // The peer's RST: forgotten; the lookup now finds the listener alone.
+    let rst = segment(Flags {
+        rst: true,
+        ..Flags::ACK
+    })
+    .frame();
+    assert_reason(&lab.run(&rst), XDP_PASS, Reason::Tcp);
+    assert_reason(&lab.run(&data), XDP_DROP, Reason::BadCookie);
+    drop(listener);
+}
+
+/// Makes closing `stream` send a RST and free the socket at once.
+fn abort(stream: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a `linger` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}

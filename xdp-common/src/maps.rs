@@ -16,6 +16,9 @@ pub const SOURCES: &str = "SOURCES";
 /// Per interface: `Array<ListenerSlot>` by destination port (see
 /// [`super::listeners`]).
 pub const LISTENERS: &str = "LISTENERS";
+/// Per interface: `Array<FlowSlot>`, connections the socket lookup
+/// found established in a flood (see [`super::flows`]).
+pub const FLOWS: &str = "FLOWS";
 /// Per interface: `ProgramArray`, the cookie path's program
 /// ([`super::COOKIE_PROGRAM`]) at index 0, which the data path hands the
 /// SYNs it answers with a tail call. Pinned with the rest, so that the
@@ -75,7 +78,7 @@ pub const SHARED: [&str; 10] = [
     INDEX_V4_HOSTS,
 ];
 /// Maps each interface's instance has for itself.
-pub const PER_INTERFACE: [&str; 13] = [
+pub const PER_INTERFACE: [&str; 14] = [
     COUNTERS,
     CONFIG,
     FLOOD,
@@ -83,6 +86,7 @@ pub const PER_INTERFACE: [&str; 13] = [
     BUDGETS,
     OVER_BUDGET,
     LISTENERS,
+    FLOWS,
     SOURCES,
     TAIL,
     HOST,

@@ -7,6 +7,7 @@
 mod cookie;
 mod counters;
 mod flood;
+mod flows;
 mod host;
 mod lists;
 mod parse;
@@ -83,6 +84,13 @@ fn verdict(ctx: &XdpContext) -> Reason {
         // the TIME_WAIT that may follow.
         if tcp.flags.is_fin() {
             sources::mark_peer(&packet, config.hash_seed, flood::now());
+        }
+        // A connection reset: not to be trusted as established any more.
+        if tcp.flags.is_rst()
+            && flood::active(config)
+            && let Some(flow) = flows::Flow::of(ctx, &packet, &tcp, config.hash_seed)
+        {
+            flow.forget();
         }
         Reason::Tcp
     }

@@ -68,6 +68,12 @@ impl TcpFlags {
         self.0 & Self::FIN != 0
     }
 
+    /// A reset.
+    #[inline(always)]
+    pub fn is_rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+
     /// An ACK that could complete a handshake: ACK without SYN or RST.
     #[inline(always)]
     pub fn is_handshake_ack(self) -> bool {

@@ -48,11 +48,20 @@ pub struct Class {
     pub reason: Reason,
     /// What xdp-filter must do with it.
     pub peer_action: u32,
+    /// What the kernel's XDP synproxy must do with it, on the classes it
+    /// is timed on: SYNs it answers, and cookie ACKs in single calls only
+    /// (it grows every frame it checks by up to 40 bytes and never shrinks
+    /// it back, so a repeated run would time ever longer frames).
+    pub synproxy_action: Option<u32>,
     /// Spend the source's SYN budget before each measurement (it refills
     /// between rounds).
     pub spend_budget: bool,
     /// Which instance of synguard it runs on.
     pub lists: Lists,
+    /// The SYN whose cookie the class's ACK carries: its frame is made
+    /// afresh every round, as a cookie is valid for two to three minutes
+    /// only and a run takes longer.
+    pub cookie_of: Option<Segment>,
     /// Every single call gets a frame no earlier call had (`frames` holds
     /// one per call of every round), as in a spoofed flood whose sources
     /// keep changing; else the frames are reused round after round.
@@ -150,8 +159,10 @@ impl Bench<'_> {
                 frames: vec![udp.clone()],
                 reason: Reason::NonTcp,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -161,8 +172,10 @@ impl Bench<'_> {
                 frames: vec![udp.clone()],
                 reason: Reason::NonTcp,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Empty,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -172,8 +185,10 @@ impl Bench<'_> {
                 frames: vec![udp.clone()],
                 reason: Reason::NonTcp,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::TriesOnly,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -183,8 +198,10 @@ impl Bench<'_> {
                 frames: vec![blocked.clone()],
                 reason: Reason::Blocklist,
                 peer_action: bpf::XDP_DROP,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -194,8 +211,10 @@ impl Bench<'_> {
                 frames: vec![blocked],
                 reason: Reason::Blocklist,
                 peer_action: bpf::XDP_DROP,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::TriesOnly,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -205,8 +224,10 @@ impl Bench<'_> {
                 frames: vec![syn.frame()],
                 reason: Reason::Syn,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -216,8 +237,10 @@ impl Bench<'_> {
                 frames: packets::spoofed_syns(4096, target, PORT, 0xc0ffee),
                 reason: Reason::SynAck,
                 peer_action: pass,
+                synproxy_action: Some(bpf::XDP_TX),
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -227,8 +250,10 @@ impl Bench<'_> {
                 frames: packets::spoofed_syns(4096, target, PORT, 0xc0ffee),
                 reason: Reason::SynAck,
                 peer_action: pass,
+                synproxy_action: Some(bpf::XDP_TX),
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -238,8 +263,10 @@ impl Bench<'_> {
                 frames: fresh_syns_v4(fresh_frames, target),
                 reason: Reason::SynAck,
                 peer_action: pass,
+                synproxy_action: Some(bpf::XDP_TX),
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: true,
             },
             Class {
@@ -251,8 +278,10 @@ impl Bench<'_> {
                 frames: vec![over_budget.frame()],
                 reason: Reason::Rate,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: true,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -262,9 +291,37 @@ impl Bench<'_> {
                 frames: fresh_syns_v6_one_net(fresh_frames),
                 reason: Reason::Rate,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: true,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: true,
+            },
+            Class {
+                name: "valid cookie ACK: pass (single calls)",
+                mode: Mode::Flood,
+                timing: Timing::Single,
+                frames: vec![cookie_ack.clone()],
+                reason: Reason::ValidCookie,
+                peer_action: pass,
+                synproxy_action: Some(pass),
+                spend_budget: false,
+                lists: Lists::Indexed,
+                cookie_of: Some(syn.clone()),
+                fresh: false,
+            },
+            Class {
+                name: "forged cookie ACK: drop (single calls)",
+                mode: Mode::Flood,
+                timing: Timing::Single,
+                frames: vec![forged.clone()],
+                reason: Reason::BadCookie,
+                peer_action: pass,
+                synproxy_action: Some(bpf::XDP_DROP),
+                spend_budget: false,
+                lists: Lists::Indexed,
+                cookie_of: None,
+                fresh: false,
             },
             Class {
                 name: "valid cookie ACK: pass",
@@ -273,8 +330,10 @@ impl Bench<'_> {
                 frames: vec![cookie_ack],
                 reason: Reason::ValidCookie,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: Some(syn.clone()),
                 fresh: false,
             },
             Class {
@@ -284,8 +343,10 @@ impl Bench<'_> {
                 frames: vec![forged],
                 reason: Reason::BadCookie,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -295,8 +356,10 @@ impl Bench<'_> {
                 frames: vec![data.clone()],
                 reason: Reason::Tcp,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
             Class {
@@ -306,8 +369,10 @@ impl Bench<'_> {
                 frames: vec![data],
                 reason: Reason::Tcp,
                 peer_action: pass,
+                synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
                 fresh: false,
             },
         ])

@@ -27,6 +27,7 @@ use crate::{
     classes::{Class, Mode, Timing},
     peer::Peer,
     report::Measured,
+    synproxy::KernelSynproxy,
 };
 
 /// The namespace's fixtures and the programs.
@@ -46,6 +47,8 @@ pub struct Bench<'a> {
     pub floor: OwnedFd,
     /// xdp-filter, when it could be loaded.
     pub peer: Option<Peer<'a>>,
+    /// The kernel's XDP synproxy, when it could be built and loaded.
+    pub synproxy: Option<KernelSynproxy>,
     /// The established connection's client side (for its port).
     pub client: TcpStream,
     pub _server_side: TcpStream,
@@ -121,6 +124,13 @@ impl<'a> Bench<'a> {
                 None
             }
         };
+        let synproxy = match KernelSynproxy::load(PORT) {
+            Ok(synproxy) => Some(synproxy),
+            Err(e) => {
+                eprintln!("xdp_cost: no kernel XDP synproxy beside synguard: {e:#}");
+                None
+            }
+        };
         Ok(Bench {
             ns,
             ifindex,
@@ -129,6 +139,7 @@ impl<'a> Bench<'a> {
             compared,
             floor,
             peer,
+            synproxy,
             client,
             _server_side: server_side,
             _listener: listener,
@@ -243,7 +254,7 @@ impl<'a> Bench<'a> {
     }
 
     /// Every round: every class, each program on it, interleaved.
-    pub fn measure(&mut self, classes: &[Class], options: &Options) -> Result<Vec<Measured>> {
+    pub fn measure(&mut self, classes: &mut [Class], options: &Options) -> Result<Vec<Measured>> {
         let mut results: Vec<Measured> = classes
             .iter()
             .map(|c| Measured {
@@ -254,10 +265,16 @@ impl<'a> Bench<'a> {
                 synguard: Vec::new(),
                 compared: Vec::new(),
                 peer: Vec::new(),
+                synproxy: Vec::new(),
             })
             .collect();
         for round in 0..options.rounds() {
             eprintln!("xdp_cost: round {}/{}", round + 1, options.rounds());
+            for class in classes.iter_mut() {
+                if let Some(syn) = &class.cookie_of {
+                    class.frames = vec![self.cookie_ack(syn)?];
+                }
+            }
             for (class, result) in classes.iter().zip(&mut results) {
                 self.policy(class.mode)?;
                 self.lists = class.lists;
@@ -317,6 +334,13 @@ impl<'a> Bench<'a> {
                         class.calls(options),
                         class.peer_action,
                     )?);
+                }
+                if let (Some(synproxy), Some(action)) = (&self.synproxy, class.synproxy_action) {
+                    let fd = synproxy.prog.as_fd();
+                    result.synproxy.push(
+                        self.time(fd, class, options, start, class.calls(options), action)
+                            .context("the kernel's XDP synproxy")?,
+                    );
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! Per-packet cost of synguard's XDP program, class by class, through
 //! BPF_PROG_TEST_RUN, next to a two-instruction XDP_PASS program (the
 //! floor: what running any XDP program costs here) and xdp-filter (the
-//! peer, from Debian's xdp-tools) on the same frames, in the same run.
+//! peer, from Debian's xdp-tools) and, on the SYN and cookie-ACK classes,
+//! the kernel's own XDP synproxy (built at bench time from Debian's
+//! linux-source) on the same frames, in the same run.
 //! `cargo xtask bench` runs it; alone:
 //!
 //! ```sh
@@ -35,6 +37,7 @@ mod classes;
 mod fixture;
 mod peer;
 mod report;
+mod synproxy;
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
@@ -120,12 +123,13 @@ fn main() -> Result<()> {
     }
     let results = ns.run(|| -> Result<Vec<Measured>> {
         cpu::pin_current(CPU).context("pinning the measuring thread")?;
-        bench.measure(&classes, &options)
+        bench.measure(&mut classes, &options)
     })?;
     let report = Report {
         results,
         options: &options,
         peer: bench.peer.is_some(),
+        synproxy: bench.synproxy.as_ref().map(|s| s.source.clone()),
     };
     println!("{}", report.markdown());
     if let Some(path) = &options.json {

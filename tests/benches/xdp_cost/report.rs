@@ -30,6 +30,49 @@ pub const TARGETS: [Target; 3] = [
     },
 ];
 
+/// A goal set against something measured on the same frames in the same
+/// run (ratios to the floor move with the machine; these do not): at most
+/// `max_ratio` times `against`, as the median of per-round ratios.
+/// Printed, never asserted.
+pub struct SideBySide {
+    pub class: &'static str,
+    pub against: Against,
+    pub max_ratio: f64,
+}
+
+/// What a [`SideBySide`] goal compares synguard with.
+pub enum Against {
+    /// synguard on another class's frames (the same frames, other settings).
+    Class(&'static str),
+    /// xdp-filter on the same frames.
+    XdpFilter,
+    /// The kernel's XDP synproxy on the same frames.
+    Synproxy,
+}
+
+pub const SIDE_BY_SIDE: [SideBySide; 4] = [
+    SideBySide {
+        class: "established-flow data, flood mode: pass",
+        against: Against::Class("established-flow data, normal mode: pass"),
+        max_ratio: 1.3,
+    },
+    SideBySide {
+        class: "forged cookie ACK: drop",
+        against: Against::XdpFilter,
+        max_ratio: 1.5,
+    },
+    SideBySide {
+        class: "valid cookie ACK: pass",
+        against: Against::XdpFilter,
+        max_ratio: 3.0,
+    },
+    SideBySide {
+        class: "SYN, flood mode: SYN-ACK (XDP_TX)",
+        against: Against::Synproxy,
+        max_ratio: 0.6,
+    },
+];
+
 /// One class's figures, one per round.
 pub struct Measured {
     pub class: &'static str,
@@ -40,6 +83,8 @@ pub struct Measured {
     /// Per `--compare` object, like `synguard`.
     pub compared: Vec<Vec<f64>>,
     pub peer: Vec<f64>,
+    /// The kernel's XDP synproxy, on the classes it is timed on.
+    pub synproxy: Vec<f64>,
 }
 
 /// Median and spread of a set of figures.
@@ -88,12 +133,24 @@ impl Measured {
     fn against_synguard(&self, of: &[f64]) -> Vec<f64> {
         of.iter().zip(&self.synguard).map(|(a, b)| a / b).collect()
     }
+
+    /// This build's time over another program's, per round.
+    fn synguard_over(&self, other: &[f64]) -> Vec<f64> {
+        self.synguard
+            .iter()
+            .zip(other)
+            .map(|(a, b)| a / b)
+            .collect()
+    }
 }
 
 pub struct Report<'a> {
     pub results: Vec<Measured>,
     pub options: &'a Options,
     pub peer: bool,
+    /// The linux-source package the kernel's XDP synproxy was built from,
+    /// when it ran.
+    pub synproxy: Option<String>,
 }
 
 impl Report<'_> {
@@ -109,13 +166,19 @@ impl Report<'_> {
         s += "ns/packet: median (min-max) over rounds; ratio: to the XDP_PASS floor on the same frames, same timing, median of per-round ratios.\n\n";
         s += "| class | timing | synguard verdict | floor ns | synguard ns | synguard / floor |";
         if self.peer {
-            s += " xdp-filter ns | xdp-filter / floor |";
+            s += " xdp-filter ns | xdp-filter / floor | synguard / xdp-filter |";
+        }
+        if self.synproxy.is_some() {
+            s += " kernel synproxy ns | synguard / kernel synproxy |";
         }
         for i in 0..o.compare.len() {
             s += &format!(" compared {} ns | compared {} / synguard |", i + 1, i + 1);
         }
         s += "\n|---|---|---|---:|---:|---:|";
         if self.peer {
+            s += "---:|---:|---:|";
+        }
+        if self.synproxy.is_some() {
             s += "---:|---:|";
         }
         s += &"---:|---:|".repeat(o.compare.len());
@@ -136,8 +199,17 @@ impl Report<'_> {
                 cell(&m.synguard),
                 ratio(&m.synguard),
             );
+            let over = |v: &[f64]| Spread::of(&m.synguard_over(v)).map_or("-".into(), times);
             if self.peer {
-                s += &format!(" {} | {} |", cell(&m.peer), ratio(&m.peer));
+                s += &format!(
+                    " {} | {} | {} |",
+                    cell(&m.peer),
+                    ratio(&m.peer),
+                    over(&m.peer)
+                );
+            }
+            if self.synproxy.is_some() {
+                s += &format!(" {} | {} |", cell(&m.synproxy), over(&m.synproxy));
             }
             for c in &m.compared {
                 let against = Spread::of(&m.against_synguard(c)).map_or("-".into(), times);
@@ -151,11 +223,66 @@ impl Report<'_> {
         if !o.compare.is_empty() {
             s += "\n";
         }
-        s += "\nTargets, on the medians above:\n\n";
+        if let Some(source) = &self.synproxy {
+            s += &format!(
+                "\nkernel synproxy: tools/testing/selftests/bpf/progs/xdp_synproxy_kern.c from {source}, built here with clang, port {} allowed, its default options.\n",
+                crate::PORT
+            );
+        }
+        s += "\nGoals side by side (same frames, same run; median of per-round ratios):\n\n";
+        for goal in &SIDE_BY_SIDE {
+            s += &format!("- {}\n", self.check_side_by_side(goal));
+        }
+        s += "\nGoals against the floor (for reference; the floor moves with the machine):\n\n";
         for target in &TARGETS {
             s += &format!("- {}\n", self.check(target));
         }
         s
+    }
+
+    fn find(&self, class: &str) -> Option<&Measured> {
+        self.results.iter().find(|m| m.class == class)
+    }
+
+    /// A side-by-side goal's per-round ratios, and what they compare with.
+    fn side_by_side(&self, goal: &SideBySide) -> Option<(Spread, String)> {
+        let m = self.find(goal.class)?;
+        let (ratios, with) = match &goal.against {
+            Against::Class(other) => (
+                m.synguard_over(&self.find(other)?.synguard),
+                format!("synguard on \"{other}\""),
+            ),
+            Against::XdpFilter => (m.synguard_over(&m.peer), "xdp-filter".to_string()),
+            Against::Synproxy => (
+                m.synguard_over(&m.synproxy),
+                "the kernel's XDP synproxy".to_string(),
+            ),
+        };
+        Some((Spread::of(&ratios)?, with))
+    }
+
+    fn check_side_by_side(&self, goal: &SideBySide) -> String {
+        let Some((spread, with)) = self.side_by_side(goal) else {
+            return format!("{}: not measured", goal.class);
+        };
+        format!(
+            "{}: {} times {with}, goal <= {:.1}x: {}",
+            goal.class,
+            times(spread),
+            goal.max_ratio,
+            if spread.median <= goal.max_ratio {
+                format!(
+                    "met{}",
+                    if spread.max <= goal.max_ratio {
+                        " in every round"
+                    } else {
+                        ", not in every round"
+                    }
+                )
+            } else {
+                format!("missed by {:.2}x", spread.median / goal.max_ratio)
+            }
+        )
     }
 
     /// Whether a target is met, and by how much it is met or missed.
@@ -212,6 +339,9 @@ impl Report<'_> {
                     "synguard_ratio": spread(&m.ratios(&m.synguard)),
                     "xdp_filter_ns": spread(&m.peer),
                     "xdp_filter_ratio": spread(&m.ratios(&m.peer)),
+                    "synguard_to_xdp_filter": spread(&m.synguard_over(&m.peer)),
+                    "synproxy_ns": spread(&m.synproxy),
+                    "synguard_to_synproxy": spread(&m.synguard_over(&m.synproxy)),
                     "compared_ns": m.compared.iter().map(|c| spread(c)).collect::<Vec<_>>(),
                     "compared_to_synguard": m
                         .compared
@@ -222,6 +352,7 @@ impl Report<'_> {
                         "floor": m.floor,
                         "synguard": m.synguard,
                         "xdp_filter": m.peer,
+                        "synproxy": m.synproxy,
                         "compared": m.compared,
                     },
                 })
@@ -235,6 +366,8 @@ impl Report<'_> {
             "compared": o.compare.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "peer": if self.peer { "xdp-filter --features ipv4,ipv6 --policy allow, source address listed" } else { "none" },
             "classes": classes,
+            "synproxy": self.synproxy,
+            "side_by_side": SIDE_BY_SIDE.iter().map(|g| self.check_side_by_side(g)).collect::<Vec<_>>(),
             "targets": TARGETS.iter().map(|t| self.check(t)).collect::<Vec<_>>(),
         })
     }

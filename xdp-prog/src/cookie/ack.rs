@@ -1,12 +1,12 @@
 //! The ACK check: during a flood, an ACK that reaches a listener must
 //! carry a valid cookie.
-use core::ffi::c_void;
-
-use aya_ebpf::{bindings::tcphdr, helpers::bpf_tcp_check_syncookie, programs::XdpContext};
 use xdp_common::{IfaceSettings, Reason};
+
+use aya_ebpf::programs::XdpContext;
 
 use super::headers::Headers;
 use crate::{
+    flows::Flow,
     parse::{Packet, Tcp},
     sources,
 };
@@ -14,39 +14,50 @@ use crate::{
 /// During a flood: an ACK that reaches a listener (no established or
 /// half-open socket took it) must carry a valid cookie. A valid one, and
 /// the FIN of a connection the kernel holds, make its source a recent
-/// peer.
+/// peer. A connection the lookup found established is remembered for a
+/// second (`flows`), and its segments pass meanwhile without the lookup.
+///
+/// The cookie is checked first, with the raw helper (no socket): a valid
+/// one passes whatever socket takes it, so it needs no lookup. The
+/// socket-bound helper computes the same check after the listener's
+/// recent-overflow test, which the kernel makes again when the ACK reaches
+/// it; so a cookie the raw helper refuses, the listener would too.
 #[inline(always)]
 pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &IfaceSettings) -> Reason {
+    let now = crate::flood::now();
+    let flow = Flow::of(ctx, packet, tcp, config.hash_seed);
+    if let Some(flow) = &flow
+        && flow.known(now)
+    {
+        if tcp.flags.is_fin() {
+            flow.forget();
+            sources::mark_peer(packet, config.hash_seed, now);
+        }
+        return Reason::Tcp;
+    }
     let Some(mut h) = Headers::copy(ctx, packet.family, packet.l3 as u32, tcp.l4 as u32, 20) else {
         return Reason::Internal;
     };
+    if h.raw_cookie_valid() {
+        sources::mark_peer(packet, config.hash_seed, now);
+        return Reason::ValidCookie;
+    }
     let Some(socket) = h.lookup(ctx) else {
         return Reason::Tcp;
     };
     if !socket.is_listener() {
         // Established, TIME_WAIT, or a request socket the kernel made.
+        let established = socket.is_established();
         drop(socket);
         if tcp.flags.is_fin() {
-            sources::mark_peer(packet, config.hash_seed, crate::flood::now());
+            sources::mark_peer(packet, config.hash_seed, now);
+        } else if established && let Some(flow) = &flow {
+            flow.remember(now);
         }
         return Reason::Tcp;
     }
-    let ip_len = h.family.ip_len() as u32;
-    // SAFETY: the helper reads ip_len bytes of `ip` and 20 of `tcp`.
-    let checked = unsafe {
-        bpf_tcp_check_syncookie(
-            socket.0 as *mut c_void,
-            h.ip as *mut c_void,
-            ip_len,
-            h.tcp as *mut tcphdr,
-            20,
-        )
-    };
     drop(socket);
-    if checked == 0 {
-        sources::mark_peer(packet, config.hash_seed, crate::flood::now());
-        Reason::ValidCookie
-    } else if h.ack_for_us(ctx, packet.vlan) {
+    if h.ack_for_us(ctx, packet.vlan) {
         Reason::BadCookie
     } else {
         // The lookup finds a wildcard listener whatever the destination: an

@@ -5,8 +5,9 @@ use core::{ffi::c_void, mem::MaybeUninit};
 use aya_ebpf::{
     bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple, iphdr, ipv6hdr, tcphdr},
     helpers::{
-        bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_gen_syncookie, bpf_tcp_raw_gen_syncookie_ipv4,
-        bpf_tcp_raw_gen_syncookie_ipv6,
+        bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_gen_syncookie,
+        bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
+        bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
     },
     macros::map,
     maps::Array,
@@ -17,7 +18,8 @@ use xdp_common::{ALIGNED_ARRAY, ListenerSlot, Reason, listeners};
 use super::headers::Headers;
 use crate::parse::Family;
 
-/// include/net/tcp_states.h `TCP_LISTEN`.
+/// include/net/tcp_states.h `TCP_ESTABLISHED`, `TCP_LISTEN`.
+const TCP_ESTABLISHED: u32 = 1;
 const TCP_LISTEN: u32 = 10;
 
 /// What the last full look at each destination port found (see
@@ -42,6 +44,12 @@ impl Socket {
     pub(super) fn is_listener(&self) -> bool {
         // SAFETY: non-null; `state` is readable on any sock_common.
         unsafe { (*self.0).state == TCP_LISTEN }
+    }
+
+    #[inline(always)]
+    pub(super) fn is_established(&self) -> bool {
+        // SAFETY: as in `is_listener`.
+        unsafe { (*self.0).state == TCP_ESTABLISHED }
     }
 }
 
@@ -104,6 +112,24 @@ impl Headers {
         } else {
             Some(Socket(sk as *mut bpf_sock))
         }
+    }
+
+    /// Whether the ACK's acknowledgment number is a cookie the kernel's
+    /// secret made for its 4-tuple within the last minutes (the raw
+    /// helper: no socket).
+    #[inline(always)]
+    pub(super) fn raw_cookie_valid(&mut self) -> bool {
+        let ip = self.ip as *mut u8;
+        let th = self.tcp as *mut tcphdr;
+        // SAFETY: the helpers read the fixed IP header (20 or 40 bytes of
+        // `ip`) and the 20-byte TCP header of `tcp`, in scratch.
+        let checked = unsafe {
+            match self.family {
+                Family::V4 => bpf_tcp_raw_check_syncookie_ipv4(ip as *mut iphdr, th),
+                Family::V6 => bpf_tcp_raw_check_syncookie_ipv6(ip as *mut ipv6hdr, th),
+            }
+        };
+        checked == 0
     }
 
     /// A cookie from the raw helper (the kernel's secret and MSS table,

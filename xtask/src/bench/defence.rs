@@ -155,9 +155,20 @@ fn nft(ns: &Netns, ruleset: &str) -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the peers come from: xdp-filter (the per-packet peer)
-/// and nft (synproxy, a flood-lab defence).
-pub const PEER_PACKAGES: [&str; 2] = ["xdp-tools", "nftables"];
+/// Debian packages the peers come from: xdp-filter (the per-packet peer),
+/// the kernel's XDP synproxy (the per-packet peer on SYNs and cookie ACKs,
+/// compiled by the bench from linux-source's selftest with clang and
+/// libbpf's headers, loaded by bpftool; 6.12 because 6.1's copy exceeds
+/// the verifier's instruction limit on newer kernels) and nft (synproxy, a
+/// flood-lab defence).
+pub const PEER_PACKAGES: [&str; 6] = [
+    "xdp-tools",
+    "clang",
+    "libbpf-dev",
+    "bpftool",
+    "linux-source-6.12",
+    "nftables",
+];
 
 /// Installs the peers' Debian packages that are missing (idempotent).
 pub fn install_peers() -> Result<()> {

@@ -1,0 +1,86 @@
+//! Connections the socket lookup found established during a flood
+//! (`FLOWS`; what that trusts, and for how long: `xdp_common::flows`).
+use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
+use xdp_common::{FlowSlot, flows};
+
+use crate::parse::{Family, Packet, Tcp, ptr_at};
+
+#[map(name = "FLOWS")]
+static FLOWS: Array<FlowSlot> = Array::with_max_entries(flows::SLOTS, 0);
+
+/// A segment's connection: its slot and tag.
+pub struct Flow {
+    slot: u32,
+    tag: u32,
+}
+
+/// The data path's clock in `FlowSlot::seen` units.
+#[inline(always)]
+fn units(now: u64) -> u32 {
+    (now >> flows::CLOCK_SHIFT) as u32
+}
+
+impl Flow {
+    /// The connection of a TCP segment, its addresses and ports read from
+    /// the frame.
+    #[inline(always)]
+    pub fn of(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, seed: u64) -> Option<Flow> {
+        let ports: *const u32 = ptr_at(ctx, tcp.l4)?;
+        let mut dst = [0u8; 16];
+        // SAFETY: `ptr_at` checked that the bytes are inside the frame.
+        unsafe {
+            match packet.family {
+                Family::V4 => {
+                    let d: *const [u8; 4] = ptr_at(ctx, packet.l3 + 16)?;
+                    dst[..4].copy_from_slice(&*d);
+                }
+                Family::V6 => {
+                    let d: *const [u8; 16] = ptr_at(ctx, packet.l3 + 24)?;
+                    dst = *d;
+                }
+            }
+            let (slot, tag) = flows::place(&packet.src, &dst, ports.read_unaligned(), seed);
+            Some(Flow { slot, tag })
+        }
+    }
+
+    /// Whether a lookup found this connection established within the
+    /// last `flows::FRESH_NS`.
+    #[inline(always)]
+    pub fn known(&self, now: u64) -> bool {
+        FLOWS.get(self.slot).is_some_and(|s| {
+            s.tag == self.tag
+                && units(now).wrapping_sub(s.seen) < (flows::FRESH_NS >> flows::CLOCK_SHIFT) as u32
+        })
+    }
+
+    /// Remembers that a lookup found the connection established at `now`.
+    #[inline(always)]
+    pub fn remember(&self, now: u64) {
+        if let Some(slot) = FLOWS.get_ptr_mut(self.slot) {
+            // SAFETY: a store into our own map's value, valid for this
+            // run; two CPUs storing at once leave one whole slot or the
+            // other's (a forgotten connection is only looked up again).
+            unsafe {
+                *slot = FlowSlot {
+                    tag: self.tag,
+                    seen: units(now),
+                }
+            };
+        }
+    }
+
+    /// Forgets the connection (its peer is ending it), if it is the one
+    /// remembered in its slot.
+    #[inline(always)]
+    pub fn forget(&self) {
+        if let Some(slot) = FLOWS.get_ptr_mut(self.slot) {
+            // SAFETY: as in `remember`.
+            unsafe {
+                if (*slot).tag == self.tag {
+                    (*slot).tag = 0;
+                }
+            }
+        }
+    }
+}
