@@ -589,3 +589,63 @@ fn an_upgrade_carries_the_lists_of_an_older_map_layout_over_once() {
             .is_some_and(|s| s.success())
     );
 }
+
+/// The XDP program id the kernel reports on the lab's target interface.
+fn xdp_prog_id(lab: &Lab) -> u64 {
+    let out = lab
+        .target
+        .command("ip")
+        .args(["-d", "-j", "link", "show", "dev", &lab.target_if])
+        .output()
+        .expect("ip link show");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    links[0]["xdp"]["prog"]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no XDP program on {}: {links}", lab.target_if))
+}
+
+#[test]
+fn dry_run_in_the_config_counts_would_drops_and_a_reload_arms_in_place() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let dir = ConfigDir::new();
+    let t = &lab.target;
+    let iface = &lab.target_if;
+    let dry = config(&lab, r#"block = ["198.18.5.0/24"]"#)
+        .replace("mode = \"native\"\n", "mode = \"native\"\ndry_run = true\n");
+    assert!(dry.contains("dry_run = true"), "{dry}");
+    let path = dir.write("synguard.toml", &dry);
+    let mut daemon = synguard.daemon(t, &path).unwrap();
+    wait_healthy(t, &mut daemon);
+    let prog = xdp_prog_id(&lab);
+    let would = |body: &str| {
+        http::sample(
+            body,
+            "synguard_packets_total",
+            &format!(r#"device="{iface}",verdict="would_drop",reason="blocklist""#),
+        )
+        .unwrap_or_else(|e| panic!("{e}:\n{body}")) as u64
+    };
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 9), 7);
+    let body = scrape(t);
+    assert_eq!(would(&body), 7, "{body}");
+    assert_eq!(blocklist_drops(&body, iface), 0, "{body}");
+
+    // Enforcing on reload: the same program, now dropping.
+    dir.write(
+        "synguard.toml",
+        &dry.replace("dry_run = true", "dry_run = false"),
+    );
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        daemon.wait_for_log("reloaded", Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(xdp_prog_id(&lab), prog, "a reload never reattaches");
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 5, 9), 5);
+    let body = scrape(t);
+    assert_eq!(blocklist_drops(&body, iface), 5, "{body}");
+    assert_eq!(would(&body), 7, "{body}");
+}

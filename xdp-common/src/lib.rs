@@ -26,6 +26,23 @@ impl Verdict {
             Verdict::Aborted => "aborted",
         }
     }
+
+    /// The label value of a packet a dry-run interface passed instead
+    /// (docs/design.md#dry-run): `would_drop`, `would_answer`; a pass is
+    /// always a pass, an abort always an abort.
+    pub const fn would_name(self) -> &'static str {
+        match self {
+            Verdict::Drop => "would_drop",
+            Verdict::Tx => "would_answer",
+            other => other.name(),
+        }
+    }
+
+    /// Whether a dry-run interface passes a packet with this verdict
+    /// instead, and counts it as what it would have been.
+    pub const fn held_in_dry_run(self) -> bool {
+        matches!(self, Verdict::Drop | Verdict::Tx)
+    }
 }
 
 /// Why the program gave a packet its verdict. The discriminant indexes the
@@ -86,7 +103,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// How many reasons there are: the length of the counter array.
+    /// How many reasons there are. The counter array holds twice as many
+    /// slots: the first `COUNT` for what the program did, the next `COUNT`
+    /// (at [`Reason::would_slot`]) for what a dry-run interface would have
+    /// done.
     pub const COUNT: u32 = 20;
 
     /// Every reason, in discriminant order.
@@ -112,6 +132,13 @@ impl Reason {
         Reason::CookieFallback,
         Reason::NotLocal,
     ];
+
+    /// The counter slot of a packet a dry-run interface passed that
+    /// enforcing would have dropped or answered for this reason.
+    #[inline(always)]
+    pub const fn would_slot(self) -> u32 {
+        Reason::COUNT + self as u32
+    }
 
     /// The verdict this reason always comes with.
     pub const fn verdict(self) -> Verdict {
@@ -176,7 +203,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 10;
+pub const MAP_LAYOUT_VERSION: u32 = 11;
 
 /// `BPF_F_MMAPABLE`, for the arrays whose values are laid out to fit cache
 /// lines (`BUDGETS`, `SOURCES`: 64-byte sets read at random in a flood;
@@ -195,7 +222,8 @@ pub const COOKIE_PROGRAM: &str = "synguard_syn";
 
 /// Names of the maps, as declared in the XDP program and pinned by userspace.
 pub mod maps {
-    /// Per interface: `PerCpuArray<Counter>` indexed by `Reason`.
+    /// Per interface: `PerCpuArray<Counter>` indexed by `Reason`, then by
+    /// [`super::Reason::would_slot`] (dry-run).
     pub const COUNTERS: &str = "COUNTERS";
     /// Per interface: `Array<IfaceSettings>`, one entry, written by userspace.
     pub const CONFIG: &str = "CONFIG";
@@ -424,6 +452,13 @@ pub struct IfaceSettings {
     /// Destination ports whose SYNs go to the kernel even in a flood (the
     /// operator guards only some ports). Empty: every port is guarded.
     pub unguarded_ports: PortSet,
+    /// Non-zero: dry-run (docs/design.md#dry-run). Everything is decided
+    /// and counted as when enforcing, budgets and flood detection
+    /// included, but a packet that would be dropped or answered is passed
+    /// untouched and counted at its [`Reason::would_slot`]. Switching is
+    /// this one write (`synguard arm`), never a reattach.
+    pub dry_run: u32,
+    pub _pad: u32,
 }
 
 /// A set of TCP ports as a bitmap: bit `p % 64` of word `p / 64`.
@@ -757,7 +792,7 @@ mod tests {
         use core::mem::size_of;
         assert_eq!(
             size_of::<IfaceSettings>(),
-            4 * 4 + 2 * 2 + 4 + 4 * 8 + 8 + 8192
+            4 * 4 + 2 * 2 + 4 + 4 * 8 + 8 + 8192 + 8
         );
         assert_eq!(size_of::<FloodState>(), 5 * 8 + 2 * 4);
         assert_eq!(size_of::<SourceKey>(), 4 + 16);

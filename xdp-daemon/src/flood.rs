@@ -16,6 +16,8 @@ pub struct Running {
     /// Whether SYNs are answered from XDP now: always, or auto with a
     /// flood detected.
     pub engaged: bool,
+    /// Dry-run: passing what it would drop or answer.
+    pub dry_run: bool,
     pub state: FloodState,
 }
 
@@ -34,7 +36,8 @@ impl Running {
 pub fn running(layout: &PinLayout, iface: &str) -> Result<Running, MapError> {
     let map = Map::Array(MapData::from_pin(layout.map(iface, maps::CONFIG))?);
     let config: Array<MapData, IfaceSettings> = Array::try_from(map)?;
-    let mode = config.get(&0, 0)?.flood_mode;
+    let settings = config.get(&0, 0)?;
+    let mode = settings.flood_mode;
     let state = state(layout, iface)?;
     let policy = match mode {
         m if m == FloodMode::Always as u32 => FloodMode::Always,
@@ -44,6 +47,7 @@ pub fn running(layout: &PinLayout, iface: &str) -> Result<Running, MapError> {
     Ok(Running {
         policy,
         engaged: policy == FloodMode::Always || (policy == FloodMode::Auto && state.active != 0),
+        dry_run: settings.dry_run != 0,
         state,
     })
 }

@@ -133,13 +133,12 @@ fn packets(
                 continue;
             }
         };
-        for reason in Reason::ALL {
+        for (verdict, reason, counter) in c.labelled() {
             let labels: Labels = vec![
                 (DEVICE, name.clone()),
-                ("verdict", reason.verdict().name().into()),
+                ("verdict", verdict.into()),
                 ("reason", reason.name().into()),
             ];
-            let counter = c.get(reason);
             packets.push((labels.clone(), counter.packets));
             bytes.push((labels, counter.bytes));
         }
@@ -157,7 +156,7 @@ fn packets(
     counter(
         enc,
         "synguard_packets",
-        "Packets seen by the XDP program, by interface, verdict and reason.",
+        "Packets seen by the XDP program, by interface, verdict and reason (would_drop, would_answer: passed in dry-run).",
         &packets,
     )?;
     counter(

@@ -58,6 +58,12 @@ pub fn config() -> Option<&'static IfaceSettings> {
     CONFIG.get(0)
 }
 
+/// True on a dry-run interface (docs/design.md#dry-run).
+#[inline(always)]
+pub fn dry_run() -> bool {
+    CONFIG.get(0).is_some_and(|config| config.dry_run != 0)
+}
+
 /// True while the interface is in flood mode (for ACKs: no counting).
 #[inline(always)]
 pub fn active(config: &IfaceSettings) -> bool {

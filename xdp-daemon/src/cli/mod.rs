@@ -1,4 +1,5 @@
 //! The CLI as one clap derive enum; one file per verb.
+mod arm;
 mod attach;
 mod config;
 mod detach;
@@ -59,6 +60,8 @@ enum Command {
     Status(status::Args),
     Attach(attach::Args),
     Detach(detach::Args),
+    Arm(arm::Args),
+    Disarm(arm::DisarmArgs),
     Stats(stats::Args),
     /// Drop every packet from a source range, on every interface, at once.
     Block(lists::BlockArgs),
@@ -115,6 +118,8 @@ impl Cli {
             Command::Status(args) => status::run(&cx, args),
             Command::Attach(args) => attach::run(&cx, args),
             Command::Detach(args) => detach::run(&cx, args),
+            Command::Arm(args) => arm::run(&cx, &args.iface, false),
+            Command::Disarm(args) => arm::run(&cx, &args.iface, true),
             Command::Stats(args) => stats::run(&cx, args),
             Command::Block(args) => lists::block(&cx, args),
             Command::Unblock(args) => lists::remove(&cx, List::Block, args),

@@ -96,6 +96,7 @@ mod tests {
             name: name.into(),
             mode: AttachMode::Auto,
             replace: false,
+            dry_run: false,
         }
     }
 

@@ -125,6 +125,11 @@ impl Daemon {
     ) {
         let expires = decide::block_expires(now, duration);
         for iface in layout.attached().unwrap_or_default() {
+            // Dry-run blocks nothing: its sources over budget are counted
+            // (`would_drop` `rate`), and shown by `status`, only.
+            if flood::running(layout, &iface).is_ok_and(|r| r.dry_run) {
+                continue;
+            }
             let over = match flood::over_budget(layout, &iface) {
                 Ok(over) if !over.is_empty() => over,
                 Ok(_) => continue,
