@@ -133,6 +133,11 @@ impl Reason {
         Reason::NotLocal,
     ];
 
+    /// The reason of a label value ([`Reason::name`]).
+    pub fn by_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.name() == name)
+    }
+
     /// The counter slot of a packet a dry-run interface passed that
     /// enforcing would have dropped or answered for this reason.
     #[inline(always)]
@@ -203,7 +208,7 @@ pub struct Counter {
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 11;
+pub const MAP_LAYOUT_VERSION: u32 = 12;
 
 /// `BPF_F_MMAPABLE`, for the arrays whose values are laid out to fit cache
 /// lines (`BUDGETS`, `SOURCES`: 64-byte sets read at random in a flood;
@@ -285,6 +290,12 @@ pub mod maps {
     /// routes: every address, AnyIP ranges).
     pub const LOCAL_V4: &str = "LOCAL_V4";
     pub const LOCAL_V6: &str = "LOCAL_V6";
+    /// Per interface: `Array<CaptureSettings>`, one entry, written by
+    /// `synguard capture` (see [`super::capture`]).
+    pub const CAPTURE: &str = "CAPTURE";
+    /// Per interface: a ring buffer of [`super::CaptureRecord`]s, filled
+    /// only while a capture runs.
+    pub const CAPTURE_RING: &str = "CAPTURE_RING";
     /// Maps shared by every interface's program instance.
     pub const SHARED: [&str; 10] = [
         BLOCK_V4,
@@ -299,7 +310,7 @@ pub mod maps {
         INDEX_V4_HOSTS,
     ];
     /// Maps each interface's instance has for itself.
-    pub const PER_INTERFACE: [&str; 13] = [
+    pub const PER_INTERFACE: [&str; 15] = [
         COUNTERS,
         CONFIG,
         FLOOD,
@@ -313,7 +324,60 @@ pub mod maps {
         VLANS,
         LOCAL_V4,
         LOCAL_V6,
+        CAPTURE,
+        CAPTURE_RING,
     ];
+}
+
+/// Packets captured where they settle, for `synguard capture` and `top`
+/// (docs/design.md#capture): the program copies the first
+/// [`capture::SNAP_LEN`] bytes of a frame, with its counter slot, into a
+/// ring buffer, only while [`CaptureSettings::until_ns`] is in the future.
+pub mod capture {
+    /// Bytes of each frame copied: every header a SYN can carry (two VLAN
+    /// tags, IPv6 with extension headers, TCP with options), not payload.
+    pub const SNAP_LEN: usize = 256;
+    /// The ring buffer per interface (a power of two pages): about 3,600
+    /// records; a reader that falls behind loses records, never packets.
+    pub const RING_BYTES: u32 = 1 << 20;
+    /// How long a capture's flag lasts unless renewed: a capture that dies
+    /// without clearing it costs the data path at most this long.
+    pub const LEASE_NS: u64 = 2_000_000_000;
+}
+
+/// What `synguard capture` asks of the data path, in `CAPTURE`. All zero:
+/// nothing captured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CaptureSettings {
+    /// Capture until then (CLOCK_MONOTONIC ns); 0: off.
+    pub until_ns: u64,
+    /// Counter slots to capture: bit `slot` for each (`Reason as u32`, or
+    /// [`Reason::would_slot`] for dry-run's).
+    pub slots: u64,
+    /// Keep one packet in `sample` (0 and 1: every one).
+    pub sample: u32,
+    pub _pad: u32,
+}
+
+// Every counter slot has its bit in `CaptureSettings::slots`.
+const _: () = assert!(2 * Reason::COUNT <= 64);
+
+/// One captured packet, as the data path writes it into `CAPTURE_RING`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct CaptureRecord {
+    /// CLOCK_MONOTONIC ns when it settled.
+    pub ts_ns: u64,
+    /// The frame's length as it left the program, and how much of it
+    /// is in `data`.
+    pub len: u32,
+    pub caplen: u32,
+    /// The counter slot it was counted in (its reason, or dry-run's).
+    pub slot: u32,
+    pub _pad: u32,
+    /// The frame as it left the program (an answer: the SYN-ACK sent).
+    pub data: [u8; capture::SNAP_LEN],
 }
 
 /// Indexes of [`maps::LIST_IN_USE`], one per list trie.
@@ -771,6 +835,7 @@ mod user {
     unsafe impl aya::Pod for super::HostGroup {}
     unsafe impl aya::Pod for super::HostLink {}
     unsafe impl aya::Pod for super::HostSelf {}
+    unsafe impl aya::Pod for super::CaptureSettings {}
 }
 
 #[cfg(test)]
@@ -802,6 +867,8 @@ mod tests {
         assert_eq!(size_of::<ListenerSlot>(), 32);
         assert_eq!(size_of::<HostLink>(), 8);
         assert_eq!(size_of::<HostSelf>(), 64);
+        assert_eq!(size_of::<CaptureSettings>(), 24);
+        assert_eq!(size_of::<CaptureRecord>(), 24 + capture::SNAP_LEN);
     }
 
     #[test]

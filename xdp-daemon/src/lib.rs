@@ -2,11 +2,14 @@
 //! under bpffs, and reading its counters. The `synguard` binary (main.rs and
 //! `cli/`) is a thin layer over these modules; the tests use them directly.
 pub mod attach;
+pub mod capture;
 pub mod config;
 pub mod counters;
 pub mod daemon;
+pub mod explain;
 pub mod features;
 pub mod flood;
+pub mod frames;
 pub mod host;
 pub mod kernel;
 pub mod lists;

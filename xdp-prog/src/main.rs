@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod capture;
 mod cookie;
 mod counters;
 mod flood;
@@ -28,7 +29,7 @@ pub fn synguard(ctx: XdpContext) -> u32 {
     // Counted as received, before a SYN is rewritten into its answer.
     let len = ctx.data_end() - ctx.data();
     let reason = verdict(&ctx);
-    counters::settle(reason, len)
+    counters::settle(&ctx, reason, len)
 }
 
 /// The cookie path: a program of its own, which `synguard` hands the SYNs
@@ -37,7 +38,7 @@ pub fn synguard(ctx: XdpContext) -> u32 {
 pub fn synguard_syn(ctx: XdpContext) -> u32 {
     let len = ctx.data_end() - ctx.data();
     let reason = cookie::answer_handed(&ctx);
-    counters::settle(reason, len)
+    counters::settle(&ctx, reason, len)
 }
 
 /// Why this packet gets the verdict it gets.

@@ -15,7 +15,8 @@ use anyhow::{Result, bail};
 use crate::{exec, is_root};
 
 /// Debian packages: the eBPF compiler and its source, LLVM for bpf-linker,
-/// and the tools the lab drives (ip, ethtool).
+/// the tools the lab drives (ip, ethtool), and tshark, with which the
+/// tests read `synguard capture`'s files as an operator would.
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -23,6 +24,7 @@ const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
     "ethtool",
+    "tshark",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13";
@@ -44,7 +46,7 @@ pub fn run() -> Result<()> {
         let list = missing.join(" ");
         if !Path::new("/etc/debian_version").exists() {
             bail!(
-                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool) by hand"
+                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool, tshark) by hand"
             );
         }
         if !is_root() {
@@ -77,7 +79,7 @@ pub fn run() -> Result<()> {
         )?;
     }
     eprintln!(
-        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool)"
+        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, tshark)"
     );
     Ok(())
 }
