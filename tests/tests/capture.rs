@@ -272,3 +272,56 @@ fn explain_gives_the_live_verdicts_without_moving_live_counters() {
         "{answer}"
     );
 }
+
+#[test]
+fn top_ranks_the_source_prefixes_dropped_most() {
+    let (synguard, lab, _server) = flooded_lab();
+    synguard
+        .run(&lab.target, &["block", "198.18.9.0/24"])
+        .unwrap();
+    let mut child = synguard
+        .command(&lab.target)
+        .args([
+            "--json",
+            "top",
+            &lab.target_if,
+            "--sample",
+            "1/1",
+            "--for",
+            "3s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("synguard top");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    lab.send_udp_from(BLOCKED, 5);
+    lab.send_udp_from(Ipv4Addr::new(198, 18, 9, 1), 2);
+    // Passed packets are not ranked.
+    lab.send_udp_from(OUTSIDE_V4, 9);
+    let out = child.wait_with_output().expect("top ends after --for");
+    assert!(out.status.success(), "{out:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("top JSON");
+    let rows: Vec<(String, String, u64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["prefix"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+                r["packets"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("198.18.0.0/24".into(), "blocklist".into(), 5),
+            ("198.18.9.0/24".into(), "blocklist".into(), 2),
+        ]
+    );
+}

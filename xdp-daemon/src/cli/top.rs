@@ -61,6 +61,7 @@ pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
         args.reasons.clone()
     };
     let mut capture = start(cx, &args.iface, &reasons, args.sample)?;
+    eprintln!("watching {}", args.iface);
     let started = Instant::now();
     let mut last_draw = Instant::now();
     let mut seen: HashMap<(IpNet, &'static str, Reason), u64> = HashMap::new();
