@@ -107,6 +107,7 @@ pub fn on_syn(config: &IfaceSettings, now: u64) -> bool {
         let hold = config.flood_hold_ms as u64 * NS_PER_MS;
         if (*state).active != 0 && now.wrapping_sub((*state).last_over_ns) > hold {
             (*state).active = 0;
+            crate::events::synguard_log_flood_ended((*state).last_rate);
         }
         match config.flood_mode {
             m if m == FloodMode::Always as u32 => true,
@@ -136,6 +137,7 @@ fn close_window(state: &mut FloodState, config: &IfaceSettings, now: u64, elapse
         if state.active == 0 {
             state.active = 1;
             state.engaged_ns = now;
+            crate::events::synguard_log_flood_engaged(rate);
         }
     }
 }

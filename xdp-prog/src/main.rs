@@ -7,6 +7,7 @@
 mod capture;
 mod cookie;
 mod counters;
+mod events;
 mod flood;
 mod host;
 mod lists;

@@ -34,6 +34,7 @@ use crate::{
 
 mod apply;
 mod decide;
+mod logs;
 mod stop;
 mod upkeep;
 
@@ -80,6 +81,10 @@ struct Daemon {
     /// Per interface, what the last host sync left out of the maps (said
     /// once, not every second).
     host_left_out: BTreeMap<String, Vec<String>>,
+    /// The data path's logs, forwarded to ours.
+    logs: logs::ProgramLogs,
+    /// Its decisions, at log_level = "debug".
+    decisions: logs::Decisions,
 }
 
 /// Waits until the rtnetlink events socket is readable; forever without one.
@@ -145,6 +150,8 @@ impl Daemon {
             started: unix_now(),
             last_reload_error: None,
             host_left_out: BTreeMap::new(),
+            logs: logs::ProgramLogs::default(),
+            decisions: logs::Decisions::default(),
         }
     }
 

@@ -56,6 +56,9 @@ impl Daemon {
     /// configured), re-attach interfaces that came back, sync the host
     /// maps.
     pub(super) fn housekeeping(&mut self) {
+        self.logs.forward(&self.options.layout);
+        let debug = matches!(self.config.log_level.as_str(), "debug" | "trace");
+        self.decisions.forward(&self.options.layout, debug);
         self.sync_hosts();
         let layout = self.options.layout.clone();
         let state = self.options.state.clone();

@@ -211,6 +211,7 @@ pub fn hand_over(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, now: u64) -> Reas
         };
         TAIL.tail_call(ctx, 0);
     }
+    crate::events::synguard_log_cookie_program_missing(now);
     Reason::CookieFallback
 }
 
