@@ -233,7 +233,14 @@ fn explain_gives_the_live_verdicts_without_moving_live_counters() {
         .collect();
     let file = synguard.state_dir().with_extension("hex");
     std::fs::write(&file, hex).unwrap();
-    let before = synguard.counters(&lab.target, &lab.target_if).unwrap();
+    // The counters explain's frames would move; the link's own chatter
+    // (neighbour discovery) may move others meanwhile.
+    let moved = |synguard: &Synguard| {
+        let mut rows = synguard.counters(&lab.target, &lab.target_if).unwrap();
+        rows.retain(|(v, r, _)| frames.iter().any(|(_, fv, fr)| v == fv && r == fr));
+        rows
+    };
+    let before = moved(&synguard);
     let out = synguard
         .run(
             &lab.target,
@@ -242,11 +249,7 @@ fn explain_gives_the_live_verdicts_without_moving_live_counters() {
         .expect("synguard explain");
     let _ = std::fs::remove_file(&file);
     let explained: serde_json::Value = serde_json::from_str(&out).expect("explain JSON");
-    assert_eq!(
-        synguard.counters(&lab.target, &lab.target_if).unwrap(),
-        before,
-        "explain moved no live counter"
-    );
+    assert_eq!(moved(&synguard), before, "explain moved no live counter");
     let tx = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
     for (i, (frame, verdict, reason)) in frames.iter().enumerate() {
         let row = &explained[i];

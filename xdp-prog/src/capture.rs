@@ -11,6 +11,9 @@ use aya_ebpf::{
 };
 use xdp_common::{CaptureRecord, CaptureSettings, capture};
 
+/// The shortest frame worth a record: an Ethernet header.
+const ETH_HLEN: usize = 14;
+
 /// What the capture asks for; written by userspace, all zero when off.
 #[map(name = "CAPTURE")]
 static CAPTURE: Array<CaptureSettings> = Array::with_max_entries(1, 0);
@@ -48,14 +51,16 @@ fn record(ctx: &XdpContext, settings: &CaptureSettings, slot: u32) {
     }
     // The frame as it leaves: an answer is as long as the SYN-ACK.
     let len = ctx.data_end() - ctx.data();
+    // bpf_xdp_load_bytes wants a length the verifier knows is above 0:
+    // Linux 6.1's does not learn that from `!= 0`, but from `<` it does.
+    if len < ETH_HLEN {
+        return;
+    }
     let caplen = if len < capture::SNAP_LEN {
         len
     } else {
         capture::SNAP_LEN
     };
-    if caplen == 0 {
-        return;
-    }
     // A full ring (a reader behind) loses the record, not the packet.
     let Some(mut entry) = CAPTURE_RING.reserve::<CaptureRecord>(0) else {
         return;
