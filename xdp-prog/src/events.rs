@@ -1,8 +1,10 @@
 //! Rare events of the data path, logged through aya-log into the
 //! program's `AYA_LOGS` ring, which the daemon forwards to its log
 //! (docs/design.md#logs): flood mode engaged and ended, the cookie path's
-//! program missing, the IPv4 list index off. Nothing per packet: the
-//! daemon's decision logs come from a capture.
+//! program missing. Nothing per packet: the daemon's decision logs come
+//! from a capture. (The IPv4 list index off is the daemon's to say: it
+//! is the normal state with no lists, where a test per packet here cost
+//! a clock read and a call.)
 //!
 //! An event that can repeat per packet is logged at most once a second
 //! per CPU (`LOG_LAST`). Each logging function is a global BPF function (scalar
@@ -19,8 +21,7 @@ use aya_log_ebpf::{info, warn};
 static LOG_LAST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KINDS, 0);
 
 const COOKIE_MISSING: u32 = 0;
-const INDEX_OFF: u32 = 1;
-const KINDS: u32 = 2;
+const KINDS: u32 = 1;
 
 // aya-log's macros take the program's context only to ignore it; these
 // events are logged from places that do not hold it.
@@ -70,18 +71,6 @@ pub extern "C" fn synguard_log_cookie_program_missing(now: u64) -> u64 {
         warn!(
             NO_CONTEXT,
             "the cookie path's program is missing from TAIL: SYNs go to the kernel (cookie_fallback)"
-        );
-    }
-    0
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn synguard_log_index_off(now: u64) -> u64 {
-    if may_log(INDEX_OFF, now, 1) {
-        info!(
-            NO_CONTEXT,
-            "the IPv4 list index is off: the tries decide (a list change under way, or left by a crash)"
         );
     }
     0

@@ -107,7 +107,6 @@ pub fn lookup(packet: &Packet) -> Listed {
 fn index_v4(src: &[u8; 16]) -> Option<u16> {
     let live = *LIST_IN_USE.get(list_in_use::INDEX_V4)?;
     if live == 0 {
-        crate::events::synguard_log_index_off(crate::flood::now());
         return None;
     }
     let chunk = INDEX_V4.get((live - 1) * index::CHUNKS + src[0] as u32)?;
