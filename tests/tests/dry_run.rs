@@ -70,6 +70,11 @@ fn dry_run_passes_and_counts_then_arming_enforces_without_reattach() {
         .expect("attach --dry-run");
     assert!(out.contains("dry-run"), "{out}");
     let attached = attachment(&lab, &synguard);
+    // The kernel answers every SYN that reaches the listener with a
+    // cookie, so its count of cookies sent counts the SYNs it got.
+    lab.target
+        .set_sysctl("net.ipv4.tcp_syncookies", "2")
+        .unwrap();
     let status = synguard.run(&lab.target, &["status"]).unwrap();
     assert!(status.contains("DRY-RUN"), "status says so: {status}");
     let count = |verdict: &str, reason: &str| {
@@ -119,8 +124,10 @@ fn dry_run_passes_and_counts_then_arming_enforces_without_reattach() {
         "flood mode engaged and counted its answers"
     );
     assert_eq!(count("tx", "syn_ack"), 0, "no SYN-ACK written in dry-run");
+    // Every SYN counted as would-be answered reached the listener as it
+    // came, and the kernel answered it (a few may be lost to its backlog).
     assert!(
-        delta("TcpExtSyncookiesSent") > 0,
+        delta("TcpExtSyncookiesSent") * 100 >= would_answer * 95,
         "the flood's SYNs reached the listener, which answered them itself"
     );
 
