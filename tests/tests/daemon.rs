@@ -702,3 +702,68 @@ fn the_data_paths_events_and_decisions_reach_the_daemons_log() {
         "{decisions} decisions logged in a few seconds"
     );
 }
+
+#[test]
+fn a_dry_run_interface_blocks_no_source_over_budget_and_an_armed_one_does() {
+    require_root();
+    let lab = Lab::new().unwrap();
+    let synguard = Synguard::new(lab.target.name());
+    let dir = ConfigDir::new();
+    let t = &lab.target;
+    let text = |dry: bool| {
+        format!(
+            "{}\n[flood]\nmode = \"always\"\n\n[budgets]\nblock_over_budget_for = \"1m\"\n",
+            config(&lab, "")
+        )
+        .replace(
+            "mode = \"native\"\n",
+            &format!("mode = \"native\"\ndry_run = {dry}\n"),
+        )
+    };
+    let path = dir.write("synguard.toml", &text(true));
+    let mut daemon = synguard.daemon(t, &path).unwrap();
+    wait_healthy(t, &mut daemon);
+    let _server = EchoServer::start(t, SocketAddr::new(IpAddr::V4(TARGET_V4), 80)).unwrap();
+    // One source far over its budget (50 SYN/s, burst 100).
+    let source = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 99));
+    let frames: Vec<Vec<u8>> = (0..2000u16)
+        .map(|i| packets::Segment::syn(source, IpAddr::V4(TARGET_V4), 10000 + i, 80).frame())
+        .collect();
+    let tx = RawSender::open(&lab.outside, &lab.outside_if).unwrap();
+    let over_budget = |synguard: &Synguard| {
+        synguard
+            .settled_count(t, &lab.target_if, "would_drop", "rate")
+            .unwrap()
+            + synguard
+                .settled_count(t, &lab.target_if, "drop", "rate")
+                .unwrap()
+    };
+    traffic::flood(&tx, &frames, Duration::from_secs(1), 20_000);
+    assert!(over_budget(&synguard) > 0, "the source went over budget");
+    // The daemon looks once a second; give it three.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !listed(&synguard, t).contains("198.18.0.99"),
+        "dry-run blocked nothing: {}",
+        listed(&synguard, t)
+    );
+
+    dir.write("synguard.toml", &text(false));
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        daemon.wait_for_log("reloaded", Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    traffic::flood(&tx, &frames, Duration::from_secs(1), 20_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !listed(&synguard, t).contains("198.18.0.99") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "armed, the source over budget was never blocked: {}\n{}",
+            listed(&synguard, t),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
