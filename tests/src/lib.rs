@@ -7,11 +7,13 @@
 //! guards remove it all (processes by pid, pins, namespaces), also when a
 //! test panics.
 pub mod bench;
+pub mod bgp;
 pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod packets;
 pub mod peer_xdp;
+pub mod rawbpf;
 pub mod synguard;
 pub mod traffic;
 

@@ -143,25 +143,15 @@ fn sysctl_path(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))
 }
 
-/// Parses /proc/net/{netstat,snmp}: pairs of header and value lines.
+/// Parses /proc/net/{netstat,snmp}, keyed as nstat names the counters
+/// (`TcpExtListenDrops`); a negative value (`TcpMaxConn`) counts as 0.
 pub fn parse_netstat(text: &str) -> std::collections::HashMap<String, u64> {
-    let mut out = std::collections::HashMap::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [header, values] = pair else { continue };
-        let mut names = header.split_whitespace();
-        let mut nums = values.split_whitespace();
-        let (Some(prefix), Some(_)) = (names.next(), nums.next()) else {
-            continue;
-        };
-        let prefix = prefix.trim_end_matches(':');
-        for (name, value) in names.zip(nums) {
-            if let Ok(v) = value.parse::<i64>() {
-                out.insert(format!("{prefix}{name}"), v.max(0) as u64);
-            }
-        }
-    }
-    out
+    xdp_common::procfs::netstat_fields(text)
+        .filter_map(|(prefix, name, value)| {
+            let v = value.parse::<i64>().ok()?;
+            Some((format!("{prefix}{name}"), v.max(0) as u64))
+        })
+        .collect()
 }
 
 /// Runs a command, failing with its stderr when it fails.

@@ -263,21 +263,18 @@ fn the_daemon_follows_addresses_added_and_removed_while_attached() {
     // goes to the kernel (`syn`). Either way, not `not_local`.
     let not_local = || r.count("pass", "not_local");
     let ours = || r.count("pass", "syn") + r.count("tx", "syn_ack");
+    // Adds or deletes the address, and leaves the daemon a second to see it.
+    let address = |verb: &str| {
+        let cidr = format!("{added}/32");
+        let args = ["addr", verb, &cidr, "dev", &r.lab.target_if];
+        r.lab.target.ip(&args).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    };
     send_syn();
     let (before, ours_before) = (not_local(), ours());
     assert!(before >= 1, "before: not local");
 
-    r.lab
-        .target
-        .ip(&[
-            "addr",
-            "add",
-            &format!("{added}/32"),
-            "dev",
-            &r.lab.target_if,
-        ])
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    address("add");
     send_syn();
     assert_eq!(
         (not_local(), ours()),
@@ -286,17 +283,7 @@ fn the_daemon_follows_addresses_added_and_removed_while_attached() {
         daemon.log()
     );
 
-    r.lab
-        .target
-        .ip(&[
-            "addr",
-            "del",
-            &format!("{added}/32"),
-            "dev",
-            &r.lab.target_if,
-        ])
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    address("del");
     send_syn();
     assert_eq!(
         (not_local(), ours()),

@@ -25,7 +25,7 @@ fn auto_mode_on_a_driver_without_native_xdp_warns_of_skb_mode() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("(skb mode)"), "{stdout}");
     assert!(
-        stderr.contains("warning: sgbridge0: the driver (virtual device) refused native XDP")
+        stderr.contains("warning: sgbridge0: the driver (bridge) refused native XDP")
             && stderr.contains("skb (generic) mode"),
         "{stderr}"
     );
@@ -65,4 +65,51 @@ fn a_daemon_that_cannot_attach_leaves_the_sysctls_as_they_were() {
     assert!(log.contains("restored: start failed"), "{log}");
     assert_eq!(ns.sysctl("net.ipv4.tcp_timestamps").unwrap().trim(), "1");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn offloads_are_read_as_ethtool_shows_them_and_veth_has_none_that_block_xdp() {
+    // veth reports LRO and hardware GRO as fixed off (the offloads that
+    // stop native XDP elsewhere), so it can show the read, not a refusal:
+    // generic GRO, which veth lets change, read back in each state.
+    require_root();
+    let ns = Netns::create(&format!("{}-nio", unique_prefix())).expect("netns");
+    ns.ip(&[
+        "link", "add", "sgoff0", "type", "veth", "peer", "name", "sgoff1",
+    ])
+    .unwrap();
+    ns.ip(&["link", "set", "sgoff0", "up"]).unwrap();
+    let read = |name: &str| {
+        ns.run(|| xdp_daemon::nic::offloads("sgoff0"))
+            .expect("offloads of sgoff0")
+            .into_iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("no offload {name}"))
+    };
+    for blocking in xdp_daemon::nic::XDP_BLOCKING_OFFLOADS {
+        let o = read(blocking);
+        assert!(!o.active && o.fixed, "{o:?}");
+    }
+    for (state, active) in [("off", false), ("on", true)] {
+        let out = ns
+            .command("ethtool")
+            .args(["-K", "sgoff0", "gro", state])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let gro = read("rx-gro");
+        assert_eq!(gro.active, active, "{gro:?} after gro {state}");
+        assert!(!gro.fixed, "{gro:?}");
+    }
+    // And so native attach gives no offload hints, and succeeds.
+    assert!(
+        ns.run(|| xdp_daemon::nic::native_refusal("sgoff0", None))
+            .is_empty()
+    );
+    let synguard = Synguard::new(ns.name());
+    let out = synguard
+        .run(&ns, &["attach", "sgoff0", "--mode", "native"])
+        .unwrap();
+    assert!(out.contains("(native mode)"), "{out}");
+    synguard.run(&ns, &["detach", "sgoff0"]).unwrap();
 }

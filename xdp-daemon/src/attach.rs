@@ -65,12 +65,15 @@ pub enum AttachError {
     NoSuchInterface(String),
     #[error(transparent)]
     Load(#[from] LoadError),
-    #[error("attaching to {iface} in {mode} mode: {source}")]
+    #[error("attaching to {iface} in {mode} mode: {source}{}", hints.iter().map(|h| format!("\n  likely why: {h}")).collect::<String>())]
     Attach {
         iface: String,
         mode: AttachMode,
         #[source]
         source: ProgramError,
+        /// What the interface shows that stops native XDP (nic.rs); boxed
+        /// to keep the error small.
+        hints: Box<[String]>,
     },
     #[error(
         "the kernel attached {iface} without a bpf_link, which cannot be pinned (kernel < 5.9?)"
@@ -249,6 +252,7 @@ fn attach_and_pin(
                     iface: iface.into(),
                     mode: used,
                     source,
+                    hints: Box::default(),
                 })?;
                 let link = FdLink::try_from(link).map_err(|_| AttachError::NotALink {
                     iface: iface.into(),
@@ -264,11 +268,32 @@ fn attach_and_pin(
         }
     }
     let (mode, source) = last_error.expect("at least one attempt");
+    let hints = if mode == AttachMode::Native {
+        crate::nic::native_refusal(iface, os_error(&source)).into()
+    } else {
+        Box::default()
+    };
     Err(AttachError::Attach {
         iface: iface.into(),
         mode,
         source,
+        hints,
     })
+}
+
+/// The errno somewhere in `error`'s chain.
+fn os_error(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(code) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// Says what did not fit the host maps (its SYNs go to the kernel).

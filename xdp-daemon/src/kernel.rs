@@ -2,6 +2,8 @@
 //! listeners: read from /proc/net/netstat of the calling thread's namespace.
 use std::{collections::BTreeMap, fs, io};
 
+use xdp_common::procfs::netstat_fields;
+
 /// The TcpExt counters synguard reports, by the kernel's name.
 pub const TCP_EXT: &[&str] = &[
     "ListenOverflows",
@@ -18,25 +20,12 @@ pub fn netstat() -> io::Result<BTreeMap<String, u64>> {
     Ok(parse_netstat(&text))
 }
 
-/// The file is pairs of lines: `Prefix: name name ...` then
-/// `Prefix: value value ...`.
+/// The counters keyed `Prefix.Name`; a value that is not a count is left
+/// out.
 fn parse_netstat(text: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (Some((prefix, names)), Some((_, values))) =
-            (names.split_once(':'), values.split_once(':'))
-        else {
-            continue;
-        };
-        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
-            if let Ok(v) = value.parse() {
-                out.insert(format!("{prefix}.{name}"), v);
-            }
-        }
-    }
-    out
+    netstat_fields(text)
+        .filter_map(|(prefix, name, value)| Some((format!("{prefix}.{name}"), value.parse().ok()?)))
+        .collect()
 }
 
 #[cfg(test)]

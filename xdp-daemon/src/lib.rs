@@ -2,6 +2,7 @@
 //! under bpffs, and reading its counters. The `synguard` binary (main.rs and
 //! `cli/`) is a thin layer over these modules; the tests use them directly.
 pub mod attach;
+pub mod bgp;
 pub mod capture;
 pub mod config;
 pub mod counters;

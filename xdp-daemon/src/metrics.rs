@@ -1,4 +1,6 @@
-//! `/metrics` (OpenMetrics text, through prometheus-client) and `/healthz`.
+//! `/metrics` (OpenMetrics text, through prometheus-client; the Prometheus
+//! text format to a scraper that does not ask for OpenMetrics) and
+//! `/healthz`.
 //!
 //! Every value is read at scrape time from the pinned maps, the kernel and
 //! /proc: nothing is mirrored, so a scrape shows what the data path counted
@@ -10,10 +12,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+mod text_format;
+
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
     routing::get,
 };
@@ -27,7 +31,7 @@ use xdp_common::Reason;
 
 use crate::{
     counters::Counters,
-    flood, kernel,
+    features, flood, kernel,
     lists::{List, ListMaps},
     pins::PinLayout,
     sysctl,
@@ -40,12 +44,17 @@ pub struct Known {
     /// The attach mode in use, per interface the daemon attached.
     pub modes: BTreeMap<String, String>,
     pub desired_sysctls: BTreeMap<String, i64>,
+    /// What the kernel offers, probed once after start-up (it does not
+    /// change while the kernel runs; tcp_timestamps is read per scrape).
+    pub kernel: Option<features::Offers>,
 }
 
 #[derive(Debug)]
 struct SynguardCollector {
     layout: PinLayout,
     known: Arc<Mutex<Known>>,
+    /// The interfaces the config names (the daemon's list, as /healthz reads it).
+    wanted: Arc<Mutex<Vec<String>>>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -96,19 +105,44 @@ impl Collector for SynguardCollector {
             tracing::warn!("metrics: listing attached interfaces: {e}");
             Vec::new()
         });
-        let (modes, desired) = {
+        let (modes, desired, offers) = {
             let known = self.known.lock().expect("not poisoned");
-            (known.modes.clone(), known.desired_sysctls.clone())
+            (
+                known.modes.clone(),
+                known.desired_sysctls.clone(),
+                known.kernel.clone(),
+            )
         };
         packets(&mut enc, &self.layout, &attached, &modes)?;
+        configured(&mut enc, &self.wanted)?;
         floods(&mut enc, &self.layout, &attached)?;
         lists(&mut enc, &self.layout)?;
         kernel_counters(&mut enc)?;
         sysctls(&mut enc, &desired)?;
+        if let Some(offers) = offers {
+            kernel_features(&mut enc, offers)?;
+        }
         build(&mut enc)
     }
 }
 
+/// The interfaces the config asks synguard to protect: one without
+/// `synguard_attached` is not protected (an alert's signal; a detached
+/// interface's own series just disappear).
+fn configured(enc: &mut DescriptorEncoder, wanted: &Mutex<Vec<String>>) -> fmt::Result {
+    let rows: Vec<(Labels, i64)> = wanted
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|name| (device(name), 1))
+        .collect();
+    gauge(
+        enc,
+        "synguard_configured",
+        "1 for each interface the config asks synguard to protect; one without synguard_attached is not protected.",
+        &rows,
+    )
+}
 /// The data path's counters per interface (packets and bytes by verdict
 /// and reason, and the SYN-ACK and cookie-ACK views of them), and the
 /// interfaces attached.
@@ -309,6 +343,30 @@ fn sysctls(enc: &mut DescriptorEncoder, desired: &BTreeMap<String, i64>) -> fmt:
     )
 }
 
+/// What the running kernel offers, probed once after start-up, and the
+/// mode synguard runs in because of it (`features`).
+fn kernel_features(enc: &mut DescriptorEncoder, mut offers: features::Offers) -> fmt::Result {
+    offers.tcp_timestamps = sysctl::read("net.ipv4.tcp_timestamps").ok();
+    let rows: Vec<(Labels, i64)> = offers
+        .metric_rows()
+        .into_iter()
+        .map(|(name, present)| (vec![("feature", name)], i64::from(present)))
+        .collect();
+    gauge(
+        enc,
+        "synguard_kernel_feature",
+        "1 if the running kernel offers what synguard uses, 0 if not, by probing: each BPF helper, map kind, xdp_frags, xdp_link, a trial load of the programs (program_load), and tcp_timestamps_2 (cookies from XDP keep window scaling and SACK).",
+        &rows,
+    )?;
+    let mode = offers.mode().0.name().to_string();
+    gauge(
+        enc,
+        "synguard_kernel_mode",
+        "1 for the mode synguard runs in on this kernel: full, degraded (cookies from XDP carry the MSS only), refused, unknown.",
+        &[(vec![("mode", mode)], 1i64)],
+    )
+}
+
 /// synguard's version.
 fn build(enc: &mut DescriptorEncoder) -> fmt::Result {
     let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]);
@@ -332,10 +390,19 @@ fn snake(name: &str) -> String {
     out
 }
 
-/// The registry with synguard's collector.
-pub fn registry(layout: PinLayout, known: Arc<Mutex<Known>>) -> Registry {
+/// The registry with synguard's collector; `wanted` is the list of
+/// interfaces the config names.
+pub fn registry(
+    layout: PinLayout,
+    known: Arc<Mutex<Known>>,
+    wanted: Arc<Mutex<Vec<String>>>,
+) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SynguardCollector { layout, known }));
+    registry.register_collector(Box::new(SynguardCollector {
+        layout,
+        known,
+        wanted,
+    }));
     registry
 }
 
@@ -367,7 +434,9 @@ pub async fn serve(
     axum::serve(listener, router).await
 }
 
-async fn metrics(State(app): State<App>) -> impl IntoResponse {
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics =
+        text_format::wants_openmetrics(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     // Map reads are short syscalls; a blocking thread keeps them off the
     // runtime's only worker.
     let body = tokio::task::spawn_blocking(move || {
@@ -376,13 +445,19 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     })
     .await;
     match body {
-        Ok(Ok(body)) => (
+        Ok(Ok(body)) if openmetrics => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             body,
+        )
+            .into_response(),
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, text_format::CONTENT_TYPE)],
+            text_format::from_openmetrics(&body),
         )
             .into_response(),
         _ => (

@@ -28,9 +28,9 @@ pub enum LoadError {
     Tail(#[source] aya::maps::MapError),
     #[error("the kernel verifier rejected the XDP program: {0}")]
     Verifier(#[source] ProgramError),
-    /// Found by probing after the verifier refused the program.
-    #[error("{}", features::describe_missing(.0))]
-    MissingHelpers(Vec<features::Helper>),
+    /// Found by probing after the kernel refused the program.
+    #[error("{}", features::describe_missing(&.0.iter().collect::<Vec<_>>()))]
+    MissingFeatures(Vec<features::Feature>),
 }
 
 /// Loads the program into the kernel. With a layout, its maps are pinned
@@ -84,13 +84,15 @@ pub fn load_object(
     Ok(ebpf)
 }
 
-/// A refused load explained: the helpers the kernel lacks, if probing
+/// A refused load explained: the features the kernel lacks, if probing
 /// finds any (one line instead of the verifier's log), else the verifier's
 /// own words.
 fn explain(error: ProgramError) -> LoadError {
-    match features::missing_helpers() {
-        Ok(missing) if !missing.is_empty() => LoadError::MissingHelpers(missing),
-        _ => LoadError::Verifier(error),
+    let missing = features::missing();
+    if missing.is_empty() {
+        LoadError::Verifier(error)
+    } else {
+        LoadError::MissingFeatures(missing)
     }
 }
 

@@ -14,6 +14,8 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::lists::List;
+
 pub const DEFAULT_STATE_DIR: &str = "/run/synguard";
 
 /// Now, in Unix seconds: the clock of list expiries and the status file.
@@ -139,6 +141,8 @@ pub enum Origin {
     Config,
     /// The daemon, for a source over its SYN budget.
     OverBudget,
+    /// The fleet: a route with the fleet community (removed when withdrawn).
+    Bgp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +150,16 @@ pub struct EntryMeta {
     pub origin: Origin,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Announced to the fleet (`block --share`) by the running daemon.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub share: bool,
+    /// Announced upstream as a FlowSpec discard (`block --upstream`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub upstream: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// Comments and origins of list entries, by list name then CIDR.
@@ -155,6 +169,26 @@ pub struct ListMeta {
     pub block: BTreeMap<IpNet, EntryMeta>,
     #[serde(default)]
     pub allow: BTreeMap<IpNet, EntryMeta>,
+}
+
+impl ListMeta {
+    /// The records of `list`; the martians have none.
+    pub fn of(&self, list: List) -> Option<&BTreeMap<IpNet, EntryMeta>> {
+        match list {
+            List::Block => Some(&self.block),
+            List::Allow => Some(&self.allow),
+            List::Martian => None,
+        }
+    }
+
+    /// As [`ListMeta::of`], to change them (`lists::entries` does).
+    pub fn of_mut(&mut self, list: List) -> Option<&mut BTreeMap<IpNet, EntryMeta>> {
+        match list {
+            List::Block => Some(&mut self.block),
+            List::Allow => Some(&mut self.allow),
+            List::Martian => None,
+        }
+    }
 }
 
 /// What the running daemon writes for `status`.

@@ -5,6 +5,7 @@ mod docs;
 mod matrix;
 mod package;
 mod setup;
+mod systemd;
 mod test;
 
 use std::{
@@ -45,6 +46,11 @@ enum Task {
     /// the smoke checks in each, then on this kernel; writes
     /// target/matrix/matrix.json (root).
     Matrix,
+    /// Install the .deb in a Debian container booted with systemd as PID 1
+    /// (systemd-nspawn) and drive the service through systemctl: start,
+    /// reload, watchdog, kill -9, stop, capabilities, journal, dpkg -r and
+    /// --purge (root).
+    Systemd,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
         Task::Package => package::run(),
         Task::Bench(args) => bench::run(args),
         Task::Matrix => matrix::run(),
+        Task::Systemd => systemd::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

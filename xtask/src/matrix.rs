@@ -38,12 +38,25 @@ const CHECKS: &[&str] = &[
     "cookie_handshake_v6",
     "blocklist_drop",
     "detach",
+    "skb_mode_cookie",
     "daemon_start_stop",
     "virtio_native_cookie",
+    "virtio_offloads_named",
+    "virtio_mq_native_cookie",
 ];
 /// Two single-queue virtio-net NICs joined on a hub inside qemu (no host
 /// networking); smoke.py finds them by these MACs (QEMU's prefix).
 const VIRTIO_MACS: [&str; 2] = ["52:54:00:12:34:a1", "52:54:00:12:34:a2"];
+/// Two multi-queue virtio-net NICs: taps on a bridge in a network
+/// namespace the matrix makes (qemu runs there), so no host interface is
+/// involved. The first (the client's) comes without ctrl_guest_offloads,
+/// so the host's guest offloads stay on and virtio_net refuses XDP there
+/// (smoke.py's virtio_offloads_named); the second gets synguard.
+const MQ_MACS: [&str; 2] = ["52:54:00:12:34:b1", "52:54:00:12:34:b2"];
+/// Queue pairs of each: the guest's 2 CPUs use 2, XDP_TX gets the other 2
+/// (virtio_net `virtnet_xdp_set`: curr + one per CPU <= max).
+const MQ_QUEUES: u32 = 4;
+const MQ_TAPS: [&str; 2] = ["sgmq0", "sgmq1"];
 /// Debian suites whose `linux-image-amd64` names the kernels to test.
 const SUITES: &[&str] = &["bullseye", "bookworm", "trixie", "sid"];
 const SECURITY_SUITES: &[&str] = &["bullseye-security", "bookworm-security", "trixie-security"];
@@ -131,6 +144,8 @@ pub fn run() -> Result<()> {
     print_table(&rows);
     let json = json!({ "checks": CHECKS, "partial": only.is_some(), "kernels": rows });
     fs::write(root.join("matrix.json"), serde_json::to_vec_pretty(&json)?)?;
+    // The same as a Markdown table, to check docs/kernels.md against.
+    fs::write(root.join("kernels.md"), markdown(&rows))?;
     eprintln!("xtask matrix: wrote {}", root.join("matrix.json").display());
     if let Some(only) = &only {
         eprintln!("xtask matrix: partial run ({ONLY_VAR}={})", only.join(","));
@@ -207,7 +222,7 @@ fn runs(program: &str, args: &[&str]) -> bool {
 
 /// The Debian mirror and security archive this machine's apt uses, so the
 /// scratch configuration reaches the same ones.
-fn mirrors() -> Result<(String, Option<String>)> {
+pub(crate) fn mirrors() -> Result<(String, Option<String>)> {
     let (mut mirror, mut security) = (None, None);
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
@@ -241,7 +256,7 @@ fn mirrors() -> Result<(String, Option<String>)> {
         }
     }
     let mirror = mirror.context(
-        "no Debian mirror in /etc/apt/sources.list(.d): the matrix fetches kernels from it",
+        "no Debian mirror in /etc/apt/sources.list(.d): the kernel matrix and the systemd test fetch from it",
     )?;
     Ok((mirror, security))
 }
@@ -426,14 +441,15 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
         .with_context(|| format!("no kernel image in {}", kernel.dir.display()))?;
 
     let guest_cmd = format!(
-        "python3 {} {} {} {} > {} 2>&1",
+        "python3 {} {} {} {} {},{MQ_QUEUES} > {} 2>&1",
         smoke.display(),
         synguard.display(),
         out.join("smoke.json").display(),
         VIRTIO_MACS.join(","),
+        MQ_MACS.join(","),
         out.join("smoke.log").display()
     );
-    let nics: String = VIRTIO_MACS
+    let mut nics: String = VIRTIO_MACS
         .iter()
         .enumerate()
         .map(|(i, mac)| {
@@ -442,10 +458,25 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
             )
         })
         .collect();
+    for (i, (mac, tap)) in MQ_MACS.iter().zip(MQ_TAPS).enumerate() {
+        let offloads = if i == 0 {
+            ",ctrl_guest_offloads=off"
+        } else {
+            ""
+        };
+        nics.push_str(&format!(
+            "-netdev tap,id=smq{i},ifname={tap},script=no,downscript=no,queues={MQ_QUEUES} \
+             -device virtio-net-pci,netdev=smq{i},mac={mac},mq=on,vectors={}{offloads} ",
+            2 * MQ_QUEUES + 2
+        ));
+    }
+    let mq = MqNet::create()?;
     let log = fs::File::create(out.join("vng.log"))?;
     // vng exits 255 here even when the command ran (no udev in the guest):
-    // the verdict file, not the exit status, says what happened.
-    let mut child = Command::new("vng")
+    // the verdict file, not the exit status, says what happened. It runs
+    // in the taps' namespace (`ip netns exec` execs it: the same pid).
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &mq.0, "vng"])
         .args(["--disable-kvm", "--force-9p", "--run"])
         .arg(&vmlinuz)
         .args(["--busybox", "/bin/busybox", "--cpus", "2", "--memory", "2G"])
@@ -500,6 +531,40 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
     }
 }
 
+/// The namespace of the multi-queue NICs' taps, bridged: made before a VM
+/// boots, removed (taps first) when it is done, also on failure. Named
+/// after this process, so two matrix runs on one machine do not meet.
+struct MqNet(String);
+
+impl MqNet {
+    fn create() -> Result<MqNet> {
+        let name = format!("synguard-matrix-mq-{}", std::process::id());
+        let ip = |args: &[&str]| exec(Command::new("ip").args(["-n", &name]).args(args));
+        exec(Command::new("ip").args(["netns", "add", &name]))?;
+        let net = MqNet(name.clone());
+        ip(&["link", "add", "sgmqbr", "type", "bridge"])?;
+        for tap in MQ_TAPS {
+            ip(&["tuntap", "add", "dev", tap, "mode", "tap", "multi_queue"])?;
+            ip(&["link", "set", tap, "master", "sgmqbr", "up"])?;
+        }
+        ip(&["link", "set", "sgmqbr", "up"])?;
+        Ok(net)
+    }
+}
+
+impl Drop for MqNet {
+    fn drop(&mut self) {
+        for tap in MQ_TAPS {
+            let _ = Command::new("ip")
+                .args(["-n", &self.0, "tuntap", "del", "dev", tap, "mode", "tap"])
+                .args(["multi_queue"])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
 /// One kernel's results, as written to matrix.json.
 fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<()>) -> Value {
     let seconds = started.elapsed().as_secs_f64().round();
@@ -524,10 +589,10 @@ fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<
     let verdict = |c: &str| checks[c]["verdict"].as_str().unwrap_or("-").to_string();
     let as_promised = smoke["done"] == true
         && if supported {
-            // The host run has no NICs of its own to give the virtio check.
+            // The host run has no NICs of its own to give the virtio checks.
             CHECKS.iter().all(|c| {
                 verdict(c) == "pass"
-                    || (suite == "host" && *c == "virtio_native_cookie" && verdict(c) == "skip")
+                    || (suite == "host" && c.starts_with("virtio_") && verdict(c) == "skip")
             })
         } else {
             verdict("attach_native_netns") == "refused"
@@ -561,6 +626,32 @@ fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<
 fn series(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The kernel x check table in Markdown, as docs/kernels.md words it:
+/// pass is "supported", refused "refused", skip "not run".
+fn markdown(rows: &[Value]) -> String {
+    let mut out = format!("| kernel | {} |\n|---|", CHECKS.join(" | "));
+    out.push_str(&"---|".repeat(CHECKS.len()));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!(
+            "| {} ({}) |",
+            r["kernel"].as_str().unwrap_or(""),
+            r["suite"].as_str().unwrap_or("")
+        ));
+        for c in CHECKS {
+            let word = match r["checks"][c]["verdict"].as_str().unwrap_or("-") {
+                "pass" => "supported",
+                "refused" => "refused",
+                "skip" => "not run",
+                other => other,
+            };
+            out.push_str(&format!(" {word} |"));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn print_table(rows: &[Value]) {
@@ -621,5 +712,22 @@ mod tests {
         );
         assert_eq!(series("6.1.0-57-amd64"), Some((6, 1)));
         assert_eq!(series("6.12.117+deb13-amd64"), Some((6, 12)));
+    }
+
+    #[test]
+    fn the_markdown_table_words_verdicts_as_the_docs_do() {
+        let mut checks = serde_json::Map::new();
+        for (i, c) in CHECKS.iter().enumerate() {
+            let verdict = ["pass", "refused", "skip"][i % 3];
+            checks.insert(c.to_string(), json!({ "verdict": verdict }));
+        }
+        let row = json!({ "kernel": "6.1.0-57-amd64", "suite": "bookworm", "checks": checks });
+        let md = markdown(&[row]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines.len(), 3, "{md}");
+        assert!(
+            lines[2].starts_with("| 6.1.0-57-amd64 (bookworm) | supported | refused | not run |")
+        );
+        assert_eq!(lines[0].matches('|').count(), CHECKS.len() + 2);
     }
 }

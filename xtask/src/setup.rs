@@ -6,17 +6,19 @@
 //! rust-src and cannot download it), and bpf-linker built against Debian's
 //! LLVM 22 (its default feature wants LLVM 23).
 use std::{
+    fs,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::{exec, is_root};
 
 /// Debian packages: the eBPF compiler and its source, LLVM for bpf-linker,
-/// the tools the lab drives (ip, ethtool), and tshark, with which the
-/// tests read `synguard capture`'s files as an operator would.
+/// the tools the lab drives (ip, ethtool; gobgpd, the BGP speaker of
+/// the fleet tests and of `[bgp]`), and tshark, with which the tests read
+/// `synguard capture`'s files as an operator would.
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -24,9 +26,15 @@ const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
     "ethtool",
+    "gobgpd",
     "tshark",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// promtool (the alert rules' unit tests, the lint of a real scrape), taken
+/// out of Debian's prometheus package rather than installed with it: the
+/// package's init script would start a Prometheus server on a host whose
+/// PID 1 is not systemd. Relative to the workspace.
+pub const PROMTOOL: &str = "target/tools/promtool";
 const BPF_LINKER_VERSION: &str = "0.13";
 
 /// Installs Debian packages without their recommends (root).
@@ -78,10 +86,58 @@ pub fn run() -> Result<()> {
                 .env("PATH", path),
         )?;
     }
+    promtool()?;
     eprintln!(
-        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, tshark)"
+        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, promtool, tshark)"
     );
     Ok(())
+}
+
+/// Puts promtool at [`PROMTOOL`] unless it is there and runs.
+fn promtool() -> Result<()> {
+    let dest = crate::workspace().join(PROMTOOL);
+    if runs(&dest) {
+        return Ok(());
+    }
+    let scratch = crate::workspace().join("target/tools/prometheus-deb");
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch)?;
+    eprintln!("xtask setup: taking promtool out of Debian's prometheus package");
+    let download = || {
+        Command::new("apt-get")
+            .args(["download", "-q", "prometheus"])
+            .current_dir(&scratch)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !download() {
+        // No package lists yet (a fresh machine).
+        exec(Command::new("apt-get").args(["update", "-q"]))?;
+        if !download() {
+            bail!(
+                "apt-get download prometheus failed: promtool is needed for the alert rules' tests"
+            );
+        }
+    }
+    let deb = fs::read_dir(&scratch)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download prometheus left no .deb")?;
+    let unpacked = scratch.join("x");
+    exec(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    fs::copy(unpacked.join("usr/bin/promtool"), &dest)
+        .with_context(|| format!("copying promtool to {}", dest.display()))?;
+    fs::remove_dir_all(&scratch)?;
+    ensure!(runs(&dest), "{} does not run", dest.display());
+    Ok(())
+}
+
+fn runs(program: &Path) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 pub(crate) fn installed(package: &str) -> bool {

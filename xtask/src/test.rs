@@ -1,8 +1,9 @@
 //! Every check and test, in the order that fails fastest: fmt, doc links,
-//! clippy, the workspace's tests, then the kernel matrix.
+//! clippy, the alert rules' unit tests, the workspace's tests, the .deb
+//! under a booted systemd, then the kernel matrix.
 use std::{
     io::{BufRead, BufReader},
-    process::Stdio,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
@@ -33,6 +34,18 @@ pub fn run() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The alert rules: valid, and their unit tests pass.
+    let promtool = workspace().join(crate::setup::PROMTOOL);
+    exec(
+        Command::new(&promtool)
+            .args(["check", "rules", "synguard.rules.yml"])
+            .current_dir(workspace().join("packaging/prometheus")),
+    )?;
+    exec(
+        Command::new(&promtool)
+            .args(["test", "rules", "synguard.rules.test.yml"])
+            .current_dir(workspace().join("packaging/prometheus")),
+    )?;
     // The end-to-end tests drive the real binary, built next to them.
     exec(cargo().args(["build", "--locked", "-p", "xdp-daemon"]))?;
     let tally = cargo_test()?;
@@ -51,6 +64,12 @@ pub fn run() -> Result<()> {
     if tally.passed == 0 {
         closing();
         bail!("no test ran");
+    }
+    // The package and its unit in a container booted with systemd as PID 1
+    // (docs/operating.md#running-under-systemd).
+    if let Err(e) = crate::systemd::run() {
+        closing();
+        return Err(e.context("the .deb under systemd"));
     }
     // Debian's kernels booted under qemu (docs/kernels.md#the-kernel-matrix):
     // fails the run when a kernel does worse than that page promises.

@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 use synguard_tests::{
-    bench::bpf,
     lab::{OUTSIDE_V4, TARGET_V4},
     packets::{self, Flags, Segment},
+    rawbpf as bpf,
 };
 use xdp_common::Reason;
 

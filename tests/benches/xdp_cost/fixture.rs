@@ -8,10 +8,10 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use aya::{Ebpf, maps::Array};
 use synguard_tests::{
-    bench::bpf,
     lab::{TARGET_MAC, TARGET_V4, TARGET_V6, if_index, mac},
     netns::Netns,
     packets::{Flags, Rng, Segment},
+    rawbpf as bpf,
 };
 use xdp_common::{Budget, FloodMode, FloodState, IfaceSettings, list_in_use, maps};
 use xdp_daemon::{

@@ -4,8 +4,8 @@ use std::os::fd::OwnedFd;
 
 use anyhow::{Context, Result, ensure};
 use synguard_tests::{
-    bench::bpf,
     netns::{Netns, run_quiet},
+    rawbpf as bpf,
 };
 
 use crate::BLOCKED;

@@ -21,14 +21,12 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::{
-    bpf::{self, Insn},
-    cpu,
-};
+use super::cpu;
 use crate::{
     lab,
     netns::Netns,
     packets::{self, Segment},
+    rawbpf::{self as bpf, Insn},
     traffic::{self, RawSender},
 };
 

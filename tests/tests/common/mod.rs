@@ -135,14 +135,8 @@ impl Harness {
         let before = self.counters();
         let fd = program::xdp(&mut self.ebpf).fd().expect("loaded");
         let mut out = vec![0u8; frame.len() + 256];
-        synguard_tests::bench::bpf::test_run_on(
-            fd.as_fd(),
-            frame,
-            Some(&mut out),
-            1,
-            Some(ifindex),
-        )
-        .expect("BPF_PROG_TEST_RUN");
+        synguard_tests::rawbpf::test_run_on(fd.as_fd(), frame, Some(&mut out), 1, Some(ifindex))
+            .expect("BPF_PROG_TEST_RUN");
         let delta = self.counters().since(&before);
         let reasons: Vec<Reason> = Reason::ALL
             .into_iter()

@@ -69,13 +69,14 @@ pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let _lock = cx.state.lock().context("taking the state lock")?;
+    let before = nic::channels(&args.iface).ok();
     let outcome = attach(&cx.layout, &args.iface, args.mode, &policy, args.replace)
         .with_context(|| format!("cannot attach to {}", args.iface))?;
     match outcome {
         Attached::New(mode) => {
             let dry = if args.dry_run { ", dry-run" } else { "" };
             println!("attached to {} ({mode} mode{dry})", args.iface);
-            for w in nic::warnings(&args.iface, args.mode, mode) {
+            for w in nic::warnings(&args.iface, args.mode, mode, before) {
                 eprintln!("warning: {w}");
             }
         }

@@ -11,8 +11,11 @@ use ipnet::IpNet;
 use serde::Serialize;
 use xdp_daemon::{
     config::{parse_cidr, parse_duration},
-    lists::{List, ListMaps},
-    state::{EntryMeta, Origin, unix_now},
+    lists::{
+        List, ListMaps,
+        entries::{Announce, Entries},
+    },
+    state::{Origin, unix_now},
 };
 
 use super::Env;
@@ -35,6 +38,14 @@ pub struct BlockArgs {
     /// Why, for whoever reads `synguard list` later.
     #[arg(long)]
     comment: Option<String>,
+    /// Also announce it to the fleet: the running daemon announces it with
+    /// the `[bgp.fleet]` community, and withdraws it with the entry.
+    #[arg(long)]
+    share: bool,
+    /// Also ask the upstream to drop it: the running daemon announces a
+    /// FlowSpec discard for this source range, withdrawn with the entry.
+    #[arg(long)]
+    upstream: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,11 +67,41 @@ pub enum Which {
 
 pub fn block(cx: &Env, args: BlockArgs) -> anyhow::Result<ExitCode> {
     let expires = args.duration.map_or(0, |d| unix_now() + d.as_secs().max(1));
-    add(cx, List::Block, args.cidr.cidr, expires, args.comment)
+    let bgp = Announce {
+        share: args.share,
+        upstream: args.upstream,
+    };
+    let code = add(cx, List::Block, args.cidr.cidr, expires, args.comment, bgp)?;
+    if args.share || args.upstream {
+        let daemon = cx
+            .state
+            .daemon_status()
+            .ok()
+            .flatten()
+            .filter(|d| d.alive());
+        let bgp_on = daemon.is_some() && xdp_daemon::bgp::Status::read(&cx.state).is_some();
+        if !bgp_on {
+            eprintln!(
+                "synguard: no running daemon with [bgp] enabled: {} is blocked here, and \
+                 announced once one runs",
+                args.cidr.cidr
+            );
+        } else {
+            println!("the running daemon announces it within a second (see `synguard status`)");
+        }
+    }
+    Ok(code)
 }
 
 pub fn allow(cx: &Env, args: AllowArgs) -> anyhow::Result<ExitCode> {
-    add(cx, List::Allow, args.cidr.cidr, 0, args.comment)
+    add(
+        cx,
+        List::Allow,
+        args.cidr.cidr,
+        0,
+        args.comment,
+        Announce::default(),
+    )
 }
 
 fn add(
@@ -69,24 +110,10 @@ fn add(
     net: IpNet,
     expires: u64,
     comment: Option<String>,
+    bgp: Announce,
 ) -> anyhow::Result<ExitCode> {
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let new = ListMaps::open(&cx.layout)
-        .and_then(|mut maps| maps.add(list, net, expires))
-        .with_context(|| format!("cannot add {net} to the {}", list.name()))?;
-    let mut meta = cx.state.list_meta()?;
-    let entries = match list {
-        List::Allow => &mut meta.allow,
-        _ => &mut meta.block,
-    };
-    let entry = entries.entry(net).or_insert(EntryMeta {
-        origin: Origin::Cli,
-        comment: None,
-    });
-    if comment.is_some() {
-        entry.comment = comment;
-    }
-    cx.state.save_list_meta(&meta)?;
+    let new = Entries::new(&cx.layout, &cx.state).add(list, net, expires, comment, bgp)?;
     let until = if expires == 0 {
         String::new()
     } else {
@@ -106,17 +133,7 @@ fn add(
 pub fn remove(cx: &Env, list: List, args: Cidr) -> anyhow::Result<ExitCode> {
     let net = args.cidr;
     let _lock = cx.state.lock().context("taking the state lock")?;
-    let removed = ListMaps::open(&cx.layout)
-        .and_then(|mut maps| maps.remove(list, net))
-        .with_context(|| format!("cannot remove {net} from the {}", list.name()))?;
-    let mut meta = cx.state.list_meta()?;
-    let entries = match list {
-        List::Allow => &mut meta.allow,
-        _ => &mut meta.block,
-    };
-    if entries.remove(&net).is_some() {
-        cx.state.save_list_meta(&meta)?;
-    }
+    let removed = Entries::new(&cx.layout, &cx.state).remove(list, net)?;
     if removed {
         println!("removed {net} from the {}", list.name());
     } else {
@@ -135,6 +152,10 @@ struct Entry {
     origin: Option<Origin>,
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    share: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    upstream: bool,
 }
 
 pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
@@ -144,11 +165,7 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
         Which::Martians => List::Martian,
     };
     let meta = cx.state.list_meta().unwrap_or_default();
-    let notes = match list {
-        List::Block => Some(&meta.block),
-        List::Allow => Some(&meta.allow),
-        List::Martian => None,
-    };
+    let notes = meta.of(list);
     let entries: Vec<Entry> = ListMaps::open(&cx.layout)
         .and_then(|maps| maps.entries(list))
         .with_context(|| format!("cannot read the {}", list.name()))?
@@ -160,6 +177,8 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
                 expires: (expires != 0).then_some(expires),
                 origin: note.map(|n| n.origin),
                 comment: note.and_then(|n| n.comment.clone()),
+                share: note.is_some_and(|n| n.share),
+                upstream: note.is_some_and(|n| n.upstream),
             }
         })
         .collect();
@@ -187,8 +206,15 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
                 line.push_str(match origin {
                     Origin::Config => "  [config]",
                     Origin::OverBudget => "  [over budget]",
+                    Origin::Bgp => "  [fleet]",
                     Origin::Cli => "",
                 });
+            }
+            if e.share {
+                line.push_str("  [shared]");
+            }
+            if e.upstream {
+                line.push_str("  [upstream]");
             }
             if let Some(c) = &e.comment {
                 line.push_str(&format!("  # {c}"));

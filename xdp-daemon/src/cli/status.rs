@@ -1,12 +1,12 @@
-use std::{path::Path, process::ExitCode};
+use std::{collections::BTreeMap, path::Path, process::ExitCode};
 
 use serde::Serialize;
 use xdp_daemon::{
+    bgp,
     config::Config,
     features, flood,
     host::HostView,
     lists::{List, ListMaps},
-    program,
     state::DaemonStatus,
     sysctl,
 };
@@ -31,6 +31,9 @@ struct Status {
     /// Where the desired sysctls came from.
     desired_from: String,
     kernel: Kernel,
+    /// The running daemon's BGP side, when its config has `[bgp]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bgp: Option<bgp::Status>,
 }
 
 #[derive(Serialize)]
@@ -73,10 +76,20 @@ struct Kernel {
     /// With net.ipv4.tcp_timestamps=2, cookies made at XDP keep window
     /// scaling and SACK; otherwise they carry the MSS only.
     cookie_options: bool,
+    /// How synguard runs here because of what the kernel offers: full,
+    /// degraded (cookies from XDP carry the MSS only), refused, unknown
+    /// (not probed: needs root or CAP_BPF).
+    mode: features::Mode,
+    /// Why, in one line.
+    mode_reason: String,
+    /// Each helper, map kind, `xdp_frags` and `xdp_link`, probed.
+    features: Vec<features::Feature>,
+    /// The names of the features probing found missing.
+    missing: Vec<String>,
     /// The BPF helpers the XDP program calls that this kernel lacks, by
     /// probing (empty: it has them all); null when probing was not
     /// possible (it needs CAP_BPF).
-    missing_helpers: Option<Vec<&'static str>>,
+    missing_helpers: Option<Vec<String>>,
     /// Whether this kernel loads synguard's programs: a trial load of the
     /// embedded object (maps unpinned, nothing attached), so `status`
     /// never calls a kernel fine that then rejects the program. Null when
@@ -89,7 +102,46 @@ struct Kernel {
 pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
     let daemon = cx.state.daemon_status().ok().flatten();
     let daemon_running = daemon.as_ref().is_some_and(DaemonStatus::alive);
-    let (desired, desired_from) = match (&daemon, daemon_running) {
+    let (desired, desired_from) = desired_sysctls(cx, daemon.as_ref(), daemon_running);
+    let interfaces = interfaces(cx)?;
+    let (lists, list_index) = lists(cx)?;
+    let kernel = kernel(cx);
+    let status = Status {
+        sysctls: sysctl::show(&desired, &cx.state)?,
+        desired_from,
+        kernel,
+        daemon,
+        daemon_running,
+        interfaces,
+        lists,
+        list_index,
+        bgp: daemon_running
+            .then(|| bgp::Status::read(&cx.state))
+            .flatten(),
+    };
+    if cx.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_daemon(cx, &status);
+    print_interfaces(&status);
+    print_lists(&status);
+    if let Some(b) = &status.bgp {
+        print_bgp(b);
+    }
+    print_sysctls(&status);
+    print_kernel(&status.kernel);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sysctls to compare with, and where they come from: the running
+/// daemon's, else the config's, else the defaults.
+fn desired_sysctls(
+    cx: &Env,
+    daemon: Option<&DaemonStatus>,
+    daemon_running: bool,
+) -> (BTreeMap<String, i64>, String) {
+    match (daemon, daemon_running) {
         (Some(d), true) => (d.sysctls.clone(), "the running daemon".to_string()),
         _ => match Config::load(&cx.config) {
             Ok(c) => (c.sysctls, cx.config.display().to_string()),
@@ -98,7 +150,11 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
                 "synguard's defaults (no readable config)".into(),
             ),
         },
-    };
+    }
+}
+
+/// Each attached interface, as the pins and the kernel have it.
+fn interfaces(cx: &Env) -> anyhow::Result<Vec<IfaceStatus>> {
     let mut interfaces = Vec::new();
     let view = HostView::read().ok();
     for name in cx.layout.attached()? {
@@ -115,6 +171,11 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             name,
         });
     }
+    Ok(interfaces)
+}
+
+/// The lists' sizes and the IPv4 index's use, once the lists exist.
+fn lists(cx: &Env) -> anyhow::Result<(Vec<ListSize>, Option<IndexStatus>)> {
     let mut list_sizes = Vec::new();
     let mut list_index = None;
     if cx.layout.shared_map(xdp_common::maps::INDEX_V4).exists() {
@@ -137,36 +198,40 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    let helpers = features::missing_helpers();
-    let trial = trial_load();
-    let status = Status {
-        sysctls: sysctl::show(&desired, &cx.state)?,
-        desired_from,
-        kernel: Kernel {
-            release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .into(),
-            bpffs: cx.layout.root().parent().is_some_and(|p| p.exists()),
-            btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
-            cookie_options: sysctl::read("net.ipv4.tcp_timestamps").ok() == Some(2),
-            missing_helpers: helpers
-                .as_ref()
-                .ok()
-                .map(|missing| missing.iter().map(|h| h.name).collect()),
-            program_loads: trial.as_ref().map(Result::is_ok),
-            program_error: trial.as_ref().and_then(|t| t.as_ref().err().cloned()),
-        },
-        daemon,
-        daemon_running,
-        interfaces,
-        lists: list_sizes,
-        list_index,
-    };
-    if cx.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(ExitCode::SUCCESS);
+    Ok((list_sizes, list_index))
+}
+
+/// What the kernel offers synguard, probed now.
+fn kernel(cx: &Env) -> Kernel {
+    let offers = features::Offers::probe();
+    let (mode, mode_reason) = offers.mode();
+    let helpers = &offers.features[..features::HELPERS.len()];
+    Kernel {
+        release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .into(),
+        bpffs: cx.layout.root().parent().is_some_and(|p| p.exists()),
+        btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        cookie_options: offers.tcp_timestamps == Some(2),
+        mode,
+        mode_reason,
+        missing: offers.missing().iter().map(|f| f.name.clone()).collect(),
+        missing_helpers: helpers
+            .iter()
+            .map(|h| h.present.map(|p| (!p).then(|| h.name.clone())))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.into_iter().flatten().collect()),
+        program_loads: offers.program_loads.as_ref().map(Result::is_ok),
+        program_error: offers
+            .program_loads
+            .as_ref()
+            .and_then(|t| t.as_ref().err().cloned()),
+        features: offers.features.clone(),
     }
+}
+
+fn print_daemon(cx: &Env, status: &Status) {
     match (&status.daemon, status.daemon_running) {
         (Some(d), true) => println!(
             "daemon: running (pid {}, config {}{})",
@@ -196,6 +261,9 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             other.display()
         );
     }
+}
+
+fn print_interfaces(status: &Status) {
     if status.interfaces.is_empty() {
         println!("interfaces: none attached");
     } else {
@@ -226,6 +294,9 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             }
         );
     }
+}
+
+fn print_lists(status: &Status) {
     let sizes: Vec<String> = status
         .lists
         .iter()
@@ -252,6 +323,9 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             }
         );
     }
+}
+
+fn print_sysctls(status: &Status) {
     println!("sysctls (desired from {}):", status.desired_from);
     for row in &status.sysctls {
         let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
@@ -263,41 +337,107 @@ pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
             if row.drifted() { "  DRIFT" } else { "" }
         );
     }
+}
+
+fn print_kernel(k: &Kernel) {
     println!(
         "kernel: {} (BTF {}, cookie options {})",
-        status.kernel.release,
-        if status.kernel.btf { "yes" } else { "no" },
-        if status.kernel.cookie_options {
+        k.release,
+        if k.btf { "yes" } else { "no" },
+        if k.cookie_options {
             "on: tcp_timestamps=2"
         } else {
             "off: MSS only (tcp_timestamps is not 2)"
         }
     );
-    match &helpers {
-        Ok(missing) if missing.is_empty() => {
-            println!("  BPF helpers: every one the XDP program calls (probed)")
-        }
-        Ok(missing) => println!("  {}", features::describe_missing(missing)),
-        Err(e) => println!("  BPF helpers: not probed ({e})"),
+    println!(
+        "  synguard runs: {} ({})",
+        k.mode.name().to_uppercase(),
+        k.mode_reason
+    );
+    let unprobed: Vec<&str> = k
+        .features
+        .iter()
+        .filter(|f| f.present.is_none())
+        .map(|f| f.name.as_str())
+        .collect();
+    let missing: Vec<&features::Feature> = k
+        .features
+        .iter()
+        .filter(|f| f.present == Some(false))
+        .collect();
+    if !unprobed.is_empty() {
+        println!("  BPF features: not probed (needs root or CAP_BPF)");
+    } else if missing.is_empty() {
+        println!(
+            "  BPF features: every one synguard uses (probed: {} helpers; maps {}; xdp_frags; \
+             xdp_link)",
+            features::HELPERS.len(),
+            k.features
+                .iter()
+                .filter(|f| f.name.starts_with("map_"))
+                .map(|f| f.name.trim_start_matches("map_"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        println!("  {}", features::describe_missing(&missing));
     }
-    match &trial {
-        Some(Ok(())) => println!("  XDP programs: load (trial load)"),
-        Some(Err(e)) => println!("  XDP programs: REFUSED by this kernel: {e}"),
-        None => println!("  XDP programs: not tried (needs root or CAP_BPF)"),
+    match (&k.program_loads, &k.program_error) {
+        (Some(true), _) => println!("  XDP programs: load (trial load)"),
+        (Some(false), e) => println!(
+            "  XDP programs: REFUSED by this kernel: {}",
+            e.as_deref().unwrap_or("")
+        ),
+        (None, _) => println!("  XDP programs: not tried (needs root or CAP_BPF)"),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
-/// Loads the embedded programs with their maps unpinned, and drops them:
-/// Some(Err) with the reason in one line if the kernel refuses them, None
-/// without the privilege to try.
-fn trial_load() -> Option<Result<(), String>> {
-    match program::load(None, None) {
-        Ok(_) => Some(Ok(())),
-        Err(e) => {
-            let line = e.to_string();
-            let unprivileged = line.contains("Operation not permitted");
-            (!unprivileged).then(|| Err(line.lines().next().unwrap_or_default().to_string()))
-        }
+/// The BGP lines of `status`.
+fn print_bgp(b: &bgp::Status) {
+    println!(
+        "bgp: speaker {}{}, escalation {}{}",
+        b.speaker,
+        match &b.speaker_error {
+            Some(e) => format!(" FAILING ({e})"),
+            None => String::new(),
+        },
+        b.level.name(),
+        if b.dry_run { ", DRY RUN" } else { "" }
+    );
+    if let Some(why) = &b.overload {
+        println!("  overloaded: {why}");
+    }
+    for s in &b.sessions {
+        println!(
+            "  session {} AS{} {}{}",
+            s.peer,
+            s.asn,
+            if s.established { "established" } else { "down" },
+            if s.flowspec.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", s.flowspec.join(" "))
+            }
+        );
+    }
+    for a in &b.announced {
+        println!("  announced: {}", a.what);
+    }
+    for r in &b.refused {
+        println!("  refused: {} ({})", r.what, r.why);
+    }
+    if b.fleet_entries > 0 {
+        println!("  fleet: {} blocklist entries installed", b.fleet_entries);
+    }
+    for e in b.recent.iter().rev().take(5) {
+        println!(
+            "  {} {} {}",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.at)
+            ),
+            e.change,
+            e.what
+        );
     }
 }

@@ -39,6 +39,8 @@ pub struct Config {
     pub log_level: String,
     /// On a clean stop, leave the program attached and the sysctls applied.
     pub keep_attached_on_stop: bool,
+    /// `None`: synguard speaks no BGP.
+    pub bgp: Option<crate::bgp::config::BgpConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +98,10 @@ impl Config {
         let sysctls = sections::sysctls(&raw.sysctl, &at)?;
         let metrics_listen = sections::metrics_listen(&raw.metrics, &at)?;
         let log_level = sections::log_level(&raw.log_level, &at)?;
+        let bgp = match &raw.bgp {
+            Some(bgp) => crate::bgp::config::parse(bgp, &|span, what| at.error(span, what))?,
+            None => None,
+        };
         Ok(Config {
             interfaces,
             flood,
@@ -106,6 +112,7 @@ impl Config {
             metrics_listen,
             log_level,
             keep_attached_on_stop: raw.keep_attached_on_stop,
+            bgp,
         })
     }
 }

@@ -31,6 +31,7 @@ pub(super) struct RawConfig {
     pub(super) sysctl: BTreeMap<String, Spanned<RawSysctl>>,
     #[serde(default)]
     pub(super) metrics: RawMetrics,
+    pub(super) bgp: Option<crate::bgp::config::RawBgp>,
 }
 
 fn default_log_level() -> Spanned<String> {

@@ -6,7 +6,7 @@ use super::{Daemon, decide};
 use crate::{
     attach::{self, Attached, Detached},
     config::{Config, Interface},
-    lists::{List, ListMaps},
+    lists::{ListMaps, entries::Entries},
     nic,
     pins::PinLayout,
     settings::FloodPolicy,
@@ -82,6 +82,7 @@ impl Daemon {
             self.ifindex.insert(iface.name.clone(), 0);
             return Ok(());
         }
+        let before = nic::channels(&iface.name).ok();
         let policy = FloodPolicy {
             dry_run: iface.dry_run,
             ..self.config.flood.clone()
@@ -89,7 +90,7 @@ impl Daemon {
         match attach::attach(layout, &iface.name, iface.mode, &policy, iface.replace)? {
             Attached::New(used) => {
                 info!("attached {} ({used} mode)", iface.name);
-                for w in nic::warnings(&iface.name, iface.mode, used) {
+                for w in nic::warnings(&iface.name, iface.mode, used, before) {
                     warn!("{w}");
                 }
                 self.known
@@ -119,29 +120,8 @@ impl Daemon {
     /// config put there before are known from the state directory, so a
     /// restarted daemon removes what left the config while it was down.
     pub(super) fn sync_lists(&self) -> anyhow::Result<()> {
-        let state = &self.options.state;
-        let layout = &self.options.layout;
-        let mut meta = state.list_meta()?;
-        for (list, desired, recorded) in [
-            (List::Block, &self.config.block, &mut meta.block),
-            (List::Allow, &self.config.allow, &mut meta.allow),
-        ] {
-            let previous = decide::config_entries(recorded);
-            let outcome = ListMaps::open(layout)
-                .and_then(|mut maps| maps.sync(list, desired, &previous))
-                .with_context(|| format!("loading the {} from the config", list.name()))?;
-            if outcome.added + outcome.removed > 0 {
-                info!(
-                    "{}: {} added, {} removed from the config",
-                    list.name(),
-                    outcome.added,
-                    outcome.removed
-                );
-            }
-            decide::record_config_entries(recorded, desired);
-        }
-        state.save_list_meta(&meta)?;
-        Ok(())
+        Entries::new(&self.options.layout, &self.options.state)
+            .sync_config(&self.config.block, &self.config.allow)
     }
 }
 

@@ -25,8 +25,9 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
+    bgp::{Bgp, metrics::BgpCollector},
     config::Config,
-    host,
+    features, host,
     metrics::{self, Known},
     pins::PinLayout,
     state::{DaemonStatus, StateDir, unix_now},
@@ -85,6 +86,8 @@ struct Daemon {
     logs: logs::ProgramLogs,
     /// Its decisions, at log_level = "debug".
     decisions: logs::Decisions,
+    /// The BGP side, when the config has `[bgp]`.
+    bgp: Option<Bgp>,
 }
 
 /// Waits until the rtnetlink events socket is readable; forever without one.
@@ -152,6 +155,7 @@ impl Daemon {
             host_left_out: BTreeMap::new(),
             logs: logs::ProgramLogs::default(),
             decisions: logs::Decisions::default(),
+            bgp: None,
         }
     }
 
@@ -179,11 +183,22 @@ impl Daemon {
             self.undo_failed_start();
             return Err(e).context("applying the config");
         }
+        self.bgp = self.config.bgp.clone().map(Bgp::new);
 
         let server = self.serve_metrics().await?;
         self.save_status();
         notify(&[NotifyState::Ready, NotifyState::Status(&self.summary())]);
         info!("ready: {}", self.summary());
+        // What the kernel offers, for /metrics: probed once, off the
+        // start-up path (the trial load runs the verifier).
+        let known = self.known.clone();
+        let probe = tokio::task::spawn_blocking(features::Offers::probe);
+        tokio::spawn(async move {
+            match probe.await {
+                Ok(offers) => known.lock().expect("not poisoned").kernel = Some(offers),
+                Err(e) => warn!("probing what the kernel offers: {e}"),
+            }
+        });
 
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
@@ -234,7 +249,14 @@ impl Daemon {
             .await
             .with_context(|| format!("serving metrics on {addr}"))?;
         info!("serving /metrics and /healthz on http://{addr}");
-        let registry = metrics::registry(self.options.layout.clone(), self.known.clone());
+        let mut registry = metrics::registry(
+            self.options.layout.clone(),
+            self.known.clone(),
+            self.wanted.clone(),
+        );
+        if let Some(bgp) = &self.bgp {
+            registry.register_collector(Box::new(BgpCollector(bgp.status())));
+        }
         Ok(Some(tokio::spawn(metrics::serve(
             listener,
             registry,
@@ -270,6 +292,12 @@ impl Daemon {
             Ok(new) => {
                 if new.metrics_listen != self.config.metrics_listen {
                     warn!("metrics.listen changed: it takes effect at the next restart");
+                }
+                if new.bgp.is_some() != self.config.bgp.is_some() {
+                    warn!("[bgp] turned on or off: it takes effect at the next restart");
+                }
+                if let (Some(bgp), Some(section)) = (&mut self.bgp, &new.bgp) {
+                    bgp.reconfigure(section.clone());
                 }
                 if new.log_level != self.config.log_level {
                     warn!("log_level changed: it takes effect at the next restart");

@@ -4,6 +4,7 @@ use tracing::{error, info, warn};
 use super::Daemon;
 use crate::{
     attach::{self, Detached},
+    state::StateDir,
     sysctl,
 };
 
@@ -12,6 +13,9 @@ impl Daemon {
         let layout = &self.options.layout;
         let state = &self.options.state;
         let _lock = state.lock();
+        if let Some(bgp) = &mut self.bgp {
+            bgp.stop(layout, state, self.config.keep_attached_on_stop);
+        }
         if self.config.keep_attached_on_stop {
             info!("stopping; keep_attached_on_stop: protection and sysctls stay in place");
         } else {
@@ -31,18 +35,9 @@ impl Daemon {
                     others.join(", ")
                 );
             }
-            match sysctl::restore(state) {
-                Ok(restored) => {
-                    for (name, from, to) in restored.changed {
-                        info!("sysctl {name}: {from} -> {to} (restored)");
-                    }
-                }
-                Err(e) => error!("restoring sysctls: {e}"),
-            }
+            restore_sysctls(state, "restored", "restoring sysctls");
         }
-        if let Err(e) = state.remove_daemon_status() {
-            warn!("removing the status file: {e}");
-        }
+        remove_status(state);
         info!("stopped");
     }
 
@@ -62,16 +57,30 @@ impl Daemon {
             );
             return;
         }
-        match sysctl::restore(state) {
-            Ok(restored) => {
-                for (name, from, to) in restored.changed {
-                    info!("sysctl {name}: {from} -> {to} (restored: start failed)");
-                }
+        restore_sysctls(
+            state,
+            "restored: start failed",
+            "restoring sysctls after a failed start",
+        );
+        remove_status(state);
+    }
+}
+
+/// Puts back the sysctls the daemon applied, logging each change with
+/// `why`, or the failure after `failing`.
+fn restore_sysctls(state: &StateDir, why: &str, failing: &str) {
+    match sysctl::restore(state) {
+        Ok(restored) => {
+            for (name, from, to) in restored.changed {
+                info!("sysctl {name}: {from} -> {to} ({why})");
             }
-            Err(e) => error!("restoring sysctls after a failed start: {e}"),
         }
-        if let Err(e) = state.remove_daemon_status() {
-            warn!("removing the status file: {e}");
-        }
+        Err(e) => error!("{failing}: {e}"),
+    }
+}
+
+fn remove_status(state: &StateDir) {
+    if let Err(e) = state.remove_daemon_status() {
+        warn!("removing the status file: {e}");
     }
 }

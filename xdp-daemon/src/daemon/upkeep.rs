@@ -1,7 +1,7 @@
 //! What the daemon does once a second and on address changes: the host
 //! maps, list expiry, blocks for sources over budget, interfaces gone,
 //! renamed or back.
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use tracing::{error, info, warn};
@@ -12,9 +12,9 @@ use super::{
 };
 use crate::{
     attach, flood, host,
-    lists::{List, ListMaps},
+    lists::entries::Entries,
     pins::PinLayout,
-    state::{EntryMeta, Origin, StateDir, unix_now},
+    state::{StateDir, unix_now},
 };
 
 impl Daemon {
@@ -67,11 +67,14 @@ impl Daemon {
             return;
         };
         let now = unix_now();
-        expire_lists(&layout, &state, now);
+        Entries::new(&layout, &state).expire(now);
         if let Some(duration) = self.config.block_over_budget {
             self.block_over_budget(&layout, &state, now, duration);
         }
         self.follow_interfaces(&layout);
+        if let Some(bgp) = &mut self.bgp {
+            bgp.tick(&layout, &state, &self.config);
+        }
     }
 
     /// Detaches the config's interfaces that went (deleted or renamed) and
@@ -142,82 +145,16 @@ impl Daemon {
                 }
             };
             let nets: Vec<IpNet> = over.iter().map(|(n, _)| *n).collect();
-            let mut meta = state.list_meta().unwrap_or_default();
-            let to_block = decide::to_block(&over, &meta.block);
-            let entries: Vec<(IpNet, u64)> =
-                to_block.iter().map(|(net, _)| (*net, expires)).collect();
-            let results = match ListMaps::open(layout) {
-                Ok(mut maps) => maps.add_many(List::Block, &entries),
-                Err(e) => {
-                    warn!("opening the lists: {e}");
-                    continue;
-                }
-            };
-            for ((net, dropped), result) in to_block.into_iter().zip(results) {
-                match result {
-                    Ok(_) => {
-                        info!(
-                            "{net} blocked for {} ({dropped} SYNs over budget on {iface})",
-                            humantime::format_duration(duration)
-                        );
-                        meta.block.insert(
-                            *net,
-                            EntryMeta {
-                                origin: Origin::OverBudget,
-                                comment: Some(format!("over its SYN budget on {iface}")),
-                            },
-                        );
-                    }
-                    Err(e) => warn!("blocking {net}: {e}"),
-                }
-            }
-            if let Err(e) = state.save_list_meta(&meta) {
-                warn!("saving list comments: {e}");
+            // Sources stay remembered, to be blocked at the next tick, while
+            // the lists cannot be opened.
+            if !Entries::new(layout, state).block_over_budget(&over, expires, duration, &iface) {
+                continue;
             }
             if let Err(e) = flood::forget_over_budget(layout, &iface, &nets) {
                 warn!("clearing sources over budget on {iface}: {e}");
             }
         }
     }
-}
-
-/// Removes the list entries whose time is up, and their comments.
-fn expire_lists(layout: &PinLayout, state: &StateDir, now: u64) {
-    let mut expired_any = false;
-    for list in [List::Block, List::Allow] {
-        match ListMaps::open(layout).and_then(|mut maps| maps.sweep_expired(list, now)) {
-            Ok(gone) => {
-                for net in &gone {
-                    info!("{net} expired from the {}", list.name());
-                }
-                expired_any |= !gone.is_empty();
-            }
-            Err(e) => warn!("sweeping the {}: {e}", list.name()),
-        }
-    }
-    if expired_any && let Err(e) = prune_meta(state, layout) {
-        warn!("updating list comments: {e}");
-    }
-}
-
-/// Drops comments of entries no longer in the maps.
-fn prune_meta(state: &StateDir, layout: &PinLayout) -> anyhow::Result<()> {
-    let mut meta = state.list_meta()?;
-    let maps = ListMaps::open(layout)?;
-    let block: BTreeSet<IpNet> = maps
-        .entries(List::Block)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    let allow: BTreeSet<IpNet> = maps
-        .entries(List::Allow)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    meta.block.retain(|n, _| block.contains(n));
-    meta.allow.retain(|n, _| allow.contains(n));
-    state.save_list_meta(&meta)?;
-    Ok(())
 }
 
 /// The name of the interface with index `index` now, if there is one.

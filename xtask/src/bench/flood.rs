@@ -19,11 +19,12 @@ use std::{
 use anyhow::{Context, Result};
 use synguard_tests::{
     bench::{
-        bpf, cpu,
+        cpu,
         generator::{self, Bounds, Flood, Generator, Sent},
     },
     lab::{Lab, TARGET_V4},
     netns::Netns,
+    rawbpf as bpf,
     synguard::Synguard,
     traffic::{self, ClientReport, EchoServer},
 };
@@ -220,10 +221,8 @@ fn drop_all(lab: &Lab) -> Result<OwnedFd> {
 /// on the sending side and not counted here.
 fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
     let text = ns.run(|| std::fs::read_to_string("/proc/thread-self/net/dev"))?;
-    text.lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim() == iface)
-        .and_then(|(_, counters)| counters.split_whitespace().nth(1)?.parse().ok())
+    super::soak::parse_net_dev(&text, iface)
+        .map(|dev| dev["rx_packets"])
         .with_context(|| format!("no receive counter for {iface} in {}", ns.name()))
 }
 

@@ -36,6 +36,7 @@ use synguard_tests::{
 };
 
 use super::flood::{self, FloodLab, Guard, SERVICE_PORT, TARGET_CPU};
+pub(super) use wire::parse_net_dev;
 pub use wire::{Memory, Snapshot};
 
 /// Where the daemon serves /metrics: loopback in the target namespace.

@@ -2,10 +2,12 @@
 """synguard's smoke checks on one kernel, run as root inside a VM that
 `cargo xtask matrix` boots (or on the host's own kernel).
 
-Usage: smoke.py SYNGUARD OUT_JSON [VIRTIO_MAC,VIRTIO_MAC]
+Usage: smoke.py SYNGUARD OUT_JSON [VIRTIO_MAC,VIRTIO_MAC [MQ_MAC,MQ_MAC,QUEUES]]
 
 The MACs name two virtio-net NICs that matrix.rs gives the VM, joined on a
-qemu hub; only NICs with those MACs are used (never a host's own NIC).
+qemu hub, and two multi-queue ones with QUEUES queue pairs each, joined by
+taps on a bridge in a namespace of matrix.rs's; only NICs with those MACs
+are used (never a host's own NIC).
 
 Two namespaces joined by a veth pair (198.18.0.0/24, 2001:2::/64): `out`
 (clients) and `tgt` (a listener, synguard attached native to its end). Each
@@ -25,6 +27,8 @@ import time
 
 SYNGUARD, OUT = sys.argv[1], sys.argv[2]
 VIRTIO_MACS = sys.argv[3].lower().split(",") if len(sys.argv) > 3 else []
+# Two more, of multi-queue NICs: "MAC,MAC,QUEUES".
+MQ = sys.argv[4].lower().split(",") if len(sys.argv) > 4 else []
 PIN_ROOT = "/sys/fs/bpf/synguard-smoke"
 OUT_IF, TGT_IF = "smk-out", "smk-tgt"
 OUT_NS, TGT_NS = "smoke-out", "smoke-tgt"
@@ -219,6 +223,67 @@ def xdp_attached(ns, ifname):
     return " xdp" in sh("ip", "-n", ns, "link", "show", "dev", ifname).stdout
 
 
+def named_in_refusal(line):
+    """The features a refusal line names: "... this kernel lacks a, b
+    (Linux 5.18); c (Linux 6.0)" -> {a, b, c}."""
+    lacks = line.split("this kernel lacks ", 1)[-1]
+    names = set()
+    for group in lacks.split("; "):
+        names.update(n.strip() for n in group.rsplit(" (Linux", 1)[0].split(","))
+    return names
+
+
+def check_status(text, refusal):
+    """`status --json` agrees with what happened: a kernel that took the
+    program is reported full (tcp_timestamps=2 here) with nothing missing;
+    one that refused it is reported refused, missing exactly the features
+    the refusal named."""
+    try:
+        kernel = json.loads(text)["kernel"]
+    except (ValueError, KeyError) as e:
+        record("status_probe", "fail", f"status --json: {e}: {text[-500:]}")
+        return
+    missing = set(kernel.get("missing") or [])
+    said = (f"mode {kernel.get('mode')}, program_loads {kernel.get('program_loads')}, "
+            f"missing {sorted(missing)}, {len(kernel.get('features') or [])} features probed")
+    if refusal is None:
+        ok = (kernel.get("mode") == "full" and kernel.get("program_loads") is True
+              and not missing)
+        record("status_probe", "pass" if ok else "fail", f"attached; status said {said}")
+        return
+    named = named_in_refusal(refusal)
+    ok = (kernel.get("mode") == "refused" and kernel.get("program_loads") is False
+          and missing == named)
+    record("status_probe", "refused" if ok else "fail",
+           f"refused naming {sorted(named)}; status said {said}")
+
+
+def check_skb():
+    """skb (generic) mode: attach, and a v4 client through a cookie
+    answered from XDP, then detach."""
+    p = synguard("attach", TGT_IF, "--mode", "skb", "--flood", "always", check=False)
+    out = (p.stdout + p.stderr).strip()
+    if p.returncode != 0 or "(skb mode)" not in out:
+        record("skb_mode_cookie", "fail", f"attach --mode skb: {out[-1500:]}")
+        return
+    try:
+        before, ns_before = counters(), netstat(TGT_NS)
+        options, _ = client(OUT_NS, socket.AF_INET, V4_TGT)
+        time.sleep(0.3)
+        after, ns_after = counters(), netstat(TGT_NS)
+        answered = after.get(("tx", "syn_ack"), 0) - before.get(("tx", "syn_ack"), 0)
+        recv = ns_after["TcpExt.SyncookiesRecv"] - ns_before["TcpExt.SyncookiesRecv"]
+        mode = "xdpgeneric" in sh("ip", "-n", TGT_NS, "link", "show", "dev", TGT_IF).stdout
+        ok = answered >= 1 and recv >= 1 and options & 7 == 7 and mode
+        record("skb_mode_cookie", "pass" if ok else "fail",
+               f"{out}; generic per ip-link {mode}; SYN-ACKs from XDP {answered}, "
+               f"SyncookiesRecv {recv}, client options {options & 7:#x}")
+    except Exception as e:  # noqa: BLE001 - reported as the detail
+        record("skb_mode_cookie", "fail", f"client: {e}")
+    finally:
+        synguard("detach", TGT_IF, check=False)
+
+
 def check_daemon(refused_expected):
     """`synguard run` in the target namespace: ready, attached, sysctls
     applied; SIGTERM: exit 0, detached, sysctls restored."""
@@ -288,32 +353,60 @@ def check_daemon(refused_expected):
 
 
 VIO_CLI_NS, VIO_TGT_NS = "smoke-vio-cli", "smoke-vio-tgt"
-VIO_CLI, VIO_TGT = "198.18.1.1", "198.18.1.2"
+# One subnet per NIC pair; both pairs stay inside the VM (and, for the
+# multi-queue pair, taps in a namespace matrix.rs made).
+VIO_NETS = {"virtio_native_cookie": "198.18.1", "virtio_mq_native_cookie": "198.18.2"}
 
 
-def virtio_nics():
+def virtio_nics(macs):
     """The NICs with the MACs matrix.rs gave the VM, in that order."""
     by_mac = {}
     for ifname in os.listdir("/sys/class/net"):
         with open(f"/sys/class/net/{ifname}/address") as f:
             by_mac[f.read().strip().lower()] = ifname
-    return [by_mac[mac] for mac in VIRTIO_MACS if mac in by_mac]
+    return [by_mac[mac] for mac in macs if mac in by_mac]
 
 
-def check_virtio(refused_expected):
-    """Two virtio-net NICs joined on a qemu hub (matrix.rs), one per
+def locked_lines():
+    return [line.strip() for line in sh("dmesg", check=False).stdout.splitlines()
+            if "XDP_TX" in line and "locked" in line]
+
+
+def check_virtio(refused_expected, check="virtio_native_cookie", macs=None, queues=1):
+    """Two virtio-net NICs joined outside the guest (matrix.rs), one per
     namespace: synguard native on the target's, a SYN answered by XDP_TX,
-    a real client through the cookie handshake."""
-    if not VIRTIO_MACS:
-        record("virtio_native_cookie", "skip", "not in a matrix VM: no NICs of its own to use")
+    a real client through the cookie handshake. With `queues` pairs for
+    the guest's 2 CPUs, XDP_TX has queues of its own only when queues >=
+    2 + 2: synguard must warn exactly when it does not, as the kernel's
+    "locked tx mode" line says."""
+    macs = VIRTIO_MACS if macs is None else macs
+    if not macs:
+        record(check, "skip", "not in a matrix VM: no NICs of its own to use")
         return
     sh("modprobe", "virtio_net", check=False)
-    nics = virtio_nics()
+    nics = virtio_nics(macs)
     if len(nics) < 2:
-        record("virtio_native_cookie", "fail", f"NICs with MACs {VIRTIO_MACS}: {nics}")
+        record(check, "fail", f"NICs with MACs {macs}: {nics}")
         return
+    try:
+        virtio_pair(refused_expected, check, nics, queues)
+    finally:
+        # The NICs go back to the VM's own namespace, for the next check
+        # (the kernel moves them when their namespace goes, shortly after).
+        for ns in (VIO_CLI_NS, VIO_TGT_NS):
+            sh("ip", "netns", "del", ns, check=False)
+        for _ in range(100):
+            if len(virtio_nics(macs)) == 2:
+                break
+            time.sleep(0.1)
+
+
+def virtio_pair(refused_expected, check, nics, queues):
     cli_if, tgt_if = nics[:2]
-    for ns, ifname, addr in ((VIO_CLI_NS, cli_if, VIO_CLI), (VIO_TGT_NS, tgt_if, VIO_TGT)):
+    net = VIO_NETS[check]
+    cli_addr, tgt_addr = f"{net}.1", f"{net}.2"
+    channels = sh("ethtool", "-l", tgt_if, check=False).stdout.split()
+    for ns, ifname, addr in ((VIO_CLI_NS, cli_if, cli_addr), (VIO_TGT_NS, tgt_if, tgt_addr)):
         sh("ip", "netns", "add", ns)
         sh("ip", "link", "set", ifname, "netns", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -321,27 +414,30 @@ def check_virtio(refused_expected):
         sh("ip", "-n", ns, "link", "set", ifname, "up")
     sh("ip", "netns", "exec", VIO_TGT_NS, "sysctl", "-qw", "net.ipv4.tcp_syncookies=2")
     sh("ip", "netns", "exec", VIO_TGT_NS, "sysctl", "-qw", "net.ipv4.tcp_timestamps=2")
+    locked_before = len(locked_lines())
     p = sh("nsenter", f"--net=/run/netns/{VIO_TGT_NS}", SYNGUARD, "--pin-root", PIN_ROOT,
            "attach", tgt_if, "--mode", "native", "--flood", "always", check=False)
     out = (p.stdout + p.stderr).strip()
-    locked = [line.strip() for line in sh("dmesg", check=False).stdout.splitlines()
-              if "XDP_TX" in line and "locked" in line]
-    note = f"; kernel: {locked[-1]}" if locked else "; no locked-XDP_TX line in dmesg"
+    locked = locked_lines()[locked_before:]
+    warned = "queue pairs" in p.stderr
+    should_warn = queues < os.cpu_count() * 2
+    note = (f"; {queues} queue pairs for {os.cpu_count()} CPUs: synguard warned {warned}, "
+            f"kernel: {locked[-1] if locked else 'no locked-XDP_TX line'}")
     if p.returncode != 0 or "native" not in out:
         lines = out.splitlines()
         if refused_expected and len(lines) == 1 and "needs Linux" in lines[0]:
-            record("virtio_native_cookie", "refused", lines[0])
+            record(check, "refused", lines[0])
         else:
-            record("virtio_native_cookie", "fail", f"attach {tgt_if}: {out[-1500:]}")
+            record(check, "fail", f"attach {tgt_if}: {out[-1500:]}")
         return
     stop = threading.Event()
-    in_netns(VIO_TGT_NS, server, socket.AF_INET, VIO_TGT, stop)
+    in_netns(VIO_TGT_NS, server, socket.AF_INET, tgt_addr, stop)
     time.sleep(0.5)
     try:
         before = counters(VIO_TGT_NS, tgt_if)
         ns_before = netstat(VIO_TGT_NS)
         try:
-            options, _ = client(VIO_CLI_NS, socket.AF_INET, VIO_TGT, timeout=10)
+            options, _ = client(VIO_CLI_NS, socket.AF_INET, tgt_addr, timeout=10)
             connected = True
         except Exception as e:  # noqa: BLE001 - reported as the detail
             options, connected = 0, f"client: {e}"
@@ -349,14 +445,53 @@ def check_virtio(refused_expected):
         after, ns_after = counters(VIO_TGT_NS, tgt_if), netstat(VIO_TGT_NS)
         answered = after.get(("tx", "syn_ack"), 0) - before.get(("tx", "syn_ack"), 0)
         recv = ns_after["TcpExt.SyncookiesRecv"] - ns_before["TcpExt.SyncookiesRecv"]
-        ok = connected is True and answered >= 1 and recv >= 1
-        record("virtio_native_cookie", "pass" if ok else "fail",
+        # synguard's warning agrees with the kernel's own line, and with
+        # the queue count qemu was given.
+        ok = (connected is True and answered >= 1 and recv >= 1
+              and warned == should_warn == bool(locked))
+        record(check, "pass" if ok else "fail",
                f"{out}; SYN-ACKs from XDP {answered}, SyncookiesRecv {recv}, connected "
-               f"{connected}, client options {options & 7:#x}{note}")
+               f"{connected}, client options {options & 7:#x}{note}; ethtool -l: "
+               f"{' '.join(channels)[-200:]}")
     finally:
         stop.set()
         sh("nsenter", f"--net=/run/netns/{VIO_TGT_NS}", SYNGUARD, "--pin-root", PIN_ROOT,
            "detach", tgt_if, check=False)
+
+
+def check_offloads(refused_expected):
+    """The multi-queue client NIC comes without ctrl_guest_offloads
+    (matrix.rs): the host's guest offloads (GRO_HW) stay on, which
+    virtio_net refuses XDP under. A native attach there must fail and say
+    so, and what the hypervisor must change."""
+    nics = virtio_nics(MQ[:1]) if len(MQ) >= 3 else []
+    if not nics:
+        record("virtio_offloads_named", "skip", "no multi-queue NICs given")
+        return
+    sh("ip", "link", "set", nics[0], "up")
+    # In the VM's own namespace, where the NIC is (not synguard()'s TGT_NS).
+    p = sh(SYNGUARD, "--pin-root", PIN_ROOT, "attach", nics[0], "--mode", "native",
+           check=False)
+    out = (p.stdout + p.stderr).strip()
+    sh(SYNGUARD, "--pin-root", PIN_ROOT, "detach", nics[0], check=False)
+    features = sh("ethtool", "-k", nics[0], check=False).stdout
+    gro_hw = [line.strip() for line in features.splitlines()
+              if "gro-hw" in line or "large-rec" in line]
+    lines = out.splitlines()
+    if refused_expected and len(lines) == 1 and "needs Linux" in lines[0]:
+        record("virtio_offloads_named", "refused", lines[0])
+        return
+    ok = (p.returncode != 0 and ("rx-gro-hw" in out or "rx-lro" in out)
+          and "guest_tso4=off" in out)
+    record("virtio_offloads_named", "pass" if ok else "fail",
+           f"exit {p.returncode}: {out[-1200:]} [ethtool -k: {'; '.join(gro_hw)}]")
+
+
+def check_mq(refused_expected):
+    if len(MQ) < 3:
+        record("virtio_mq_native_cookie", "skip", "no multi-queue NICs given")
+        return
+    check_virtio(refused_expected, "virtio_mq_native_cookie", MQ[:2], int(MQ[2]))
 
 
 def main():
@@ -384,9 +519,9 @@ def main():
     p = synguard("attach", TGT_IF, "--mode", "native", "--flood", "always", check=False)
     took = time.monotonic() - t0
     out = (p.stdout + p.stderr).strip()
-    status = synguard("status", check=False)
-    probe = [line.strip() for line in status.stdout.splitlines()
-             if "BPF helpers" in line or "needs Linux" in line]
+    status = synguard("--json", "status", check=False)
+    with open(os.path.join(os.path.dirname(OUT), "status.json"), "w") as f:
+        f.write(status.stdout + status.stderr)
     if p.returncode != 0 or "native" not in out:
         with open(os.path.join(os.path.dirname(OUT), "attach.log"), "w") as f:
             f.write(out)
@@ -394,15 +529,15 @@ def main():
         # A kernel without the program's helpers: one line naming them.
         if len(lines) == 1 and "needs Linux" in lines[0]:
             record("attach_native_netns", "refused", lines[0])
-            record("status_probe", "refused" if probe and "needs Linux" in probe[0] else "fail",
-                   " ".join(probe))
+            check_status(status.stdout, refusal=lines[0])
             check_daemon(refused_expected=True)
             check_virtio(refused_expected=True)
+            check_offloads(refused_expected=True)
+            check_mq(refused_expected=True)
         else:
             record("attach_native_netns", "fail", (lines or [""])[0] + " ... " + out[-1500:])
         return
-    record("status_probe", "pass" if probe and "every one" in probe[0] else "fail",
-           " ".join(probe))
+    check_status(status.stdout, refusal=None)
     record("attach_native_netns", "pass", f"{out} ({took:.1f} s)")
 
     stop = threading.Event()
@@ -440,14 +575,20 @@ def main():
         record("blocklist_drop", "pass" if dropped >= 1 else "fail",
                f"{dropped} frames dropped by the blocklist")
     synguard("unblock", f"{V4_OUT}/32")
-    stop.set()
     p = synguard("detach", TGT_IF, check=False)
     left = os.listdir(PIN_ROOT) if os.path.isdir(PIN_ROOT) else []
-    record("detach", "pass" if p.returncode == 0 else "fail", (p.stdout + p.stderr) + f" left: {left}")
+    record("detach", "pass" if p.returncode == 0 and not xdp_attached(TGT_NS, TGT_IF) else "fail",
+           (p.stdout + p.stderr) + f" left: {left}")
+    check_skb()
+    stop.set()
     subprocess.run(["rm", "-rf", PIN_ROOT])
     check_daemon(refused_expected=False)
     subprocess.run(["rm", "-rf", PIN_ROOT])
     check_virtio(refused_expected=False)
+    subprocess.run(["rm", "-rf", PIN_ROOT])
+    check_offloads(refused_expected=False)
+    subprocess.run(["rm", "-rf", PIN_ROOT])
+    check_mq(refused_expected=False)
     subprocess.run(["rm", "-rf", PIN_ROOT])
 
 

@@ -211,31 +211,16 @@ pub fn parse_status(text: &str) -> Memory {
 /// samples as "v/r" -> n.
 pub fn packets_by_verdict(body: &str, iface: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix("synguard_packets_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.split_once("} ") else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix("=\""))
-                .map(|v| v.trim_end_matches('"'))
-        };
-        if label("device") != Some(iface) {
+    for s in synguard_tests::http::samples(body) {
+        if s.name != "synguard_packets_total" || s.label("device") != Some(iface) {
             continue;
         }
-        let Ok(n) = value.trim().parse::<f64>() else {
-            continue;
-        };
         let key = format!(
             "{}/{}",
-            label("verdict").unwrap_or_default(),
-            label("reason").unwrap_or_default()
+            s.label("verdict").unwrap_or_default(),
+            s.label("reason").unwrap_or_default()
         );
-        *out.entry(key).or_insert(0) += n as u64;
+        *out.entry(key).or_insert(0) += s.value as u64;
     }
     out
 }

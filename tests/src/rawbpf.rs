@@ -1,8 +1,10 @@
-//! Raw bpf(2) for the benchmarks: load a few-instruction XDP program, open
-//! a program someone else loaded by its id, and run any XDP program through
+//! Raw bpf(2), the lab's and the benchmarks' one way to the syscall: load
+//! a few-instruction XDP program, attach or pin it, open a program someone
+//! else loaded by its id, and run any XDP program through
 //! `BPF_PROG_TEST_RUN` by its file descriptor, plain or with live frames.
 //! One code path for synguard, the floor program and the peer alike, so
-//! they are timed the same way.
+//! they are timed the same way. Raw, so the lab needs no eBPF toolchain
+//! and no aya of its own.
 use std::{
     io,
     os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
@@ -11,6 +13,7 @@ use std::{
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_UPDATE: libc::c_long = 29;
@@ -19,6 +22,9 @@ const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
+/// `BPF_F_XDP_HAS_FRAGS`: the program takes multi-buffer frames (veth
+/// refuses a program without it at a jumbo MTU).
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 /// include/uapi/linux/bpf.h: frames go out for real (XDP_TX, redirect) or
 /// up the stack (XDP_PASS) instead of back to the caller.
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
@@ -115,6 +121,15 @@ impl Insn {
 
 /// Loads an XDP program; it lives as long as the returned descriptor.
 pub fn load_xdp(name: &str, insns: &[Insn]) -> io::Result<OwnedFd> {
+    load(name, insns, 0)
+}
+
+/// [`load_xdp`], for a program that takes multi-buffer frames.
+pub fn load_xdp_frags(name: &str, insns: &[Insn]) -> io::Result<OwnedFd> {
+    load(name, insns, BPF_F_XDP_HAS_FRAGS)
+}
+
+fn load(name: &str, insns: &[Insn], prog_flags: u32) -> io::Result<OwnedFd> {
     let code: Vec<u8> = insns.iter().flat_map(|i| i.0).collect();
     let license = c"GPL";
     let mut attr = [0u8; ATTR_SIZE];
@@ -124,9 +139,26 @@ pub fn load_xdp(name: &str, insns: &[Insn]) -> io::Result<OwnedFd> {
     put_u64(&mut attr, 16, license.as_ptr() as u64);
     let name = name.as_bytes();
     let n = name.len().min(15);
+    put_u32(&mut attr, 44, prog_flags);
     attr[48..48 + n].copy_from_slice(&name[..n]);
     put_u32(&mut attr, 68, BPF_XDP); // expected_attach_type
     bpf_fd(BPF_PROG_LOAD, &attr)
+}
+
+/// Pins `prog` at `path` (on bpffs).
+pub fn pin(prog: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    let c_path =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u64(&mut attr, 0, c_path.as_ptr() as u64);
+    put_u32(&mut attr, 8, prog.as_raw_fd() as u32);
+    // BPF_OBJ_PIN returns 0, not a descriptor.
+    // SAFETY: a bpf_attr-sized buffer; `c_path` outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, attr.as_ptr(), ATTR_SIZE as u32) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `r0 = action; exit`: the floor every XDP program is compared with.
