@@ -91,14 +91,25 @@ fn blocklist_drops(body: &str, iface: &str) -> u64 {
 }
 
 /// Every metric the shipped Grafana dashboard queries is one the daemon
-/// serves.
+/// serves: with a sample now, or declared (`# TYPE`) and empty for now,
+/// like the top prefixes over budget outside a flood.
 fn dashboard_uses_only_exported_metrics(body: &str) {
     let dashboard = include_str!("../../packaging/grafana/synguard.json");
-    let exported: Vec<&str> = body
+    let mut exported: Vec<String> = body
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
         .collect();
+    for line in body.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|l| l.split(' ').next())
+        {
+            exported.push(name.to_string());
+            exported.push(format!("{name}_total"));
+        }
+    }
     let mut rest = dashboard;
     while let Some(at) = rest.find("synguard_") {
         let name: String = rest[at..]
@@ -106,7 +117,7 @@ fn dashboard_uses_only_exported_metrics(body: &str) {
             .take_while(|c| c.is_ascii_lowercase() || *c == '_')
             .collect();
         assert!(
-            exported.contains(&name.as_str()),
+            exported.contains(&name),
             "the dashboard queries {name}, which /metrics does not serve"
         );
         rest = &rest[at + name.len()..];
@@ -746,6 +757,20 @@ fn a_dry_run_interface_blocks_no_source_over_budget_and_an_armed_one_does() {
         !listed(&synguard, t).contains("198.18.0.99"),
         "dry-run blocked nothing: {}",
         listed(&synguard, t)
+    );
+    // The dashboard's top prefixes: the source, with what it had dropped.
+    let body = scrape(t);
+    let top = http::samples(&body)
+        .filter(|s| s.name == "synguard_over_budget_top_dropped")
+        .find(|s| {
+            s.labels
+                .iter()
+                .any(|(k, v)| *k == "prefix" && v.starts_with("198.18.0."))
+        })
+        .map(|s| s.value);
+    assert!(
+        top.is_some_and(|v| v > 0.0),
+        "no top prefix for the source over budget:\n{body}"
     );
 
     dir.write("synguard.toml", &text(false));

@@ -75,6 +75,13 @@ pub fn over_budget(layout: &PinLayout, iface: &str) -> Result<Vec<(IpNet, u64)>,
     Ok(out)
 }
 
+/// The `n` prefixes with the most SYNs dropped, most first; ties by prefix.
+pub fn top(mut nets: Vec<(IpNet, u64)>, n: usize) -> Vec<(IpNet, u64)> {
+    nets.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    nets.truncate(n);
+    nets
+}
+
 /// Forgets prefixes once they were acted on.
 pub fn forget_over_budget(layout: &PinLayout, iface: &str, nets: &[IpNet]) -> Result<(), MapError> {
     let map = Map::LruHashMap(MapData::from_pin(layout.map(iface, maps::OVER_BUDGET))?);
@@ -129,6 +136,25 @@ mod tests {
         assert_eq!(
             source_net(&key),
             Some("2001:2:0:ff01::/64".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_top_prefixes_are_the_most_dropped_first() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let nets = vec![
+            (net("198.18.1.0/24"), 5),
+            (net("198.18.2.0/24"), 50),
+            (net("2001:2::/64"), 7),
+            (net("198.18.3.0/24"), 7),
+        ];
+        assert_eq!(
+            top(nets, 3),
+            [
+                (net("198.18.2.0/24"), 50),
+                (net("198.18.3.0/24"), 7),
+                (net("2001:2::/64"), 7),
+            ]
         );
     }
 }
