@@ -9,7 +9,7 @@ pub use reason::{Counter, Reason, Verdict};
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 11;
+pub const MAP_LAYOUT_VERSION: u32 = 13;
 
 /// `BPF_F_MMAPABLE`, for the arrays whose values are laid out to fit cache
 /// lines (`BUDGETS`, `SOURCES`: 64-byte sets read at random in a flood;
@@ -28,6 +28,57 @@ pub const COOKIE_PROGRAM: &str = "synguard_syn";
 
 pub mod maps;
 pub mod procfs;
+
+/// Packets captured where they settle, for `synguard capture` and `top`
+/// (docs/design.md#capture): the program copies the first
+/// [`capture::SNAP_LEN`] bytes of a frame, with its counter slot, into a
+/// ring buffer, only while [`CaptureSettings::until_ns`] is in the future.
+pub mod capture {
+    /// Bytes of each frame copied: every header a SYN can carry (two VLAN
+    /// tags, IPv6 with extension headers, TCP with options), not payload.
+    pub const SNAP_LEN: usize = 256;
+    /// The ring buffer per interface (a power of two pages): about 3,600
+    /// records; a reader that falls behind loses records, never packets.
+    pub const RING_BYTES: u32 = 1 << 20;
+    /// How long a capture's flag lasts unless renewed: a capture that dies
+    /// without clearing it costs the data path at most this long.
+    pub const LEASE_NS: u64 = 2_000_000_000;
+}
+
+/// What `synguard capture` asks of the data path, in `CAPTURE`. All zero:
+/// nothing captured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CaptureSettings {
+    /// Capture until then (CLOCK_MONOTONIC ns); 0: off.
+    pub until_ns: u64,
+    /// Counter slots to capture: bit `slot` for each (`Reason as u32`, or
+    /// [`Reason::would_slot`] for dry-run's).
+    pub slots: u64,
+    /// Keep one packet in `sample` (0 and 1: every one).
+    pub sample: u32,
+    pub _pad: u32,
+}
+
+// Every counter slot has its bit in `CaptureSettings::slots`.
+const _: () = assert!(2 * Reason::COUNT <= 64);
+
+/// One captured packet, as the data path writes it into `CAPTURE_RING`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct CaptureRecord {
+    /// CLOCK_MONOTONIC ns when it settled.
+    pub ts_ns: u64,
+    /// The frame's length as it left the program, and how much of it
+    /// is in `data`.
+    pub len: u32,
+    pub caplen: u32,
+    /// The counter slot it was counted in (its reason, or dry-run's).
+    pub slot: u32,
+    pub _pad: u32,
+    /// The frame as it left the program (an answer: the SYN-ACK sent).
+    pub data: [u8; capture::SNAP_LEN],
+}
 
 /// Indexes of [`maps::LIST_IN_USE`], one per list trie.
 pub mod list_in_use {
@@ -165,6 +216,13 @@ pub struct IfaceSettings {
     /// Destination ports whose SYNs go to the kernel even in a flood (the
     /// operator guards only some ports). Empty: every port is guarded.
     pub unguarded_ports: PortSet,
+    /// Non-zero: dry-run (docs/design.md#dry-run). Everything is decided
+    /// and counted as when enforcing, budgets and flood detection
+    /// included, but a packet that would be dropped or answered is passed
+    /// untouched and counted at its [`Reason::would_slot`]. Switching is
+    /// this one write (`synguard arm`), never a reattach.
+    pub dry_run: u32,
+    pub _pad: u32,
 }
 
 /// A set of TCP ports as a bitmap: bit `p % 64` of word `p / 64`.
@@ -527,6 +585,7 @@ mod user {
     unsafe impl aya::Pod for super::HostGroup {}
     unsafe impl aya::Pod for super::HostLink {}
     unsafe impl aya::Pod for super::HostSelf {}
+    unsafe impl aya::Pod for super::CaptureSettings {}
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Names of the maps, as declared in the XDP program and pinned by userspace.
-/// Per interface: `PerCpuArray<Counter>` indexed by `Reason`.
+/// Per interface: `PerCpuArray<Counter>` indexed by `Reason`, then by
+/// [`super::Reason::would_slot`] (dry-run).
 pub const COUNTERS: &str = "COUNTERS";
 /// Per interface: `Array<IfaceSettings>`, one entry, written by userspace.
 pub const CONFIG: &str = "CONFIG";
@@ -64,6 +65,12 @@ pub const VLANS: &str = "VLANS";
 /// routes: every address, AnyIP ranges).
 pub const LOCAL_V4: &str = "LOCAL_V4";
 pub const LOCAL_V6: &str = "LOCAL_V6";
+/// Per interface: `Array<CaptureSettings>`, one entry, written by
+/// `synguard capture` (see [`super::capture`]).
+pub const CAPTURE: &str = "CAPTURE";
+/// Per interface: a ring buffer of [`super::CaptureRecord`]s, filled
+/// only while a capture runs.
+pub const CAPTURE_RING: &str = "CAPTURE_RING";
 /// Maps shared by every interface's program instance.
 pub const SHARED: [&str; 10] = [
     BLOCK_V4,
@@ -78,7 +85,7 @@ pub const SHARED: [&str; 10] = [
     INDEX_V4_HOSTS,
 ];
 /// Maps each interface's instance has for itself.
-pub const PER_INTERFACE: [&str; 14] = [
+pub const PER_INTERFACE: [&str; 16] = [
     COUNTERS,
     CONFIG,
     FLOOD,
@@ -93,4 +100,6 @@ pub const PER_INTERFACE: [&str; 14] = [
     VLANS,
     LOCAL_V4,
     LOCAL_V6,
+    CAPTURE,
+    CAPTURE_RING,
 ];

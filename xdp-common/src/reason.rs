@@ -22,6 +22,23 @@ impl Verdict {
             Verdict::Aborted => "aborted",
         }
     }
+
+    /// The label value of a packet a dry-run interface passed instead
+    /// (docs/design.md#dry-run): `would_drop`, `would_answer`; a pass is
+    /// always a pass, an abort always an abort.
+    pub const fn would_name(self) -> &'static str {
+        match self {
+            Verdict::Drop => "would_drop",
+            Verdict::Tx => "would_answer",
+            other => other.name(),
+        }
+    }
+
+    /// Whether a dry-run interface passes a packet with this verdict
+    /// instead, and counts it as what it would have been.
+    pub const fn held_in_dry_run(self) -> bool {
+        matches!(self, Verdict::Drop | Verdict::Tx)
+    }
 }
 
 /// Why the program gave a packet its verdict. The discriminant indexes the
@@ -82,7 +99,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// How many reasons there are: the length of the counter array.
+    /// How many reasons there are. The counter array holds twice as many
+    /// slots: the first `COUNT` for what the program did, the next `COUNT`
+    /// (at [`Reason::would_slot`]) for what a dry-run interface would have
+    /// done.
     pub const COUNT: u32 = 20;
 
     /// Every reason, in discriminant order.
@@ -108,6 +128,18 @@ impl Reason {
         Reason::CookieFallback,
         Reason::NotLocal,
     ];
+
+    /// The reason of a label value ([`Reason::name`]).
+    pub fn by_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// The counter slot of a packet a dry-run interface passed that
+    /// enforcing would have dropped or answered for this reason.
+    #[inline(always)]
+    pub const fn would_slot(self) -> u32 {
+        Reason::COUNT + self as u32
+    }
 
     /// The verdict this reason always comes with.
     pub const fn verdict(self) -> Verdict {

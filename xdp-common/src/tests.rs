@@ -15,7 +15,7 @@ fn shared_types_have_no_implicit_padding() {
     use core::mem::size_of;
     assert_eq!(
         size_of::<IfaceSettings>(),
-        4 * 4 + 2 * 2 + 4 + 4 * 8 + 8 + 8192
+        4 * 4 + 2 * 2 + 4 + 4 * 8 + 8 + 8192 + 8
     );
     assert_eq!(size_of::<FloodState>(), 5 * 8 + 2 * 4);
     assert_eq!(size_of::<SourceKey>(), 4 + 16);
@@ -25,6 +25,8 @@ fn shared_types_have_no_implicit_padding() {
     assert_eq!(size_of::<ListenerSlot>(), 32);
     assert_eq!(size_of::<HostLink>(), 8);
     assert_eq!(size_of::<HostSelf>(), 64);
+    assert_eq!(size_of::<CaptureSettings>(), 24);
+    assert_eq!(size_of::<CaptureRecord>(), 24 + capture::SNAP_LEN);
 }
 
 #[test]

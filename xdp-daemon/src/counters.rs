@@ -6,13 +6,44 @@ use aya::maps::{Map, MapData, MapError, PerCpuArray};
 use serde::Serialize;
 use xdp_common::{Counter, Reason};
 
-/// Totals per reason for one interface.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters([Counter; Reason::COUNT as usize]);
+/// Slots of the `COUNTERS` array: per reason, what was done, then what a
+/// dry-run interface would have done.
+const SLOTS: usize = 2 * Reason::COUNT as usize;
+
+/// Totals per reason for one interface: what the program did, and what it
+/// would have done where it ran in dry-run (docs/design.md#dry-run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters([Counter; SLOTS]);
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters([Counter::default(); SLOTS])
+    }
+}
 
 impl Counters {
+    /// Packets counted under `reason` with its verdict.
     pub fn get(&self, reason: Reason) -> Counter {
         self.0[reason as usize]
+    }
+
+    /// Packets a dry-run interface passed that it would have dropped or
+    /// answered for `reason`.
+    pub fn would(&self, reason: Reason) -> Counter {
+        self.0[reason.would_slot() as usize]
+    }
+
+    /// Every slot: the verdict label (`would_drop` for a dry-run's), the
+    /// reason, the count.
+    pub fn labelled(&self) -> impl Iterator<Item = (&'static str, Reason, Counter)> + '_ {
+        let done = Reason::ALL
+            .iter()
+            .map(|&r| (r.verdict().name(), r, self.get(r)));
+        let would = Reason::ALL
+            .iter()
+            .filter(|r| r.verdict().held_in_dry_run())
+            .map(|&r| (r.verdict().would_name(), r, self.would(r)));
+        done.chain(would)
     }
 
     /// Packets counted under any reason.
@@ -30,14 +61,13 @@ impl Counters {
         delta
     }
 
-    /// Rows with a non-zero packet count, in reason order.
+    /// Rows with a non-zero packet count, in reason order, then the
+    /// dry-run's in reason order.
     pub fn rows(&self) -> Vec<CounterRow> {
-        Reason::ALL
-            .iter()
-            .map(|&reason| (reason, self.get(reason)))
-            .filter(|(_, c)| c.packets > 0)
-            .map(|(reason, c)| CounterRow {
-                verdict: reason.verdict().name(),
+        self.labelled()
+            .filter(|(_, _, c)| c.packets > 0)
+            .map(|(verdict, reason, c)| CounterRow {
+                verdict,
                 reason: reason.name(),
                 packets: c.packets,
                 bytes: c.bytes,
@@ -62,9 +92,8 @@ impl Counters {
         array: &PerCpuArray<T, Counter>,
     ) -> Result<Counters, MapError> {
         let mut totals = Counters::default();
-        for reason in Reason::ALL {
-            for per_cpu in array.get(&(reason as u32), 0)?.iter() {
-                let slot = &mut totals.0[reason as usize];
+        for (i, slot) in totals.0.iter_mut().enumerate() {
+            for per_cpu in array.get(&(i as u32), 0)?.iter() {
                 slot.packets += per_cpu.packets;
                 slot.bytes += per_cpu.bytes;
             }

@@ -53,6 +53,22 @@ pub const HELPERS: &[Helper] = &[
         (5, 11),
     ),
     helper("bpf_loop", BpfHelper::BPF_FUNC_loop, (5, 17)),
+    // The capture's ring (BPF_MAP_TYPE_RINGBUF, 5.8).
+    helper(
+        "bpf_ringbuf_reserve",
+        BpfHelper::BPF_FUNC_ringbuf_reserve,
+        (5, 8),
+    ),
+    helper(
+        "bpf_ringbuf_submit",
+        BpfHelper::BPF_FUNC_ringbuf_submit,
+        (5, 8),
+    ),
+    helper(
+        "bpf_ringbuf_discard",
+        BpfHelper::BPF_FUNC_ringbuf_discard,
+        (5, 8),
+    ),
     helper(
         "bpf_xdp_load_bytes",
         BpfHelper::BPF_FUNC_xdp_load_bytes,
@@ -534,8 +550,9 @@ mod tests {
             .collect();
         let probed: BTreeSet<i32> = HELPERS.iter().map(|h| h.id as i32).collect();
         // Helpers every XDP kernel has: map lookup/update (1, 2), ktime (5),
-        // tail call (12), the CPU number (8), redirect_map (51).
-        let old = BTreeSet::from([1, 2, 3, 5, 8, 12, 51]);
+        // tail call (12), the CPU number (8), redirect_map (51), a random
+        // number (7, for a capture's sample).
+        let old = BTreeSet::from([1, 2, 3, 5, 7, 8, 12, 51]);
         let unprobed: Vec<_> = called
             .difference(&probed)
             .filter(|id| !old.contains(id))

@@ -16,6 +16,8 @@ pub struct Running {
     /// Whether SYNs are answered from XDP now: always, or auto with a
     /// flood detected.
     pub engaged: bool,
+    /// Dry-run: passing what it would drop or answer.
+    pub dry_run: bool,
     pub state: FloodState,
 }
 
@@ -34,7 +36,8 @@ impl Running {
 pub fn running(layout: &PinLayout, iface: &str) -> Result<Running, MapError> {
     let map = Map::Array(MapData::from_pin(layout.map(iface, maps::CONFIG))?);
     let config: Array<MapData, IfaceSettings> = Array::try_from(map)?;
-    let mode = config.get(&0, 0)?.flood_mode;
+    let settings = config.get(&0, 0)?;
+    let mode = settings.flood_mode;
     let state = state(layout, iface)?;
     let policy = match mode {
         m if m == FloodMode::Always as u32 => FloodMode::Always,
@@ -44,6 +47,7 @@ pub fn running(layout: &PinLayout, iface: &str) -> Result<Running, MapError> {
     Ok(Running {
         policy,
         engaged: policy == FloodMode::Always || (policy == FloodMode::Auto && state.active != 0),
+        dry_run: settings.dry_run != 0,
         state,
     })
 }
@@ -69,6 +73,13 @@ pub fn over_budget(layout: &PinLayout, iface: &str) -> Result<Vec<(IpNet, u64)>,
     }
     out.sort();
     Ok(out)
+}
+
+/// The `n` prefixes with the most SYNs dropped, most first; ties by prefix.
+pub fn top(mut nets: Vec<(IpNet, u64)>, n: usize) -> Vec<(IpNet, u64)> {
+    nets.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    nets.truncate(n);
+    nets
 }
 
 /// Forgets prefixes once they were acted on.
@@ -125,6 +136,25 @@ mod tests {
         assert_eq!(
             source_net(&key),
             Some("2001:2:0:ff01::/64".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_top_prefixes_are_the_most_dropped_first() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let nets = vec![
+            (net("198.18.1.0/24"), 5),
+            (net("198.18.2.0/24"), 50),
+            (net("2001:2::/64"), 7),
+            (net("198.18.3.0/24"), 7),
+        ];
+        assert_eq!(
+            top(nets, 3),
+            [
+                (net("198.18.2.0/24"), 50),
+                (net("198.18.3.0/24"), 7),
+                (net("2001:2::/64"), 7),
+            ]
         );
     }
 }

@@ -3,11 +3,14 @@
 //! `cli/`) is a thin layer over these modules; the tests use them directly.
 pub mod attach;
 pub mod bgp;
+pub mod capture;
 pub mod config;
 pub mod counters;
 pub mod daemon;
+pub mod explain;
 pub mod features;
 pub mod flood;
+pub mod frames;
 pub mod host;
 pub mod kernel;
 pub mod lists;

@@ -92,6 +92,10 @@ where
 /// series and synguard's join), and as `synguard stats --json` does.
 const DEVICE: &str = "device";
 
+/// How many source prefixes per interface `synguard_over_budget_top_dropped`
+/// shows: enough for a dashboard's table, few enough for the label set.
+const TOP_PREFIXES: usize = 10;
+
 fn device(name: &str) -> Labels {
     vec![(DEVICE, name.to_string())]
 }
@@ -167,13 +171,12 @@ fn packets(
                 continue;
             }
         };
-        for reason in Reason::ALL {
+        for (verdict, reason, counter) in c.labelled() {
             let labels: Labels = vec![
                 (DEVICE, name.clone()),
-                ("verdict", reason.verdict().name().into()),
+                ("verdict", verdict.into()),
                 ("reason", reason.name().into()),
             ];
-            let counter = c.get(reason);
             packets.push((labels.clone(), counter.packets));
             bytes.push((labels, counter.bytes));
         }
@@ -191,7 +194,7 @@ fn packets(
     counter(
         enc,
         "synguard_packets",
-        "Packets seen by the XDP program, by interface, verdict and reason.",
+        "Packets seen by the XDP program, by interface, verdict and reason (would_drop, would_answer: passed in dry-run).",
         &packets,
     )?;
     counter(
@@ -225,6 +228,7 @@ fn floods(enc: &mut DescriptorEncoder, layout: &PinLayout, attached: &[String]) 
     let mut flood_active = Vec::new();
     let mut syn_rate = Vec::new();
     let mut over_budget = Vec::new();
+    let mut top = Vec::new();
     for name in attached {
         match flood::running(layout, name) {
             Ok(r) => {
@@ -234,7 +238,18 @@ fn floods(enc: &mut DescriptorEncoder, layout: &PinLayout, attached: &[String]) 
             Err(e) => tracing::warn!("metrics: flood state of {name}: {e}"),
         }
         match flood::over_budget(layout, name) {
-            Ok(v) => over_budget.push((device(name), v.len() as i64)),
+            Ok(v) => {
+                over_budget.push((device(name), v.len() as i64));
+                top.extend(
+                    flood::top(v, TOP_PREFIXES)
+                        .into_iter()
+                        .map(|(net, dropped)| {
+                            let mut labels = device(name);
+                            labels.push(("prefix", net.to_string()));
+                            (labels, dropped as i64)
+                        }),
+                );
+            }
             Err(e) => tracing::warn!("metrics: over-budget sources of {name}: {e}"),
         }
     }
@@ -255,6 +270,12 @@ fn floods(enc: &mut DescriptorEncoder, layout: &PinLayout, attached: &[String]) 
         "synguard_over_budget_sources",
         "Source prefixes that went over their SYN budget, as the data path remembers them.",
         &over_budget,
+    )?;
+    gauge(
+        enc,
+        "synguard_over_budget_top_dropped",
+        "SYNs dropped over budget per source prefix, for the interface's top prefixes, until acted on.",
+        &top,
     )
 }
 

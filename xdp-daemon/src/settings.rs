@@ -25,6 +25,9 @@ pub struct FloodPolicy {
     /// The ports whose SYNs are answered from XDP in a flood; the others go
     /// to the kernel. Empty: every port.
     pub ports: Vec<u16>,
+    /// Pass everything, and count what would have been dropped or
+    /// answered (docs/design.md#dry-run).
+    pub dry_run: bool,
 }
 
 impl Default for FloodPolicy {
@@ -57,6 +60,8 @@ impl Default for FloodPolicy {
                 burst: 1_000,
             },
             ports: Vec::new(),
+            // Enforce: dry-run is asked for, per interface.
+            dry_run: false,
         }
     }
 }
@@ -147,6 +152,8 @@ pub fn config(policy: &FloodPolicy, kernel: &KernelFacts) -> IfaceSettings {
         // Filled in by `write`.
         hash_seed: 0,
         unguarded_ports: unguarded(&policy.ports),
+        dry_run: u32::from(policy.dry_run),
+        _pad: 0,
     }
 }
 
@@ -203,6 +210,24 @@ fn random_seed() -> Result<u64, MapError> {
 pub fn write_pinned(path: &std::path::Path, config: &IfaceSettings) -> Result<(), MapError> {
     let mut map = Map::Array(MapData::from_pin(path)?);
     write(Some(&mut map), config)
+}
+
+/// Switches a pinned `CONFIG` map between dry-run and enforcing, leaving
+/// every other setting as it is: one map write, the program stays
+/// attached (docs/design.md#dry-run). Returns whether it was in dry-run.
+pub fn set_dry_run(path: &std::path::Path, dry_run: bool) -> Result<bool, MapError> {
+    let map = Map::Array(MapData::from_pin(path)?);
+    let mut array: Array<MapData, IfaceSettings> = Array::try_from(map)?;
+    let current = array.get(&0, 0)?;
+    array.set(
+        0,
+        IfaceSettings {
+            dry_run: u32::from(dry_run),
+            ..current
+        },
+        0,
+    )?;
+    Ok(current.dry_run != 0)
 }
 
 /// Where the calling thread's network namespace shows its sysctls.

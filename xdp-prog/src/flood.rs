@@ -58,6 +58,12 @@ pub fn config() -> Option<&'static IfaceSettings> {
     CONFIG.get(0)
 }
 
+/// True on a dry-run interface (docs/design.md#dry-run).
+#[inline(always)]
+pub fn dry_run() -> bool {
+    CONFIG.get(0).is_some_and(|config| config.dry_run != 0)
+}
+
 /// True while the interface is in flood mode (for ACKs: no counting).
 #[inline(always)]
 pub fn active(config: &IfaceSettings) -> bool {
@@ -101,6 +107,7 @@ pub fn on_syn(config: &IfaceSettings, now: u64) -> bool {
         let hold = config.flood_hold_ms as u64 * NS_PER_MS;
         if (*state).active != 0 && now.wrapping_sub((*state).last_over_ns) > hold {
             (*state).active = 0;
+            crate::events::synguard_log_flood_ended((*state).last_rate);
         }
         match config.flood_mode {
             m if m == FloodMode::Always as u32 => true,
@@ -130,6 +137,7 @@ fn close_window(state: &mut FloodState, config: &IfaceSettings, now: u64, elapse
         if state.active == 0 {
             state.active = 1;
             state.engaged_ns = now;
+            crate::events::synguard_log_flood_engaged(rate);
         }
     }
 }

@@ -4,8 +4,10 @@
 #![no_std]
 #![no_main]
 
+mod capture;
 mod cookie;
 mod counters;
+mod events;
 mod flood;
 mod flows;
 mod host;
@@ -13,9 +15,9 @@ mod lists;
 mod parse;
 mod sources;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{macros::xdp, programs::XdpContext};
 use parse::{L4, Packet, Tcp};
-use xdp_common::{Reason, Verdict};
+use xdp_common::Reason;
 
 /// The loopback interface's index in every network namespace.
 const LOOPBACK_IFINDEX: usize = 1;
@@ -29,8 +31,7 @@ pub fn synguard(ctx: XdpContext) -> u32 {
     // Counted as received, before a SYN is rewritten into its answer.
     let len = ctx.data_end() - ctx.data();
     let reason = verdict(&ctx);
-    counters::count(reason, len);
-    action(reason)
+    counters::settle(&ctx, reason, len)
 }
 
 /// The cookie path: a program of its own, which `synguard` hands the SYNs
@@ -39,19 +40,7 @@ pub fn synguard(ctx: XdpContext) -> u32 {
 pub fn synguard_syn(ctx: XdpContext) -> u32 {
     let len = ctx.data_end() - ctx.data();
     let reason = cookie::answer_handed(&ctx);
-    counters::count(reason, len);
-    action(reason)
-}
-
-/// The XDP action for a reason's verdict.
-#[inline(always)]
-fn action(reason: Reason) -> u32 {
-    match reason.verdict() {
-        Verdict::Pass => xdp_action::XDP_PASS,
-        Verdict::Drop => xdp_action::XDP_DROP,
-        Verdict::Tx => xdp_action::XDP_TX,
-        Verdict::Aborted => xdp_action::XDP_ABORTED,
-    }
+    counters::settle(&ctx, reason, len)
 }
 
 /// Why this packet gets the verdict it gets.

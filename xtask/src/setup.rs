@@ -16,8 +16,9 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::{exec, is_root};
 
 /// Debian packages: the eBPF compiler and its source, LLVM for bpf-linker,
-/// and the tools the lab drives (ip, ethtool; gobgpd, the BGP speaker of
-/// the fleet tests and of `[bgp]`).
+/// the tools the lab drives (ip, ethtool; gobgpd, the BGP speaker of
+/// the fleet tests and of `[bgp]`), and tshark, with which the tests read
+/// `synguard capture`'s files as an operator would.
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -26,6 +27,7 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
     "gobgpd",
+    "tshark",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// promtool (the alert rules' unit tests, the lint of a real scrape), taken
@@ -52,7 +54,7 @@ pub fn run() -> Result<()> {
         let list = missing.join(" ");
         if !Path::new("/etc/debian_version").exists() {
             bail!(
-                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool) by hand"
+                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool, tshark) by hand"
             );
         }
         if !is_root() {
@@ -86,7 +88,7 @@ pub fn run() -> Result<()> {
     }
     promtool()?;
     eprintln!(
-        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, promtool)"
+        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, promtool, tshark)"
     );
     Ok(())
 }

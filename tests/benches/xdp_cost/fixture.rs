@@ -99,6 +99,7 @@ impl<'a> Bench<'a> {
             .identity("bench0")
             .context("bench0 in the namespace")?;
         let synguard = instances(program::OBJECT).context("loading synguard")?;
+        eprintln!("xdp_cost: this build: {}", verified(&synguard[0]));
         for ebpf in &synguard {
             HostMaps::of(ebpf)?.write(&identity)?;
         }
@@ -108,6 +109,7 @@ impl<'a> Bench<'a> {
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let builds =
                 instances(&object).with_context(|| format!("loading {}", path.display()))?;
+            eprintln!("xdp_cost: {}: {}", path.display(), verified(&builds[0]));
             // A build from before the host maps has none to fill.
             for ebpf in &builds {
                 if let Ok(mut maps) = HostMaps::of(ebpf) {
@@ -485,6 +487,26 @@ pub enum Lists {
     /// The same as `Indexed`, but no IPv4 index live: the tries decide,
     /// as during a list change.
     TriesOnly = 2,
+}
+
+/// The instructions the verifier checked for each program of a build, as
+/// the kernel reports them (`bpf_prog_info.verified_insns`): the verifier's
+/// cost of a change, next to its time.
+fn verified(ebpf: &Ebpf) -> String {
+    [program::PROGRAM, program::COOKIE_PROGRAM]
+        .iter()
+        .map(|name| {
+            let count = ebpf
+                .program(name)
+                .and_then(|p| p.info().ok())
+                .and_then(|info| info.verified_instruction_count());
+            match count {
+                Some(n) => format!("{name} {n} verified instructions"),
+                None => format!("{name} ? verified instructions"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The three instances of a build of synguard, by [`Lists`].

@@ -38,6 +38,11 @@ pub struct Args {
     /// Turn the per-source SYN budgets off.
     #[arg(long)]
     no_budgets: bool,
+    /// Pass everything, and count what would have been dropped or answered
+    /// (`would_drop`, `would_answer` in `stats`). `synguard arm` enforces,
+    /// without reattaching.
+    #[arg(long)]
+    dry_run: bool,
     /// Replace another XDP program found on the interface (by default
     /// synguard refuses and names it).
     #[arg(long)]
@@ -50,6 +55,7 @@ pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
         syn_rate_on: args.syn_rate_on,
         syn_rate_off: args.syn_rate_off,
         ports: args.ports,
+        dry_run: args.dry_run,
         ..FloodPolicy::default()
     };
     if args.no_budgets {
@@ -68,7 +74,8 @@ pub fn run(cx: &Env, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot attach to {}", args.iface))?;
     match outcome {
         Attached::New(mode) => {
-            println!("attached to {} ({mode} mode)", args.iface);
+            let dry = if args.dry_run { ", dry-run" } else { "" };
+            println!("attached to {} ({mode} mode{dry})", args.iface);
             for w in nic::warnings(&args.iface, args.mode, mode, before) {
                 eprintln!("warning: {w}");
             }

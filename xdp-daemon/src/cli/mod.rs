@@ -1,13 +1,17 @@
 //! The CLI as one clap derive enum; one file per verb.
+mod arm;
 mod attach;
+mod capture;
 mod config;
 mod detach;
 mod docs;
+mod explain;
 mod lists;
 mod run;
 mod stats;
 mod status;
 mod sysctl;
+mod top;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -59,7 +63,12 @@ enum Command {
     Status(status::Args),
     Attach(attach::Args),
     Detach(detach::Args),
+    Arm(arm::Args),
+    Disarm(arm::DisarmArgs),
     Stats(stats::Args),
+    Capture(capture::Args),
+    Top(top::Args),
+    Explain(explain::Args),
     /// Drop every packet from a source range, on every interface, at once.
     Block(lists::BlockArgs),
     /// Take a source range off the blocklist.
@@ -115,7 +124,12 @@ impl Cli {
             Command::Status(args) => status::run(&cx, args),
             Command::Attach(args) => attach::run(&cx, args),
             Command::Detach(args) => detach::run(&cx, args),
+            Command::Arm(args) => arm::run(&cx, &args.iface, false),
+            Command::Disarm(args) => arm::run(&cx, &args.iface, true),
             Command::Stats(args) => stats::run(&cx, args),
+            Command::Capture(args) => capture::run(&cx, args),
+            Command::Top(args) => top::run(&cx, args),
+            Command::Explain(args) => explain::run(&cx, args),
             Command::Block(args) => lists::block(&cx, args),
             Command::Unblock(args) => lists::remove(&cx, List::Block, args),
             Command::Allow(args) => lists::allow(&cx, args),

@@ -10,6 +10,9 @@ use xdp_daemon::{
 use super::Env;
 
 /// Show the counters of every attached interface, by verdict and reason.
+///
+/// On a dry-run interface, what it passed but would have dropped or
+/// answered shows as `would_drop` or `would_answer`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print again every interval, with per-second rates, until Ctrl-C.
@@ -89,7 +92,7 @@ fn print(
                         let old = e
                             .rows()
                             .into_iter()
-                            .find(|r| r.reason == counter.reason)
+                            .find(|r| (r.verdict, r.reason) == (counter.verdict, counter.reason))
                             .map_or(0, |r| r.packets);
                         counter.packets.saturating_sub(old) as f64 / interval.as_secs_f64()
                     });

@@ -47,6 +47,8 @@ struct IfaceStatus {
     flood_policy: Option<&'static str>,
     /// Whether SYNs are answered from XDP now (always, or auto in a flood).
     flood_active: Option<bool>,
+    /// Whether it passes what it would drop or answer (dry-run).
+    dry_run: Option<bool>,
     syn_rate: Option<u64>,
     over_budget_sources: Option<usize>,
 }
@@ -163,6 +165,7 @@ fn interfaces(cx: &Env) -> anyhow::Result<Vec<IfaceStatus>> {
             present: xdp_daemon::attach::if_index(&name) != 0,
             flood_policy: running.map(|r| r.policy_name()),
             flood_active: running.map(|r| r.engaged),
+            dry_run: running.map(|r| r.dry_run),
             syn_rate: running.map(|r| r.state.last_rate),
             over_budget_sources: flood::over_budget(&cx.layout, &name).ok().map(|v| v.len()),
             name,
@@ -268,7 +271,7 @@ fn print_interfaces(status: &Status) {
     }
     for i in &status.interfaces {
         println!(
-            "  {:<16} mode {:<8} flood {:<6} {:<8} syn/s {:<8} over-budget {}{}",
+            "  {:<16} mode {:<8} flood {:<6} {:<8} syn/s {:<8} over-budget {}{}{}",
             i.name,
             i.mode.as_deref().unwrap_or("-"),
             i.flood_policy.unwrap_or("?"),
@@ -279,6 +282,11 @@ fn print_interfaces(status: &Status) {
             },
             i.syn_rate.map_or("?".into(), |r| r.to_string()),
             i.over_budget_sources.map_or("?".into(), |n| n.to_string()),
+            if i.dry_run == Some(true) {
+                "  DRY-RUN (passing what it would drop or answer)"
+            } else {
+                ""
+            },
             if i.present {
                 ""
             } else {

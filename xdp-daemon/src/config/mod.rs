@@ -49,6 +49,9 @@ pub struct Interface {
     pub mode: AttachMode,
     /// Replace another XDP program found on the interface.
     pub replace: bool,
+    /// Pass everything and count what would have been dropped or answered
+    /// (docs/design.md#dry-run).
+    pub dry_run: bool,
 }
 
 /// What is wrong with a configuration, and where.

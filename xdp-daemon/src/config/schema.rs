@@ -46,6 +46,8 @@ pub(super) struct RawInterface {
     pub(super) mode: Mode,
     #[serde(default)]
     pub(super) replace: bool,
+    #[serde(default)]
+    pub(super) dry_run: bool,
 }
 
 #[derive(Deserialize)]

@@ -34,6 +34,7 @@ pub(super) fn interfaces(raw: &[RawInterface], at: &Spans) -> Result<Vec<Interfa
             name: name.clone(),
             mode: iface.mode.0,
             replace: iface.replace,
+            dry_run: iface.dry_run,
         });
     }
     Ok(interfaces)
@@ -80,6 +81,8 @@ pub(super) fn flood_policy(
         budget_v4_net: budget(&b.v4_net)?,
         budget_v6_host: budget(&b.v6_host)?,
         budget_v6_net: budget(&b.v6_net)?,
+        // Per interface: `Interface::dry_run`.
+        dry_run: false,
     })
 }
 

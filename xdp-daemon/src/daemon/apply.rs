@@ -9,6 +9,7 @@ use crate::{
     lists::{ListMaps, entries::Entries},
     nic,
     pins::PinLayout,
+    settings::FloodPolicy,
     state::{StateDir, unix_now},
     sysctl,
 };
@@ -82,13 +83,11 @@ impl Daemon {
             return Ok(());
         }
         let before = nic::channels(&iface.name).ok();
-        match attach::attach(
-            layout,
-            &iface.name,
-            iface.mode,
-            &self.config.flood,
-            iface.replace,
-        )? {
+        let policy = FloodPolicy {
+            dry_run: iface.dry_run,
+            ..self.config.flood.clone()
+        };
+        match attach::attach(layout, &iface.name, iface.mode, &policy, iface.replace)? {
             Attached::New(used) => {
                 info!("attached {} ({used} mode)", iface.name);
                 for w in nic::warnings(&iface.name, iface.mode, used, before) {

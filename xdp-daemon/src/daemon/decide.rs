@@ -55,6 +55,7 @@ mod tests {
             name: name.into(),
             mode: AttachMode::Auto,
             replace: false,
+            dry_run: false,
         }
     }
 

@@ -35,6 +35,7 @@ use crate::{
 
 mod apply;
 mod decide;
+mod logs;
 mod stop;
 mod upkeep;
 
@@ -81,6 +82,10 @@ struct Daemon {
     /// Per interface, what the last host sync left out of the maps (said
     /// once, not every second).
     host_left_out: BTreeMap<String, Vec<String>>,
+    /// The data path's logs, forwarded to ours.
+    logs: logs::ProgramLogs,
+    /// Its decisions, at log_level = "debug".
+    decisions: logs::Decisions,
     /// The BGP side, when the config has `[bgp]`.
     bgp: Option<Bgp>,
 }
@@ -148,6 +153,8 @@ impl Daemon {
             started: unix_now(),
             last_reload_error: None,
             host_left_out: BTreeMap::new(),
+            logs: logs::ProgramLogs::default(),
+            decisions: logs::Decisions::default(),
             bgp: None,
         }
     }

@@ -56,6 +56,9 @@ impl Daemon {
     /// configured), re-attach interfaces that came back, sync the host
     /// maps.
     pub(super) fn housekeeping(&mut self) {
+        self.logs.forward(&self.options.layout);
+        let debug = matches!(self.config.log_level.as_str(), "debug" | "trace");
+        self.decisions.forward(&self.options.layout, debug);
         self.sync_hosts();
         let layout = self.options.layout.clone();
         let state = self.options.state.clone();
@@ -128,6 +131,11 @@ impl Daemon {
     ) {
         let expires = decide::block_expires(now, duration);
         for iface in layout.attached().unwrap_or_default() {
+            // Dry-run blocks nothing: its sources over budget are counted
+            // (`would_drop` `rate`), and shown by `status`, only.
+            if flood::running(layout, &iface).is_ok_and(|r| r.dry_run) {
+                continue;
+            }
             let over = match flood::over_budget(layout, &iface) {
                 Ok(over) if !over.is_empty() => over,
                 Ok(_) => continue,

@@ -171,6 +171,11 @@ fn answer_syn_as(
             Err(reason) => return reason,
         },
     };
+    // Dry-run: everything decided, the SYN passed to the kernel as it
+    // came (`counters::settle` counts it as the answer it would get).
+    if config.dry_run != 0 {
+        return Reason::SynAck;
+    }
     build_syn_ack(
         ctx,
         syn.l3 as usize,
@@ -206,6 +211,7 @@ pub fn hand_over(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, now: u64) -> Reas
         };
         TAIL.tail_call(ctx, 0);
     }
+    crate::events::synguard_log_cookie_program_missing(now);
     Reason::CookieFallback
 }
 
