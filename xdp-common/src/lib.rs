@@ -26,59 +26,13 @@ pub const PROGRAM: &str = "synguard";
 /// ([`maps::TAIL`]), never attached itself.
 pub const COOKIE_PROGRAM: &str = "synguard_syn";
 
+pub mod capture;
+pub mod flows;
 pub mod maps;
 pub mod procfs;
 
-/// Packets captured where they settle, for `synguard capture` and `top`
-/// (docs/design.md#capture): the program copies the first
-/// [`capture::SNAP_LEN`] bytes of a frame, with its counter slot, into a
-/// ring buffer, only while [`CaptureSettings::until_ns`] is in the future.
-pub mod capture {
-    /// Bytes of each frame copied: every header a SYN can carry (two VLAN
-    /// tags, IPv6 with extension headers, TCP with options), not payload.
-    pub const SNAP_LEN: usize = 256;
-    /// The ring buffer per interface (a power of two pages): about 3,600
-    /// records; a reader that falls behind loses records, never packets.
-    pub const RING_BYTES: u32 = 1 << 20;
-    /// How long a capture's flag lasts unless renewed: a capture that dies
-    /// without clearing it costs the data path at most this long.
-    pub const LEASE_NS: u64 = 2_000_000_000;
-}
-
-/// What `synguard capture` asks of the data path, in `CAPTURE`. All zero:
-/// nothing captured.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct CaptureSettings {
-    /// Capture until then (CLOCK_MONOTONIC ns); 0: off.
-    pub until_ns: u64,
-    /// Counter slots to capture: bit `slot` for each (`Reason as u32`, or
-    /// [`Reason::would_slot`] for dry-run's).
-    pub slots: u64,
-    /// Keep one packet in `sample` (0 and 1: every one).
-    pub sample: u32,
-    pub _pad: u32,
-}
-
-// Every counter slot has its bit in `CaptureSettings::slots`.
-const _: () = assert!(2 * Reason::COUNT <= 64);
-
-/// One captured packet, as the data path writes it into `CAPTURE_RING`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub struct CaptureRecord {
-    /// CLOCK_MONOTONIC ns when it settled.
-    pub ts_ns: u64,
-    /// The frame's length as it left the program, and how much of it
-    /// is in `data`.
-    pub len: u32,
-    pub caplen: u32,
-    /// The counter slot it was counted in (its reason, or dry-run's).
-    pub slot: u32,
-    pub _pad: u32,
-    /// The frame as it left the program (an answer: the SYN-ACK sent).
-    pub data: [u8; capture::SNAP_LEN],
-}
+pub use capture::{CaptureRecord, CaptureSettings};
+pub use flows::FlowSlot;
 
 /// Indexes of [`maps::LIST_IN_USE`], one per list trie.
 pub mod list_in_use {
@@ -383,55 +337,6 @@ pub mod listeners {
     pub const LISTENING: u32 = 1;
     /// `ListenerSlot::state`: no socket took the SYN.
     pub const NONE: u32 = 2;
-}
-
-/// Where the data path remembers, per interface, connections its socket
-/// lookup found established during a flood (`FLOWS`, an array of
-/// [`FlowSlot`] indexed by a keyed hash of the 4-tuple): so that the
-/// segments of a connection the kernel holds pay for that lookup once a
-/// second, not each. In a flood every ACK must be looked up, because one
-/// that only a listener takes must carry a valid cookie; a remembered
-/// connection's segments pass without it, as they would after the lookup.
-///
-/// What that trusts: for at most [`flows::FRESH_NS`] after a lookup, a
-/// segment with the same 4-tuple (and a 32-bit tag of a keyed hash
-/// matching) belongs to a socket the kernel holds. A FIN or RST from the
-/// peer forgets the connection at once; only one the server ends (an RST
-/// it sends) can be remembered for up to that second after its socket has
-/// gone, and an ACK forged with that exact 4-tuple in it reaches the
-/// listener, whose own cookie check then refuses it. The seed
-/// (`IfaceSettings::hash_seed`) is random per interface, so a flood
-/// cannot aim its tuples at a remembered slot.
-pub mod flows {
-    /// Slots (8 bytes each): 1 MiB per interface. Connections that share
-    /// a slot only take the lookup more often.
-    pub const SLOTS: u32 = 131_072;
-    /// How long a lookup's finding is trusted.
-    pub const FRESH_NS: u64 = 1_000_000_000;
-    /// `FlowSlot::seen` keeps the data path's clock in units of 2^20 ns
-    /// (about a millisecond), so that it fits in 32 bits.
-    pub const CLOCK_SHIFT: u32 = 20;
-
-    /// A 4-tuple's slot and tag (never 0, which marks an empty slot): the
-    /// source and destination addresses (IPv4's in the first four bytes
-    /// of each) and both ports, as they are in the segment.
-    #[inline(always)]
-    pub fn place(src: &[u8; 16], dst: &[u8; 16], ports: u32, seed: u64) -> (u32, u32) {
-        let h = super::hash_address(src, ports as u64, seed);
-        let h = super::hash_address(dst, h, seed);
-        ((h >> 32) as u32 % SLOTS, h as u32 | 1)
-    }
-}
-
-/// A connection the data path's socket lookup found established.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct FlowSlot {
-    /// The 4-tuple's tag ([`flows::place`]); 0: empty.
-    pub tag: u32,
-    /// When, in units of 2^[`flows::CLOCK_SHIFT`] ns of the data path's
-    /// clock.
-    pub seen: u32,
 }
 
 /// What the last full look at a port found, for one local address.
