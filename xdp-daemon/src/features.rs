@@ -178,6 +178,7 @@ const MAP_TYPES: &[(u32, &str, (u8, u8))] = &[
     (9, "lru_hash", (4, 10)),
     (10, "lru_percpu_hash", (4, 10)),
     (11, "lpm_trie", (4, 11)),
+    (27, "ringbuf", (5, 8)),
 ];
 
 /// Map flags by bit: the name and the first release that accepts it.
@@ -531,9 +532,16 @@ mod tests {
             "map_array_mmapable",
             "map_prog_array",
             "map_lru_hash",
+            "map_ringbuf",
         ] {
             assert!(names.iter().any(|n| n == kind), "{kind} not in {names:?}");
         }
+        // A kind without a name has no release either: status would call
+        // the kernel too old for it.
+        assert!(
+            names.iter().all(|n| !n.starts_with("map_type_")),
+            "a map type missing from MAP_TYPES: {names:?}"
+        );
     }
 
     #[test]

@@ -51,8 +51,13 @@ fn found<T>(result: io::Result<T>) -> Found {
     }
 }
 
+/// `BPF_MAP_TYPE_RINGBUF`: its size is in bytes, a power-of-two number of
+/// pages, and it has no key or value.
+const RINGBUF: u32 = 27;
+
 /// Whether the kernel creates a map of this type with these flags and
-/// sizes (one entry: the sizes and flags are what the kernel checks).
+/// sizes (one entry, or a ring buffer of one page: the sizes and flags are
+/// what the kernel checks).
 pub fn map(map_type: u32, flags: u32, key_size: u32, value_size: u32) -> Found {
     // SAFETY: all-zero is a valid bpf_attr.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
@@ -62,7 +67,12 @@ pub fn map(map_type: u32, flags: u32, key_size: u32, value_size: u32) -> Found {
     create.map_flags = flags;
     create.key_size = key_size;
     create.value_size = value_size;
-    create.max_entries = 1;
+    create.max_entries = if map_type == RINGBUF {
+        // SAFETY: sysconf reads a constant.
+        unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32
+    } else {
+        1
+    };
     found(bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr))
 }
 
@@ -153,6 +163,7 @@ mod tests {
             return;
         }
         assert_eq!(map(2, 0, 4, 8), Some(true));
+        assert_eq!(map(RINGBUF, 0, 0, 0), Some(true));
         assert_eq!(map(u32::MAX, 0, 4, 8), Some(false));
         // An array with a flag bit no kernel defines.
         assert_eq!(map(2, 1 << 31, 4, 8), Some(false));
