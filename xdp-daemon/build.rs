@@ -1,5 +1,5 @@
 //! Builds the XDP program from `../xdp-prog` and leaves the object in
-//! `OUT_DIR/xdp-prog`, where `src/program.rs` embeds it. The eBPF crate needs a
+//! `OUT_DIR/synguard-ebpf`, where `src/program.rs` embeds it. The eBPF crate needs a
 //! compiler with its own library source for `-Z build-std=core` and the
 //! `bpf-linker`; `cargo xtask setup` installs both
 //! (docs/development.md#toolchain).
@@ -67,10 +67,13 @@ fn main() {
         .status()
         .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}; run `cargo xtask setup`"));
     if !status.success() {
-        panic!("building the XDP program (xdp-prog) failed: {status}");
+        panic!("building the XDP program (synguard-ebpf, in xdp-prog/) failed: {status}");
     }
-    let object = target_dir.join(BPF_TARGET).join("release").join("xdp-prog");
-    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("xdp-prog");
+    let object = target_dir
+        .join(BPF_TARGET)
+        .join("release")
+        .join("synguard-ebpf");
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("synguard-ebpf");
     std::fs::copy(&object, &out)
         .unwrap_or_else(|e| panic!("copying {} to {}: {e}", object.display(), out.display()));
 }

@@ -146,7 +146,7 @@ fn sysctl_path(key: &str) -> String {
 /// Parses /proc/net/{netstat,snmp}, keyed as nstat names the counters
 /// (`TcpExtListenDrops`); a negative value (`TcpMaxConn`) counts as 0.
 pub fn parse_netstat(text: &str) -> std::collections::HashMap<String, u64> {
-    xdp_common::procfs::netstat_fields(text)
+    synguard_common::procfs::netstat_fields(text)
         .filter_map(|(prefix, name, value)| {
             let v = value.parse::<i64>().ok()?;
             Some((format!("{prefix}{name}"), v.max(0) as u64))

@@ -28,7 +28,7 @@ pub fn binary() -> PathBuf {
         }
     }
     panic!(
-        "no synguard binary next to {}; build it (`cargo build -p xdp-daemon`) or set SYNGUARD_BIN",
+        "no synguard binary next to {}; build it (`cargo build -p synguard`) or set SYNGUARD_BIN",
         exe.display()
     );
 }

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use common::{CookieLab, LISTEN_PORT as PORT, Outcome, XDP_DROP, XDP_PASS, XDP_TX, flood_config};
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
+use synguard_common::{ALIGNED_ARRAY, Budget, FloodMode, IfaceSettings, Reason, SourceKey, maps};
 use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
     packets::{
@@ -16,7 +17,6 @@ use synguard_tests::{
         pad_options, push_vlan_tag, with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
     },
 };
-use xdp_common::{ALIGNED_ARRAY, Budget, FloodMode, IfaceSettings, Reason, SourceKey, maps};
 
 const CLIENT_SEQ: u32 = 0x1234_5678;
 const CLIENT_TSVAL: u32 = 0x0102_0304;
@@ -653,7 +653,9 @@ fn a_list_trie_is_skipped_only_while_its_flag_says_it_is_empty() {
     let udp =
         synguard_tests::packets::udp(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 1, 2, b"x");
     assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);
-    let live = lab.harness.list_slot(xdp_common::list_in_use::INDEX_V4);
+    let live = lab
+        .harness
+        .list_slot(synguard_common::list_in_use::INDEX_V4);
     assert_ne!(live, 0, "a list change leaves an index live");
     lab.harness.set_list_slot("INDEX_V4", 0);
     assert_reason(&lab.run(&udp), XDP_DROP, Reason::Blocklist);

@@ -532,7 +532,7 @@ fn sysctl_apply_and_restore_round_trip() {
 
 #[test]
 fn an_upgrade_carries_the_lists_of_an_older_map_layout_over_once() {
-    use xdp_daemon::{
+    use synguard::{
         lists::{List, ListMaps},
         pins::PinLayout,
         program,
@@ -549,7 +549,7 @@ fn an_upgrade_carries_the_lists_of_an_older_map_layout_over_once() {
     older.prepare().unwrap();
     drop(program::load(Some(&older), None).unwrap());
     let net = |s: &str| -> ipnet::IpNet { s.parse().unwrap() };
-    let far = xdp_daemon::state::unix_now() + 3600;
+    let far = synguard::state::unix_now() + 3600;
     {
         let mut lists = ListMaps::open(&older).unwrap();
         lists.add(List::Block, net("198.18.5.0/24"), 0).unwrap();

@@ -8,16 +8,16 @@ use std::{
 };
 
 use ipnet::IpNet;
+use synguard::{
+    lists::{List, ListMaps},
+    pins::PinLayout,
+};
 use synguard_tests::{
     http,
     lab::{Lab, if_index, mac},
     netns::unique_prefix,
     peer_xdp, require_root,
     synguard::Synguard,
-};
-use xdp_daemon::{
-    lists::{List, ListMaps},
-    pins::PinLayout,
 };
 
 fn xdp_program_name(lab: &Lab) -> Option<String> {
@@ -302,7 +302,7 @@ fn list_flags_never_say_empty_while_a_trie_holds_entries() {
     // one leaves none (the data path then asks the tries), and the next
     // change, or attach, builds it again.
     assert!(lists(&layout).index_stats().is_ok());
-    set_list_slot(&layout, xdp_common::list_in_use::INDEX_V4, 0);
+    set_list_slot(&layout, synguard_common::list_in_use::INDEX_V4, 0);
     assert!(lists(&layout).index_stats().is_err());
     lists(&layout).settle_all().unwrap();
     assert!(lists(&layout).index_stats().is_ok());
@@ -312,7 +312,7 @@ fn list_flags_never_say_empty_while_a_trie_holds_entries() {
 /// through a change would leave it.
 fn set_list_slot(layout: &PinLayout, slot: u32, value: u32) {
     use aya::maps::{Array, Map, MapData};
-    let map = MapData::from_pin(layout.shared_map(xdp_common::maps::LIST_IN_USE)).unwrap();
+    let map = MapData::from_pin(layout.shared_map(synguard_common::maps::LIST_IN_USE)).unwrap();
     let mut array: Array<_, u32> = Array::try_from(Map::Array(map)).unwrap();
     array.set(slot, value, 0).unwrap();
 }
@@ -325,7 +325,7 @@ fn lists(layout: &PinLayout) -> ListMaps {
 /// flag as a crash after the delete would.
 fn remove_entry_behind_synguards_back(layout: &PinLayout, addr: &str) {
     use aya::maps::{LpmTrie, Map, MapData, lpm_trie::Key};
-    let map = MapData::from_pin(layout.shared_map(xdp_common::maps::ALLOW_V6)).unwrap();
+    let map = MapData::from_pin(layout.shared_map(synguard_common::maps::ALLOW_V6)).unwrap();
     let mut trie: LpmTrie<_, [u8; 16], u64> = LpmTrie::try_from(Map::LpmTrie(map)).unwrap();
     let addr: std::net::Ipv6Addr = addr.parse().unwrap();
     trie.remove(&Key::new(128, addr.octets())).unwrap();
@@ -340,7 +340,7 @@ fn a_full_blocklist_says_so_and_loses_nothing() {
     synguard.run(t, &["block", "198.18.5.0/24"]).unwrap();
     let layout = PinLayout::new(synguard.pin_root());
     // Fill the rest of the IPv4 blocklist with /32s of 10.0.0.0/8.
-    let capacity = xdp_common::sizes::BLOCKLIST as usize;
+    let capacity = synguard_common::sizes::BLOCKLIST as usize;
     let fill: Vec<IpNet> = (0..capacity as u32 - 1)
         .map(|i| IpNet::from(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))))
         .collect();

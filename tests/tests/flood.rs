@@ -174,7 +174,7 @@ fn window_scale_of(ns: &synguard_tests::netns::Netns) -> u8 {
     let rmem_max: u64 = ns
         .sysctl("net.core.rmem_max")
         .map_or(0, |v| v.parse().unwrap());
-    xdp_daemon::settings::window_scale(rmem.max(rmem_max))
+    synguard::settings::window_scale(rmem.max(rmem_max))
 }
 
 #[test]

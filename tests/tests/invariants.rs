@@ -39,6 +39,7 @@ use std::{
 
 use common::{CookieLab, LISTEN_PORT, Outcome, VLAN_MAC, XDP_DROP, XDP_PASS, XDP_TX, flood_config};
 use etherparse::TcpOptionElement;
+use synguard_common::{Reason, Verdict};
 use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
     packets::{
@@ -47,7 +48,6 @@ use synguard_tests::{
         with_ipv4_options, with_ipv6_extensions, with_raw_tcp_options,
     },
 };
-use xdp_common::{Reason, Verdict};
 
 const DEFAULT_CASES: usize = 50_000;
 const ALLOWED_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 77);
@@ -466,12 +466,12 @@ enum KernelView {
     Other,
 }
 
-/// Within the parser's documented bounds (xdp_common::limits).
+/// Within the parser's documented bounds (synguard_common::limits).
 fn within_bounds(l: &Layers) -> bool {
-    l.vlans.len() <= xdp_common::limits::MAX_VLAN_TAGS
+    l.vlans.len() <= synguard_common::limits::MAX_VLAN_TAGS
         && l.ip
             .as_ref()
-            .is_none_or(|ip| ip.extensions.len() <= xdp_common::limits::MAX_IPV6_EXT_HEADERS)
+            .is_none_or(|ip| ip.extensions.len() <= synguard_common::limits::MAX_IPV6_EXT_HEADERS)
 }
 
 /// The kernel strips priority tags (VLAN id 0), hands a frame tagged for

@@ -153,7 +153,7 @@ fn attach_and_detach_are_idempotent_and_leave_nothing_behind() {
         .filter(|p| !p.is_dir())
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    let mut shared: Vec<String> = xdp_common::maps::SHARED
+    let mut shared: Vec<String> = synguard_common::maps::SHARED
         .iter()
         .map(|s| s.to_string())
         .collect();

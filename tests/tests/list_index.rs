@@ -14,13 +14,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use common::Harness;
 use ipnet::{IpNet, Ipv4Net};
+use synguard::lists::List;
+use synguard_common::{FloodMode, IfaceSettings, Reason, list_in_use};
 use synguard_tests::{
     lab::if_index,
     netns::{Netns, unique_prefix},
     packets::{Rng, Segment},
 };
-use xdp_common::{FloodMode, IfaceSettings, Reason, list_in_use};
-use xdp_daemon::lists::List;
 
 const TARGET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
@@ -175,7 +175,7 @@ fn a_full_index_leaves_the_rest_to_the_tries_and_stays_exact() {
     // below 198.18.0.0/15 in address order, so the /15's own entries are
     // the ones left without a group. Entries only: no frame comes from
     // these addresses.
-    let groups = xdp_common::index::NET_GROUPS;
+    let groups = synguard_common::index::NET_GROUPS;
     let mut entries: Vec<(Ipv4Net, List)> = (0..groups + 16)
         .map(|i| {
             let addr = Ipv4Addr::from(0x0b00_0000 + (i << 16) + 7);

@@ -80,13 +80,13 @@ fn offloads_are_read_as_ethtool_shows_them_and_veth_has_none_that_block_xdp() {
     .unwrap();
     ns.ip(&["link", "set", "sgoff0", "up"]).unwrap();
     let read = |name: &str| {
-        ns.run(|| xdp_daemon::nic::offloads("sgoff0"))
+        ns.run(|| synguard::nic::offloads("sgoff0"))
             .expect("offloads of sgoff0")
             .into_iter()
             .find(|o| o.name == name)
             .unwrap_or_else(|| panic!("no offload {name}"))
     };
-    for blocking in xdp_daemon::nic::XDP_BLOCKING_OFFLOADS {
+    for blocking in synguard::nic::XDP_BLOCKING_OFFLOADS {
         let o = read(blocking);
         assert!(!o.active && o.fixed, "{o:?}");
     }
@@ -103,7 +103,7 @@ fn offloads_are_read_as_ethtool_shows_them_and_veth_has_none_that_block_xdp() {
     }
     // And so native attach gives no offload hints, and succeeds.
     assert!(
-        ns.run(|| xdp_daemon::nic::native_refusal("sgoff0", None))
+        ns.run(|| synguard::nic::native_refusal("sgoff0", None))
             .is_empty()
     );
     let synguard = Synguard::new(ns.name());

@@ -1,5 +1,5 @@
 //! Packet tests: in a flood, a SYN is answered from XDP only when the
-//! kernel itself would answer it (`xdp_common::host`): a frame for the
+//! kernel itself would answer it (`synguard_common::host`): a frame for the
 //! host's MAC, on a VLAN it has a device for, to a destination local to
 //! its namespace. Anything else goes to the kernel untouched, counted as
 //! `not_local`, which forwards or discards it. The listener in the lab's
@@ -14,12 +14,12 @@ use common::{
     target_host,
 };
 use ipnet::Ipv4Net;
+use synguard::host::Identity;
+use synguard_common::Reason;
 use synguard_tests::{
     lab::{OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
     packets::{IPV6_FRAGMENT, Segment, push_vlan_tag, with_ipv6_extensions},
 };
-use xdp_common::Reason;
-use xdp_daemon::host::Identity;
 
 const OTHER_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x99];
 

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 mod common;
 
 use common::Harness;
+use synguard_common::Reason;
 use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_V4, TARGET_V6},
     packets::{
@@ -13,7 +14,6 @@ use synguard_tests::{
         with_ipv6_extensions,
     },
 };
-use xdp_common::Reason;
 
 fn v4(src: Ipv4Addr) -> IpAddr {
     IpAddr::V4(src)

@@ -6,12 +6,12 @@ mod common;
 use std::net::{IpAddr, TcpListener};
 
 use common::{Harness, XDP_DROP, XDP_PASS, XDP_TX};
+use synguard_common::{FloodMode, IfaceSettings, PortSet, Reason};
 use synguard_tests::{
     lab::{OUTSIDE_V4, TARGET_V4},
     netns::{Netns, unique_prefix},
     packets::Segment,
 };
-use xdp_common::{FloodMode, IfaceSettings, PortSet, Reason};
 
 #[test]
 fn only_guarded_ports_are_answered_from_xdp_in_a_flood() {

@@ -13,7 +13,7 @@ use aya::{
     },
 };
 
-use xdp_common::maps;
+use synguard_common::maps;
 
 use crate::{
     host,
@@ -214,7 +214,7 @@ fn attach_and_pin(
     layout: &PinLayout,
     iface: &str,
     mode: AttachMode,
-    config: &xdp_common::IfaceSettings,
+    config: &synguard_common::IfaceSettings,
     identity: &host::Identity,
 ) -> Result<Attached, AttachError> {
     let mut ebpf = program::load(Some(layout), Some(iface))?;

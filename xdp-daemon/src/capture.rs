@@ -8,7 +8,7 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData, MapError, RingBuf};
-use xdp_common::{CaptureRecord, CaptureSettings, Reason, capture, maps};
+use synguard_common::{CaptureRecord, CaptureSettings, Reason, capture, maps};
 
 use crate::pins::PinLayout;
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use aya::maps::{Map, MapData, MapError, PerCpuArray};
 use serde::Serialize;
-use xdp_common::{Counter, Reason};
+use synguard_common::{Counter, Reason};
 
 /// Slots of the `COUNTERS` array: per reason, what was done, then what a
 /// dry-run interface would have done.

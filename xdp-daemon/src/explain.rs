@@ -16,7 +16,7 @@ use aya::{
     maps::{Array, Map, MapData, MapError},
     programs::{TestRun, TestRunOptions},
 };
-use xdp_common::{FloodState, IfaceSettings, Reason, maps};
+use synguard_common::{FloodState, IfaceSettings, Reason, maps};
 
 use crate::{
     attach,

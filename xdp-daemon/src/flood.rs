@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use ipnet::IpNet;
-use xdp_common::{FloodMode, FloodState, IfaceSettings, SourceKey, maps};
+use synguard_common::{FloodMode, FloodState, IfaceSettings, SourceKey, maps};
 
 use crate::pins::PinLayout;
 

@@ -2,7 +2,7 @@
 //! listeners: read from /proc/net/netstat of the calling thread's namespace.
 use std::{collections::BTreeMap, fs, io};
 
-use xdp_common::procfs::netstat_fields;
+use synguard_common::procfs::netstat_fields;
 
 /// The TcpExt counters synguard reports, by the kernel's name.
 pub const TCP_EXT: &[&str] = &[

@@ -27,12 +27,12 @@ use aya::{
     maps::{Array, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
 };
 use ipnet::IpNet;
-use tracing::warn;
-use xdp_common::{
+use synguard_common::{
     HostGroup, IndexChunk,
     index::{CHUNKS, COPIES},
     list_in_use, maps, sizes,
 };
+use tracing::warn;
 
 use crate::{
     pins::PinLayout,
@@ -71,9 +71,9 @@ impl List {
     /// Its flag in the IPv4 index.
     fn index_flag(self) -> u8 {
         (match self {
-            List::Block => xdp_common::index::BLOCK,
-            List::Allow => xdp_common::index::ALLOW,
-            List::Martian => xdp_common::index::MARTIAN,
+            List::Block => synguard_common::index::BLOCK,
+            List::Allow => synguard_common::index::ALLOW,
+            List::Martian => synguard_common::index::MARTIAN,
         }) as u8
     }
 

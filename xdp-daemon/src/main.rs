@@ -1,12 +1,12 @@
 //! `synguard`: the command line. Every verb acts on the pinned state under
-//! bpffs (see `xdp_daemon::pins`), so verbs work with or without a running
+//! bpffs (see `synguard::pins`), so verbs work with or without a running
 //! daemon and never disagree with it.
 mod cli;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use xdp_daemon::{config::ConfigError, program::LoadError};
+use synguard::{config::ConfigError, program::LoadError};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

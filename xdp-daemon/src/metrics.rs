@@ -27,7 +27,7 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge, info::Info},
     registry::Registry,
 };
-use xdp_common::Reason;
+use synguard_common::Reason;
 
 use crate::{
     counters::Counters,

@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use xdp_common::{MAP_LAYOUT_VERSION, maps};
+use synguard_common::{MAP_LAYOUT_VERSION, maps};
 
 /// The default pin root. bpffs is mounted at /sys/fs/bpf if it is not yet.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/synguard";

@@ -7,16 +7,16 @@ use aya::{
     maps::ProgramArray,
     programs::{ProgramError, Xdp},
 };
-use xdp_common::maps;
+use synguard_common::maps;
 
 use crate::{features, pins::PinLayout};
 
 /// The eBPF object (ELF, bpfel).
-pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-prog"));
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/synguard-ebpf"));
 
 /// The programs' names in the object: the one attached, and the cookie
 /// path's, which it reaches by a tail call.
-pub use xdp_common::{COOKIE_PROGRAM, PROGRAM};
+pub use synguard_common::{COOKIE_PROGRAM, PROGRAM};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -5,7 +5,7 @@
 use std::{fs, io, path::Path};
 
 use aya::maps::{Array, Map, MapData, MapError};
-use xdp_common::{Budget, FloodMode, IfaceSettings, PortSet};
+use synguard_common::{Budget, FloodMode, IfaceSettings, PortSet};
 
 /// The operator's flood policy for an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,7 +175,7 @@ fn unguarded(guarded: &[u16]) -> PortSet {
 /// random one for a new map.
 pub fn write(map: Option<&mut Map>, config: &IfaceSettings) -> Result<(), MapError> {
     let map = map.ok_or(MapError::InvalidName {
-        name: xdp_common::maps::CONFIG.into(),
+        name: synguard_common::maps::CONFIG.into(),
     })?;
     let mut array: Array<&mut MapData, IfaceSettings> = Array::try_from(map)?;
     let seed = match array.get(&0, 0)?.hash_seed {

@@ -9,7 +9,7 @@ use aya_ebpf::{
     maps::{Array, RingBuf},
     programs::XdpContext,
 };
-use xdp_common::{CaptureRecord, CaptureSettings, capture};
+use synguard_common::{CaptureRecord, CaptureSettings, capture};
 
 /// The shortest frame worth a record: an Ethernet header.
 const ETH_HLEN: usize = 14;

@@ -3,7 +3,7 @@
 //! the verdict's action, where dry-run turns a drop or an answer into a
 //! pass (docs/design.md#dry-run).
 use aya_ebpf::{bindings::xdp_action, macros::map, maps::PerCpuArray, programs::XdpContext};
-use xdp_common::{Counter, Reason, Verdict};
+use synguard_common::{Counter, Reason, Verdict};
 
 use crate::{capture, flood};
 

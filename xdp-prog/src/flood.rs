@@ -14,7 +14,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
-use xdp_common::{
+use synguard_common::{
     ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, FLOOD_WINDOW_NS, FloodMode, FloodState,
     IfaceSettings, SourceKey, budget, limits::MAX_CPUS, sizes,
 };
@@ -37,7 +37,7 @@ static FLOOD: Array<FloodState> = Array::with_max_entries(1, ALIGNED_ARRAY);
 static SYN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// SYN token buckets per source network, used only in flood mode (see
-/// `xdp_common::budget`; the hosts' are in `crate::sources`): a spoofed
+/// `synguard_common::budget`; the hosts' are in `crate::sources`): a spoofed
 /// flood can churn them, but never evict an operator's list entry.
 #[map(name = "BUDGETS")]
 static BUDGETS: Array<BudgetSet> = Array::with_max_entries(budget::SETS, ALIGNED_ARRAY);

@@ -1,7 +1,7 @@
 //! Connections the socket lookup found established during a flood
-//! (`FLOWS`; what that trusts, and for how long: `xdp_common::flows`).
+//! (`FLOWS`; what that trusts, and for how long: `synguard_common::flows`).
 use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
-use xdp_common::{FlowSlot, flows};
+use synguard_common::{FlowSlot, flows};
 
 use crate::parse::{Family, Packet, Tcp, ptr_at};
 

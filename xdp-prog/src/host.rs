@@ -1,7 +1,7 @@
 //! Whether a SYN is this host's to answer: the kernel answers only a
 //! segment in a frame for one of its MACs, on a VLAN it has a device for,
 //! to a destination local to its namespace (the rules are in
-//! `xdp_common::host`). Anything else it forwards or discards, so the
+//! `synguard_common::host`). Anything else it forwards or discards, so the
 //! cookie path must not answer it: on a router or a bridge host an answer
 //! would break every forwarded connection, and make the host a reflector
 //! for any source address on the link.
@@ -18,7 +18,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
     programs::XdpContext,
 };
-use xdp_common::{ALIGNED_ARRAY, HostLink, HostSelf, host};
+use synguard_common::{ALIGNED_ARRAY, HostLink, HostSelf, host};
 
 use crate::parse::ptr_at;
 

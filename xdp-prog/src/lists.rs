@@ -3,14 +3,14 @@
 //! (sources no real SYN comes from).
 //!
 //! Each list is a pair of LPM tries (longest prefix wins). An IPv4 source
-//! is looked up in the IPv4 list index instead ([`xdp_common::index`]):
+//! is looked up in the IPv4 list index instead ([`synguard_common::index`]):
 //! all three lists at once, in at most three array loads. The tries are
 //! asked where the index says so, and while it is being rebuilt.
 use aya_ebpf::{
     macros::map,
     maps::{Array, LpmTrie, lpm_trie::Key},
 };
-use xdp_common::{
+use synguard_common::{
     ALIGNED_ARRAY, HostGroup, IndexChunk,
     index::{self, ALLOW, BLOCK, GROUP, MARTIAN, TRIES},
     list_in_use, sizes,

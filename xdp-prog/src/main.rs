@@ -17,7 +17,7 @@ mod sources;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use parse::{L4, Packet, Tcp};
-use xdp_common::Reason;
+use synguard_common::Reason;
 
 /// The loopback interface's index in every network namespace.
 const LOOPBACK_IFINDEX: usize = 1;
@@ -92,7 +92,7 @@ fn syn(
     packet: &Packet,
     listed: &lists::Listed,
     tcp: &Tcp,
-    config: &xdp_common::IfaceSettings,
+    config: &synguard_common::IfaceSettings,
 ) -> Reason {
     if tcp.flags.is_bad_syn() {
         return Reason::BadFlags;

@@ -14,7 +14,7 @@ use network_types::{
     tcp::TcpHdr,
     vlan::VlanHdr,
 };
-use xdp_common::{
+use synguard_common::{
     Reason, host,
     limits::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS},
 };
@@ -93,7 +93,7 @@ pub struct Packet {
     /// 240/4 too). A subnet's broadcast address takes the routing table to
     /// recognise, which the parser has not got.
     pub unicast: bool,
-    /// The frame's VLAN chain (`xdp_common::host::vlan_key`); 0 untagged.
+    /// The frame's VLAN chain (`synguard_common::host::vlan_key`); 0 untagged.
     pub vlan: u32,
     pub l4: L4,
 }

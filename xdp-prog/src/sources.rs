@@ -1,11 +1,11 @@
-//! What the data path keeps per source address (`xdp_common::sources`):
+//! What the data path keeps per source address (`synguard_common::sources`):
 //! the hosts' SYN budgets (used by `crate::flood`) and recent peers,
 //! source addresses the kernel has a connection with, or had one with a
 //! minute ago, so that in a flood their SYNs get the full socket lookup.
 //! Both in one cache line per source: a SYN in a flood reads one random
 //! line for the two.
 use aya_ebpf::{macros::map, maps::Array};
-use xdp_common::{
+use synguard_common::{
     ALIGNED_ARRAY, BudgetSlot, SourceSet,
     sources::{self, GENERATION_SHIFT},
 };

@@ -117,6 +117,6 @@ fn is_root() -> bool {
 
 /// Builds `synguard` in release mode and returns its path.
 fn build_release() -> Result<PathBuf> {
-    exec(cargo().args(["build", "--release", "--locked", "-p", "xdp-daemon"]))?;
+    exec(cargo().args(["build", "--release", "--locked", "-p", "synguard"]))?;
     Ok(workspace().join("target/release/synguard"))
 }

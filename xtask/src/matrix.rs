@@ -99,7 +99,7 @@ pub fn run() -> Result<()> {
         only.as_ref()
             .is_none_or(|o| o.iter().any(|p| release.starts_with(p.as_str())))
     };
-    exec(cargo().args(["build", "--locked", "-p", "xdp-daemon"]))?;
+    exec(cargo().args(["build", "--locked", "-p", "synguard"]))?;
     let root = workspace().join("target/matrix");
     let synguard = workspace().join("target/debug/synguard");
     let smoke = workspace().join("xtask/src/matrix/smoke.py");

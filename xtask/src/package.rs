@@ -42,7 +42,7 @@ pub fn run() -> Result<()> {
     generate(&["completions", "fish"], "synguard.fish")?;
     exec(
         cargo()
-            .args(["deb", "-p", "xdp-daemon", "--no-build", "--output"])
+            .args(["deb", "-p", "synguard", "--no-build", "--output"])
             .arg(&out),
     )?;
     eprintln!("xtask: the package is in {}", out.display());

@@ -47,7 +47,7 @@ pub fn run() -> Result<()> {
             .current_dir(workspace().join("packaging/prometheus")),
     )?;
     // The end-to-end tests drive the real binary, built next to them.
-    exec(cargo().args(["build", "--locked", "-p", "xdp-daemon"]))?;
+    exec(cargo().args(["build", "--locked", "-p", "synguard"]))?;
     let tally = cargo_test()?;
     let closing = || {
         // One closing line over all test binaries (cargo prints one per

@@ -4,12 +4,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
+use synguard_common::Reason;
 use synguard_tests::{
     lab::{OUTSIDE_V4, TARGET_V4},
     packets::{self, Flags, Segment},
     rawbpf as bpf,
 };
-use xdp_common::Reason;
 
 use crate::{
     BLOCKED, Options, PORT,

@@ -7,19 +7,19 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use aya::{Ebpf, maps::Array};
-use synguard_tests::{
-    lab::{TARGET_MAC, TARGET_V4, TARGET_V6, if_index, mac},
-    netns::Netns,
-    packets::{Flags, Rng, Segment},
-    rawbpf as bpf,
-};
-use xdp_common::{Budget, FloodMode, FloodState, IfaceSettings, list_in_use, maps};
-use xdp_daemon::{
+use synguard::{
     counters::Counters,
     host::{HostMaps, HostView},
     lists::{List, ListMaps},
     program,
     settings::{self, FloodPolicy, KernelFacts},
+};
+use synguard_common::{Budget, FloodMode, FloodState, IfaceSettings, list_in_use, maps};
+use synguard_tests::{
+    lab::{TARGET_MAC, TARGET_V4, TARGET_V6, if_index, mac},
+    netns::Netns,
+    packets::{Flags, Rng, Segment},
+    rawbpf as bpf,
 };
 
 use crate::{
@@ -296,10 +296,10 @@ impl<'a> Bench<'a> {
                     bpf::XDP_PASS,
                 )?);
                 let expected = match class.reason.verdict() {
-                    xdp_common::Verdict::Pass => bpf::XDP_PASS,
-                    xdp_common::Verdict::Drop => bpf::XDP_DROP,
-                    xdp_common::Verdict::Tx => bpf::XDP_TX,
-                    xdp_common::Verdict::Aborted => bpf::XDP_ABORTED,
+                    synguard_common::Verdict::Pass => bpf::XDP_PASS,
+                    synguard_common::Verdict::Drop => bpf::XDP_DROP,
+                    synguard_common::Verdict::Tx => bpf::XDP_TX,
+                    synguard_common::Verdict::Aborted => bpf::XDP_ABORTED,
                 };
                 // synguard and the builds compared with it, in an order
                 // rotated every round: none always runs first (or after

@@ -10,9 +10,10 @@
 //! cargo bench -p synguard-tests --bench xdp_cost -- [--quick] [--json FILE] [--only TEXT]... [--compare OBJECT]...
 //! ```
 //!
-//! `--compare OBJECT` measures another build of the XDP program (an
-//! `xdp-prog` object of the same map layout, say the one `git stash` left
-//! in target/bpf) beside this one, in the same rounds, order rotated, and
+//! `--compare OBJECT` measures another build of the XDP program (a
+//! `synguard-ebpf` object of the same map layout, say the one `git stash` left
+//! in target/bpf/bpfel-unknown-none/release/; `xdp-prog` before the crate
+//! rename) beside this one, in the same rounds, order rotated, and
 //! prints each class's time as a ratio to this build's: before and after a
 //! change to the data path, side by side.
 //!

@@ -1,6 +1,6 @@
 //! Medians, ratios, the targets, and the table and JSON they go into.
 use serde_json::{Value, json};
-use xdp_common::Reason;
+use synguard_common::Reason;
 
 use crate::{CPU, Options, classes::Timing};
 

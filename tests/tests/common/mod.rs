@@ -11,20 +11,20 @@ use aya::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::{net::TcpListener, os::fd::AsFd};
 
-use synguard_tests::{
-    lab::{TARGET_MAC, TARGET_V4, TARGET_V6},
-    netns::{Netns, unique_prefix},
-    require_root,
-};
-use xdp_common::{
-    BudgetSet, BudgetSlot, FloodMode, IfaceSettings, Reason, SourceKey, SourceSet, Verdict, budget,
-    host, list_in_use, maps, sources,
-};
-use xdp_daemon::{
+use synguard::{
     counters::Counters,
     host::{HostMaps, Identity},
     lists::{List, ListMaps},
     program,
+};
+use synguard_common::{
+    BudgetSet, BudgetSlot, FloodMode, IfaceSettings, Reason, SourceKey, SourceSet, Verdict, budget,
+    host, list_in_use, maps, sources,
+};
+use synguard_tests::{
+    lab::{TARGET_MAC, TARGET_V4, TARGET_V6},
+    netns::{Netns, unique_prefix},
+    require_root,
 };
 
 pub struct Harness {

@@ -5,7 +5,7 @@
 //! /sys/class/net of a namespace entered with setns).
 use std::collections::BTreeMap;
 
-use xdp_common::{FLOOD_WINDOW_NS, FloodState};
+use synguard_common::{FLOOD_WINDOW_NS, FloodState};
 
 use crate::{flood, pins::PinLayout};
 

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use xdp_common::maps;
-use xdp_daemon::settings;
+use synguard::settings;
+use synguard_common::maps;
 
 use super::Env;
 

@@ -1,13 +1,13 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use xdp_common::FloodMode;
-use xdp_daemon::{
+use synguard::{
     attach::{AttachMode, Attached, attach},
     config::parse_flood_mode,
     nic,
     settings::FloodPolicy,
 };
+use synguard_common::FloodMode;
 
 use super::Env;
 

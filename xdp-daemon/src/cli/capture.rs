@@ -18,12 +18,12 @@ use pcap_file::{
         },
     },
 };
-use xdp_common::{Reason, capture::SNAP_LEN};
-use xdp_daemon::{
+use synguard::{
     capture::{self, Capture},
     config::parse_duration,
     frames,
 };
+use synguard_common::{Reason, capture::SNAP_LEN};
 
 use super::Env;
 

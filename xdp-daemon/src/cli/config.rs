@@ -1,6 +1,6 @@
 use std::{path::PathBuf, process::ExitCode};
 
-use xdp_daemon::config::Config;
+use synguard::config::Config;
 
 use super::Env;
 

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use xdp_daemon::attach::{Detached, detach};
+use synguard::attach::{Detached, detach};
 
 use super::Env;
 

@@ -6,7 +6,7 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader},
 };
 use serde::Serialize;
-use xdp_daemon::{explain::Explainer, frames};
+use synguard::{explain::Explainer, frames};
 
 use super::Env;
 

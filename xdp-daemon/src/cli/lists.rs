@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context;
 use ipnet::IpNet;
 use serde::Serialize;
-use xdp_daemon::{
+use synguard::{
     config::{parse_cidr, parse_duration},
     lists::{
         List, ListMaps,
@@ -79,7 +79,7 @@ pub fn block(cx: &Env, args: BlockArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .flatten()
             .filter(|d| d.alive());
-        let bgp_on = daemon.is_some() && xdp_daemon::bgp::Status::read(&cx.state).is_some();
+        let bgp_on = daemon.is_some() && synguard::bgp::Status::read(&cx.state).is_some();
         if !bgp_on {
             eprintln!(
                 "synguard: no running daemon with [bgp] enabled: {} is blocked here, and \

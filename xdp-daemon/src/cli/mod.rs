@@ -16,7 +16,7 @@ mod top;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use xdp_daemon::{
+use synguard::{
     lists::List,
     pins::{DEFAULT_ROOT, PinLayout},
     state::{DEFAULT_STATE_DIR, StateDir},
@@ -44,7 +44,7 @@ pub struct Cli {
     state_dir: PathBuf,
 
     /// The configuration file.
-    #[arg(long, global = true, env = "SYNGUARD_CONFIG", default_value = xdp_daemon::config::DEFAULT_PATH)]
+    #[arg(long, global = true, env = "SYNGUARD_CONFIG", default_value = synguard::config::DEFAULT_PATH)]
     config: PathBuf,
 
     /// Print data as JSON instead of a table.

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use xdp_daemon::daemon::{self, Options};
+use synguard::daemon::{self, Options};
 
 use super::Env;
 

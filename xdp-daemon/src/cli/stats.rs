@@ -2,7 +2,7 @@ use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use serde::Serialize;
-use xdp_daemon::{
+use synguard::{
     config::parse_duration,
     counters::{CounterRow, Counters},
 };

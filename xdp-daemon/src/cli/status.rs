@@ -1,7 +1,7 @@
 use std::{collections::BTreeMap, path::Path, process::ExitCode};
 
 use serde::Serialize;
-use xdp_daemon::{
+use synguard::{
     bgp,
     config::Config,
     features, flood,
@@ -162,7 +162,7 @@ fn interfaces(cx: &Env) -> anyhow::Result<Vec<IfaceStatus>> {
         let link = view.as_ref().and_then(|v| v.link(&name));
         interfaces.push(IfaceStatus {
             mode: link.and_then(|l| l.xdp).map(String::from),
-            present: xdp_daemon::attach::if_index(&name) != 0,
+            present: synguard::attach::if_index(&name) != 0,
             flood_policy: running.map(|r| r.policy_name()),
             flood_active: running.map(|r| r.engaged),
             dry_run: running.map(|r| r.dry_run),
@@ -178,13 +178,17 @@ fn interfaces(cx: &Env) -> anyhow::Result<Vec<IfaceStatus>> {
 fn lists(cx: &Env) -> anyhow::Result<(Vec<ListSize>, Option<IndexStatus>)> {
     let mut list_sizes = Vec::new();
     let mut list_index = None;
-    if cx.layout.shared_map(xdp_common::maps::INDEX_V4).exists() {
+    if cx
+        .layout
+        .shared_map(synguard_common::maps::INDEX_V4)
+        .exists()
+    {
         let maps = ListMaps::open(&cx.layout)?;
         list_index = maps.index_stats().ok().map(|s| IndexStatus {
             net_groups: s.nets,
-            net_groups_max: xdp_common::index::NET_GROUPS,
+            net_groups_max: synguard_common::index::NET_GROUPS,
             host_groups: s.hosts,
-            host_groups_max: xdp_common::index::HOST_GROUPS,
+            host_groups_max: synguard_common::index::HOST_GROUPS,
             ranges_left_to_the_tries: s.fallbacks,
         });
         for (label, list) in [

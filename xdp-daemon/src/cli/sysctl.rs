@@ -1,7 +1,7 @@
 use std::{collections::BTreeMap, process::ExitCode};
 
 use anyhow::Context;
-use xdp_daemon::{config::Config, sysctl};
+use synguard::{config::Config, sysctl};
 
 use super::Env;
 
@@ -20,7 +20,7 @@ pub enum Command {
 /// The desired values: the config's, or the defaults when there is no
 /// config file at the default path.
 fn desired(cx: &Env) -> anyhow::Result<BTreeMap<String, i64>> {
-    if !cx.config.exists() && cx.config.as_os_str() == xdp_daemon::config::DEFAULT_PATH {
+    if !cx.config.exists() && cx.config.as_os_str() == synguard::config::DEFAULT_PATH {
         return Ok(sysctl::defaults());
     }
     Ok(Config::load(&cx.config)?.sysctls)

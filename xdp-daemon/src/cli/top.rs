@@ -6,8 +6,8 @@ use std::{
 
 use ipnet::IpNet;
 use serde::Serialize;
-use xdp_common::{Reason, Verdict};
-use xdp_daemon::{config::parse_duration, frames};
+use synguard::{config::parse_duration, frames};
+use synguard_common::{Reason, Verdict};
 
 use super::{
     Env,

@@ -4,8 +4,8 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, de};
+use synguard_common::{Budget, FloodMode};
 use toml::Spanned;
-use xdp_common::{Budget, FloodMode};
 
 use super::{list_file::parse_cidr, parse_duration};
 use crate::{attach::AttachMode, settings::FloodPolicy};

@@ -7,8 +7,8 @@ use std::{
 };
 
 use ipnet::IpNet;
+use synguard_common::Budget;
 use toml::Spanned;
-use xdp_common::Budget;
 
 use super::{
     ConfigError, Interface, Spans, check_iface_name, read_list_file,
@@ -95,12 +95,12 @@ fn budget(raw: &RawBudget, enabled: bool, at: &Spans) -> Result<Budget, ConfigEr
     if rate > 0 && burst < rate.min(1) {
         return Err(at.error(raw.burst.span(), "burst must be at least 1".into()));
     }
-    if burst > xdp_common::budget::MAX_BURST {
+    if burst > synguard_common::budget::MAX_BURST {
         return Err(at.error(
             raw.burst.span(),
             format!(
                 "burst must be at most {} (what a bucket holds)",
-                xdp_common::budget::MAX_BURST
+                synguard_common::budget::MAX_BURST
             ),
         ));
     }

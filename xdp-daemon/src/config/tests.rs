@@ -109,7 +109,7 @@ fn budgets_can_be_turned_off_and_over_budget_blocks_on() {
 
 #[test]
 fn a_burst_larger_than_a_bucket_holds_is_refused() {
-    let max = xdp_common::budget::MAX_BURST;
+    let max = synguard_common::budget::MAX_BURST;
     let ok = format!("[budgets]\nv4_net = {{ rate = 500, burst = {max} }}\n");
     assert_eq!(parse(&ok).unwrap().flood.budget_v4_net.burst, max);
     let too_big = format!(

@@ -135,7 +135,7 @@ fn import_older_lists(layout: &PinLayout, state: &StateDir) {
         .other_layouts()
         .unwrap_or_default()
         .into_iter()
-        .filter(|l| l.version() < xdp_common::MAP_LAYOUT_VERSION);
+        .filter(|l| l.version() < synguard_common::MAP_LAYOUT_VERSION);
     for older in older {
         let marker = state
             .path()

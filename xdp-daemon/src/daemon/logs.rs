@@ -8,8 +8,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use aya::programs::links::{FdLink, PinnedLink};
 use aya_log::EbpfLogger;
+use synguard_common::Reason;
 use tracing::{debug, error, info, trace, warn};
-use xdp_common::Reason;
 
 use crate::{
     capture::{self, Capture},

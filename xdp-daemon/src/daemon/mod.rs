@@ -58,9 +58,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
 fn init_tracing(level: &str) {
     // RUST_LOG, when set, overrides the config's log_level.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("synguard={level},xdp_daemon={level}"))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("synguard={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,5 +1,5 @@
 //! What the host is, as the data path needs it to answer only SYNs the
-//! kernel would answer (`xdp_common::host`): each attached interface's MAC,
+//! kernel would answer (`synguard_common::host`): each attached interface's MAC,
 //! its VLAN devices, and the destinations local to the namespace. Read
 //! from the kernel over rtnetlink (links, and the local routing table's
 //! `local` routes: every address adds one, AnyIP ranges are one), and
@@ -28,7 +28,7 @@ use netlink_packet_route::{
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use xdp_common::host;
+use synguard_common::host;
 
 #[cfg(test)]
 mod tests;
@@ -135,7 +135,7 @@ impl HostView {
         let mut on_wire: Vec<(u32, u32)> = vec![(link.index, 0)];
         let mut devices = vec![link.index];
         // Two levels: the parser reads two tags.
-        for _ in 0..xdp_common::limits::MAX_VLAN_TAGS {
+        for _ in 0..synguard_common::limits::MAX_VLAN_TAGS {
             let mut next = Vec::new();
             for &(lower, key) in &on_wire {
                 for l in &self.links {

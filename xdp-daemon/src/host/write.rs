@@ -11,7 +11,7 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, lpm_trie::Key, lpm_trie::LpmTrie},
 };
 use ipnet::{Ipv4Net, Ipv6Net};
-use xdp_common::{HostLink, HostSelf, host, maps};
+use synguard_common::{HostLink, HostSelf, host, maps};
 
 use super::{HostView, Identity};
 use crate::pins::PinLayout;

@@ -1,10 +1,10 @@
-//! The IPv4 list index (xdp_common::index): built in memory from the IPv4
+//! The IPv4 list index (synguard_common::index): built in memory from the IPv4
 //! entries of the three lists, then written into the copy the data path
 //! is not using.
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
-use xdp_common::{
+use synguard_common::{
     HostGroup, IndexChunk,
     index::{CHUNKS, GROUP, HOST_GROUPS, NET_GROUPS, TRIES},
 };
@@ -168,7 +168,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use proptest::prelude::*;
-    use xdp_common::index::{ALLOW, BLOCK, MARTIAN};
+    use synguard_common::index::{ALLOW, BLOCK, MARTIAN};
 
     use super::*;
 

@@ -1,6 +1,6 @@
 //! The ACK check: during a flood, an ACK that reaches a listener must
 //! carry a valid cookie.
-use xdp_common::{IfaceSettings, Reason};
+use synguard_common::{IfaceSettings, Reason};
 
 use aya_ebpf::programs::XdpContext;
 

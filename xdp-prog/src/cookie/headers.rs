@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use xdp_common::IfaceSettings;
+use synguard_common::IfaceSettings;
 
 use super::{
     HandedSyn, IP_END, IPV4_MAX, SCRATCH, Scratch,

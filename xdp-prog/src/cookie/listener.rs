@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::Array,
     programs::XdpContext,
 };
-use xdp_common::{ALIGNED_ARRAY, ListenerSlot, Reason, listeners};
+use synguard_common::{ALIGNED_ARRAY, ListenerSlot, Reason, listeners};
 
 use super::headers::Headers;
 use crate::parse::Family;
@@ -23,7 +23,7 @@ const TCP_ESTABLISHED: u32 = 1;
 const TCP_LISTEN: u32 = 10;
 
 /// What the last full look at each destination port found (see
-/// `xdp_common::listeners`).
+/// `synguard_common::listeners`).
 #[map(name = "LISTENERS")]
 pub(super) static LISTENERS: Array<ListenerSlot> = Array::with_max_entries(65_536, ALIGNED_ARRAY);
 

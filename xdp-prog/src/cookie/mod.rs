@@ -31,7 +31,7 @@ use aya_ebpf::{
     maps::{PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
-use xdp_common::{IfaceSettings, Reason, listeners};
+use synguard_common::{IfaceSettings, Reason, listeners};
 
 use self::{
     headers::{Headers, Offer},
@@ -75,7 +75,7 @@ struct HandedSyn {
     l4: u32,
     header_len: u32,
     v6: u32,
-    /// The frame's VLAN chain (`xdp_common::host::vlan_key`).
+    /// The frame's VLAN chain (`synguard_common::host::vlan_key`).
     vlan: u32,
     _pad: u32,
     now: u64,

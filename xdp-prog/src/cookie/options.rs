@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
-use xdp_common::limits::MAX_TCP_OPTIONS;
+use synguard_common::limits::MAX_TCP_OPTIONS;
 
 use super::{HEADER_COPY, SCRATCH};
 

@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
-use xdp_common::{IfaceSettings, Reason};
+use synguard_common::{IfaceSettings, Reason};
 
 use super::{
     csum::{address_words, fold, word, words},

@@ -118,7 +118,7 @@ fn synproxy_ruleset(wscale: u8) -> String {
 /// The window scale the target's own SYN-ACKs carry, which synproxy must
 /// announce too: net/ipv4/tcp_output.c `tcp_select_initial_window`, the
 /// shift that lets the largest receive buffer be advertised (as
-/// `xdp_daemon::settings::window_scale` computes it).
+/// `synguard::settings::window_scale` computes it).
 fn window_scale(ns: &Netns) -> Result<u8> {
     let rmem: u64 = ns
         .sysctl("net.ipv4.tcp_rmem")?
