@@ -12,7 +12,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+mod families;
 mod text_format;
+
+use families::{DEVICE, Labels, counter, device, gauge};
 
 use axum::{
     Router,
@@ -24,7 +27,7 @@ use axum::{
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge, info::Info},
+    metrics::{MetricType, info::Info},
     registry::Registry,
 };
 use synguard_common::Reason;
@@ -57,48 +60,9 @@ struct SynguardCollector {
     wanted: Arc<Mutex<Vec<String>>>,
 }
 
-type Labels = Vec<(&'static str, String)>;
-
-fn counter(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: &[(Labels, u64)],
-) -> fmt::Result {
-    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in rows {
-        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-fn gauge<V>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: &[(Labels, V)],
-) -> fmt::Result
-where
-    V: prometheus_client::encoding::EncodeGaugeValue + Copy + fmt::Debug,
-{
-    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in rows {
-        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-/// The label naming an interface, as node_exporter names it (so its
-/// series and synguard's join), and as `synguard stats --json` does.
-const DEVICE: &str = "device";
-
 /// How many source prefixes per interface `synguard_over_budget_top_dropped`
 /// shows: enough for a dashboard's table, few enough for the label set.
 const TOP_PREFIXES: usize = 10;
-
-fn device(name: &str) -> Labels {
-    vec![(DEVICE, name.to_string())]
-}
 
 impl Collector for SynguardCollector {
     /// Each collector reads its part at scrape time and writes its
