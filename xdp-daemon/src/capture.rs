@@ -10,7 +10,7 @@ use std::{
 use aya::maps::{Array, Map, MapData, MapError, RingBuf};
 use synguard_common::{CaptureRecord, CaptureSettings, Reason, capture, maps};
 
-use crate::pins::PinLayout;
+use crate::{clock::monotonic_ns, pins::PinLayout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -73,16 +73,6 @@ pub struct Capture {
     ring: RingBuf<MapData>,
     /// Wall clock minus CLOCK_MONOTONIC, for the records' times.
     offset: Duration,
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Capture {

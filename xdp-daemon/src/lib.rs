@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod bgp;
 pub mod capture;
+pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod daemon;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use synguard_common::{FLOOD_WINDOW_NS, FloodState};
 
-use crate::{flood, pins::PinLayout};
+use crate::{clock::monotonic_coarse_ns, flood, pins::PinLayout};
 
 /// The SYN rate the data path measured, if its window is current. The data
 /// path closes a window only when a SYN arrives (xdp-prog flood.rs
@@ -19,17 +19,6 @@ fn current_rate(state: &FloodState, now_ns: u64) -> u64 {
     } else {
         state.last_rate
     }
-}
-
-/// The data path's clock: bpf_ktime_get_coarse_ns is CLOCK_MONOTONIC_COARSE.
-fn monotonic_coarse_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The frames an interface lost before the stack saw them: the "drop"
