@@ -64,11 +64,11 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..=soak::MAX_SECS))]
     soak_secs: Option<u64>,
     /// One CPU: the offered flood rates, frames per second.
-    #[arg(long, value_delimiter = ',', default_value = "100000,300000",
+    #[arg(long, value_delimiter = ',', default_value = "100000,300000,600000",
           value_parser = clap::value_parser!(u32).range(1000..=2_000_000))]
     rates: Vec<u32>,
-    /// One CPU: frames per send call.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// One CPU: frames per send call (1: one sendmmsg(2) per frame).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     batch: u16,
     /// One CPU: the CPU the real clients and the server run on ("any":
     /// unpinned).
@@ -297,7 +297,8 @@ fn flood_lab(report: &mut report::Report, bin: &Path, args: &Args) -> Result<Gen
 }
 
 /// Runs the one-CPU scenario: each offered rate, each defence (kernel SYN
-/// cookies and synguard unless `--defences` says otherwise), interleaved.
+/// cookies, synguard native and skb unless `--defences` says otherwise),
+/// interleaved.
 fn one_cpu(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()> {
     let plan = onecpu::Plan::new(
         args.quick,
@@ -306,7 +307,11 @@ fn one_cpu(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()> {
         args.clients_cpu.0,
     );
     let defences = if args.defences.is_empty() {
-        vec![Defence::KernelCookies, Defence::Synguard]
+        vec![
+            Defence::KernelCookies,
+            Defence::Synguard,
+            Defence::SynguardSkb,
+        ]
     } else {
         args.defences.clone()
     };

@@ -63,8 +63,8 @@ const MAX_FLOOD: Duration = Duration::from_secs(30);
 pub struct Plan {
     /// Offered flood rates, frames per second; each defence gets each.
     pub rates: Vec<u32>,
-    /// Frames per send call (1: one sendmmsg(2) per frame, as trafgen
-    /// sends at a fixed rate).
+    /// Frames per send call (1: one sendmmsg(2) per frame: the generator
+    /// then spends its CPU on calls, and reaches less).
     pub batch: usize,
     /// Real client connections per run (half of each kind), started at
     /// `rate` per second whatever happens to the earlier ones.
