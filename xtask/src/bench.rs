@@ -70,6 +70,10 @@ pub struct Args {
     /// One CPU: frames per send call (1: one sendmmsg(2) per frame).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     batch: u16,
+    /// One CPU: the generator sleeps between send calls instead of
+    /// spinning, so its CPU may halt between them.
+    #[arg(long)]
+    sleep: bool,
     /// One CPU: the CPU the real clients and the server run on ("any":
     /// unpinned).
     #[arg(long, default_value = "1", value_parser = parse_cpu)]
@@ -304,6 +308,7 @@ fn one_cpu(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()> {
         args.quick,
         args.rates.clone(),
         usize::from(args.batch),
+        args.sleep,
         args.clients_cpu.0,
     );
     let defences = if args.defences.is_empty() {

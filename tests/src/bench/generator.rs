@@ -236,10 +236,17 @@ impl Flood {
     /// generator (trafgen's `--rate`) offers it. Only the AF_PACKET
     /// generators pace; a live-frame call sends hundreds of thousands of
     /// frames at once. The sender busy-waits between calls, so its CPU never
-    /// halts; when the calls (and the receive work they run inline) take
-    /// longer than the schedule allows, it sends back to back and the
-    /// offered rate is what it reached (`Sent`).
-    pub fn run_paced(&self, bounds: &Bounds<'_>, pps: u32, batch: usize) -> Result<Sent> {
+    /// halts, or with `sleep` sleeps until the next call is due, so an idle
+    /// CPU may halt between calls; when the calls (and the receive work they
+    /// run inline) take longer than the schedule allows, it sends back to
+    /// back and the offered rate is what it reached (`Sent`).
+    pub fn run_paced(
+        &self,
+        bounds: &Bounds<'_>,
+        pps: u32,
+        batch: usize,
+        sleep: bool,
+    ) -> Result<Sent> {
         anyhow::ensure!(
             pps > 0 && batch > 0,
             "a paced flood needs a rate and a batch"
@@ -265,7 +272,12 @@ impl Flood {
             }
             let due = (now.duration_since(started).as_secs_f64() * f64::from(pps)) as u64;
             if attempted >= due {
-                std::hint::spin_loop();
+                if sleep {
+                    let next_due = Duration::from_secs_f64((attempted + 1) as f64 / f64::from(pps));
+                    thread::sleep((started + next_due).saturating_duration_since(now));
+                } else {
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             let n = batch.min((bounds.max_packets - attempted) as usize);

@@ -66,6 +66,9 @@ pub struct Plan {
     /// Frames per send call (1: one sendmmsg(2) per frame: the generator
     /// then spends its CPU on calls, and reaches less).
     pub batch: usize,
+    /// The generator sleeps between calls instead of spinning, so its CPU
+    /// may halt (and take a vCPU's wake-up to resume).
+    pub sleep: bool,
     /// Real client connections per run (half of each kind), started at
     /// `rate` per second whatever happens to the earlier ones.
     pub connections: u32,
@@ -81,10 +84,17 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(quick: bool, rates: Vec<u32>, batch: usize, clients_cpu: Option<usize>) -> Plan {
+    pub fn new(
+        quick: bool,
+        rates: Vec<u32>,
+        batch: usize,
+        sleep: bool,
+        clients_cpu: Option<usize>,
+    ) -> Plan {
         Plan {
             rates,
             batch,
+            sleep,
             connections: if quick { 40 } else { 100 },
             rate: 20,
             timeout: Duration::from_secs(3),
@@ -533,7 +543,7 @@ pub fn run(defence: Defence, rate: u32, plan: &Plan, bin: &std::path::Path) -> R
                         "xtask bench: could not pin the generator to CPU {GENERATOR_CPU}: {e}"
                     );
                 }
-                flood.run_paced(&bounds, rate, plan.batch)
+                flood.run_paced(&bounds, rate, plan.batch, plan.sleep)
             })
         });
         thread::sleep(plan.warmup);
@@ -621,8 +631,9 @@ fn pools<'a>(outcomes: &'a [Outcome]) -> Vec<(u32, Defence, Pooled<'a>)> {
 pub fn section(plan: &Plan, outcomes: &[Outcome]) -> String {
     use super::report::{ms, thousands};
     let mut s = format!(
-        "\n## One CPU: generator and receive work together\n\nThe lab as a new user builds it: the generator (AF_PACKET, sendmmsg(2) of {} frame(s) per call, PACKET_QDISC_BYPASS, paced) pinned to CPU {GENERATOR_CPU}, no threaded NAPI, no spinner, GRO as veth has it, so the target's receive work runs where its sends (or the clients' packets) schedule it. Real clients in a third namespace routed through the attacker's: {} connections per run at {}/s ({}), half sending first, half waiting for the server's greeting first; timeout {} s. {} round(s), interleaved. Clients pooled over rounds; transaction = connect to the last byte back.\n\n",
+        "\n## One CPU: generator and receive work together\n\nThe lab as a new user builds it: the generator (AF_PACKET, sendmmsg(2) of {} frame(s) per call, PACKET_QDISC_BYPASS, paced, {} between calls) pinned to CPU {GENERATOR_CPU}, no threaded NAPI, no spinner, GRO as veth has it, so the target's receive work runs where its sends (or the clients' packets) schedule it. Real clients in a third namespace routed through the attacker's: {} connections per run at {}/s ({}), half sending first, half waiting for the server's greeting first; timeout {} s. {} round(s), interleaved. Clients pooled over rounds; transaction = connect to the last byte back.\n\n",
         plan.batch,
+        if plan.sleep { "sleeping" } else { "spinning" },
         plan.connections,
         plan.rate,
         match plan.clients_cpu {
@@ -759,6 +770,7 @@ pub fn json(plan: &Plan, outcomes: &[Outcome]) -> serde_json::Value {
         "plan": {
             "rates": plan.rates,
             "batch": plan.batch,
+            "sleep_between_calls": plan.sleep,
             "connections": plan.connections,
             "rate_per_s": plan.rate,
             "timeout_s": plan.timeout.as_secs_f64(),
