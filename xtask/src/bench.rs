@@ -78,6 +78,11 @@ pub struct Args {
     /// unpinned).
     #[arg(long, default_value = "1", value_parser = parse_cpu)]
     clients_cpu: CpuChoice,
+    /// One CPU: make the target veth's NAPI a thread on this CPU, at
+    /// real-time priority (the flood lab's arrangement, without its
+    /// spinner).
+    #[arg(long)]
+    napi_cpu: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -310,6 +315,7 @@ fn one_cpu(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()> {
         usize::from(args.batch),
         args.sleep,
         args.clients_cpu.0,
+        args.napi_cpu,
     );
     let defences = if args.defences.is_empty() {
         vec![

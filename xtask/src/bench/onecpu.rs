@@ -81,6 +81,10 @@ pub struct Plan {
     /// The CPU the clients and the server run on (None: wherever the
     /// scheduler puts them).
     pub clients_cpu: Option<usize>,
+    /// Threaded NAPI for the target's veth (GRO on, as veth needs for a
+    /// poll without XDP), its thread pinned to this CPU at real-time
+    /// priority: the operator's way out, not the new user's lab.
+    pub napi_cpu: Option<usize>,
 }
 
 impl Plan {
@@ -90,6 +94,7 @@ impl Plan {
         batch: usize,
         sleep: bool,
         clients_cpu: Option<usize>,
+        napi_cpu: Option<usize>,
     ) -> Plan {
         Plan {
             rates,
@@ -101,6 +106,7 @@ impl Plan {
             warmup: Duration::from_millis(if quick { 500 } else { 1000 }),
             rounds: if quick { 1 } else { 2 },
             clients_cpu,
+            napi_cpu,
         }
     }
 }
@@ -188,6 +194,12 @@ impl OneCpuLab {
         flood::filter_backscatter(&lab)?;
         let client = client_namespace(&lab)?;
         let synguard = defence.configure(&lab, bin)?;
+        if let Some(napi_cpu) = plan.napi_cpu {
+            for pid in cpu::threaded_napi(&lab.target, &lab.target_if)? {
+                cpu::pin(pid, napi_cpu).context("pinning the target's NAPI thread")?;
+                cpu::realtime(pid, 10).context("raising the target's NAPI thread")?;
+            }
+        }
         let service = SocketAddr::new(IpAddr::V4(TARGET_V4), SERVICE_PORT);
         let server = GreetingServer::start(&lab.target, service, plan.clients_cpu)?;
         Ok(OneCpuLab {
@@ -639,6 +651,10 @@ pub fn section(plan: &Plan, outcomes: &[Outcome]) -> String {
         match plan.clients_cpu {
             Some(c) => format!("clients and server on CPU {c}"),
             None => "clients and server unpinned".into(),
+        } + &match plan.napi_cpu {
+            Some(c) =>
+                format!("; the target veth's NAPI threaded, on CPU {c} at real-time priority"),
+            None => String::new(),
         },
         plan.timeout.as_secs_f64(),
         plan.rounds,
@@ -777,6 +793,7 @@ pub fn json(plan: &Plan, outcomes: &[Outcome]) -> serde_json::Value {
             "rounds": plan.rounds,
             "generator_cpu": GENERATOR_CPU,
             "clients_cpu": plan.clients_cpu,
+            "napi_cpu": plan.napi_cpu,
         },
         "runs": runs,
     })
