@@ -643,18 +643,20 @@ fn pools<'a>(outcomes: &'a [Outcome]) -> Vec<(u32, Defence, Pooled<'a>)> {
 pub fn section(plan: &Plan, outcomes: &[Outcome]) -> String {
     use super::report::{ms, thousands};
     let mut s = format!(
-        "\n## One CPU: generator and receive work together\n\nThe lab as a new user builds it: the generator (AF_PACKET, sendmmsg(2) of {} frame(s) per call, PACKET_QDISC_BYPASS, paced, {} between calls) pinned to CPU {GENERATOR_CPU}, no threaded NAPI, no spinner, GRO as veth has it, so the target's receive work runs where its sends (or the clients' packets) schedule it. Real clients in a third namespace routed through the attacker's: {} connections per run at {}/s ({}), half sending first, half waiting for the server's greeting first; timeout {} s. {} round(s), interleaved. Clients pooled over rounds; transaction = connect to the last byte back.\n\n",
+        "\n## One CPU: generator and receive work together\n\nThe lab as a new user builds it: the generator (AF_PACKET, sendmmsg(2) of {} frame(s) per call, PACKET_QDISC_BYPASS, paced, {} between calls) pinned to CPU {GENERATOR_CPU}, {}. Real clients in a third namespace routed through the attacker's: {} connections per run at {}/s ({}), half sending first, half waiting for the server's greeting first; timeout {} s. {} round(s), interleaved. Clients pooled over rounds; transaction = connect to the last byte back.\n\n",
         plan.batch,
         if plan.sleep { "sleeping" } else { "spinning" },
+        match plan.napi_cpu {
+            Some(c) => format!(
+                "the target veth's NAPI a thread on CPU {c} at real-time priority (GRO on, so every defence receives through its ring), no spinner"
+            ),
+            None => "no threaded NAPI, no spinner, GRO as veth has it, so the target's receive work runs where its sends (or the clients' packets) schedule it".into(),
+        },
         plan.connections,
         plan.rate,
         match plan.clients_cpu {
             Some(c) => format!("clients and server on CPU {c}"),
             None => "clients and server unpinned".into(),
-        } + &match plan.napi_cpu {
-            Some(c) =>
-                format!("; the target veth's NAPI threaded, on CPU {c} at real-time priority"),
-            None => String::new(),
         },
         plan.timeout.as_secs_f64(),
         plan.rounds,
