@@ -106,10 +106,29 @@ fn offloads_are_read_as_ethtool_shows_them_and_veth_has_none_that_block_xdp() {
         ns.run(|| synguard::nic::native_refusal("sgoff0", None))
             .is_empty()
     );
+    // It succeeds, and says what native XDP does to a veth's receive
+    // path (docs/benchmarks.md#one-cpu-the-generator-and-the-receive-work-together).
     let synguard = Synguard::new(ns.name());
     let out = synguard
-        .run(&ns, &["attach", "sgoff0", "--mode", "native"])
+        .output(&ns, &["attach", "sgoff0", "--mode", "native"])
         .unwrap();
-    assert!(out.contains("(native mode)"), "{out}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("(native mode)"), "{stdout}");
+    assert!(
+        stderr.contains("warning: sgoff0 (veth): with native XDP") && stderr.contains("--mode skb"),
+        "{stderr}"
+    );
+    synguard.run(&ns, &["detach", "sgoff0"]).unwrap();
+    // skb mode keeps veth's backlog: nothing to say.
+    let out = synguard
+        .output(&ns, &["attach", "sgoff0", "--mode", "skb"])
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("(veth)"), "{stderr}");
     synguard.run(&ns, &["detach", "sgoff0"]).unwrap();
 }

@@ -273,6 +273,26 @@ pub fn virtio_queue_warning(iface: &str, channels: &Channels, cpus: u32) -> Opti
     ))
 }
 
+/// A veth with native XDP receives through a 256-frame ring per queue
+/// (drivers/net/veth.c `VETH_RING_SIZE`), emptied by a NAPI poll on
+/// whichever CPU scheduled it; without it, a frame sent into the veth is
+/// taken in by the sending CPU's backlog, inside the sender's own call.
+/// Measured in the bench's one-CPU scenario (docs/benchmarks.md#one-cpu-the-generator-and-the-receive-work-together):
+/// a real client's packet that schedules the poll on another CPU than the
+/// flood's sender frees the sender of the receive work, and the ring
+/// overflows; in skb mode the backlog keeps the sender paying for it.
+pub fn veth_ring_note(iface: &str) -> String {
+    format!(
+        "{iface} (veth): with native XDP, frames sent into it wait in a 256-frame ring per \
+         queue, emptied on whichever CPU scheduled its poll, no longer in the sender's own \
+         call: a sender faster than that CPU overflows the ring, and what is lost there (the \
+         peer's tx_dropped) includes real clients' SYNs and handshake ACKs; for traffic that \
+         reaches {iface} from a namespace or container (not redirected by XDP), --mode skb \
+         keeps the sending CPU's backlog; or make the poll a thread on a CPU of its own \
+         (echo 1 > /sys/class/net/{iface}/threaded)"
+    )
+}
+
 /// What to tell the operator about `iface` once attached in `used` mode
 /// (having asked for `asked`): one line each. `before` is its queue
 /// counts read before attaching: virtio_net counts the queues it gives
@@ -302,6 +322,9 @@ pub fn warnings(
     {
         out.extend(offload_warnings(iface, driver.as_deref(), &offloads));
     }
+    if used == AttachMode::Native && driver.as_deref() == Some("veth") {
+        out.push(veth_ring_note(iface));
+    }
     if used == AttachMode::Native
         && driver.as_deref() == Some("virtio_net")
         && let Some(channels) = before
@@ -322,6 +345,16 @@ mod tests {
             combined_count: in_use,
             ..Channels::default()
         }
+    }
+
+    #[test]
+    fn veth_in_native_mode_is_told_of_its_ring_and_the_way_out() {
+        let note = veth_ring_note("veth0");
+        assert!(note.starts_with("veth0 (veth): "), "{note}");
+        assert!(note.contains("256-frame ring"), "{note}");
+        assert!(note.contains("tx_dropped"), "{note}");
+        assert!(note.contains("--mode skb"), "{note}");
+        assert!(note.contains("/sys/class/net/veth0/threaded"), "{note}");
     }
 
     #[test]

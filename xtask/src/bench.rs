@@ -8,7 +8,11 @@
 //! 2. The flood lab: each defence under a spoofed SYN flood from the
 //!    fastest generator, with real clients connecting through it
 //!    ([`flood`], [`defence`]).
-//! 3. The soak: the daemon held for minutes under that flood, with steady
+//! 3. One CPU: the generator and the target's receive work on one CPU,
+//!    as a new user's lab has them, at fixed offered rates, kernel SYN
+//!    cookies and synguard side by side, with clients that speak first
+//!    and clients that wait for the server's greeting ([`onecpu`]).
+//! 4. The soak: the daemon held for minutes under that flood, with steady
 //!    real clients, its memory, scrapes and counters watched ([`soak`]).
 //!    Only with `--only soak`, or `--soak-secs` in a full run: it would
 //!    more than double the full run's time.
@@ -18,6 +22,7 @@
 //! `target/bench/`. Nothing here asserts on time.
 mod defence;
 mod flood;
+mod onecpu;
 mod page;
 mod report;
 mod soak;
@@ -49,8 +54,8 @@ pub struct Args {
     /// (packet-send, packet-mmsg, xdp-live).
     #[arg(long, value_parser = parse_generator)]
     generator: Option<Generator>,
-    /// Flood lab: these defences only (none, syncookies, nft-synproxy,
-    /// synguard, synguard-no-budgets).
+    /// Flood lab and one CPU: these defences only (none, syncookies,
+    /// nft-synproxy, synguard, synguard-no-budgets, synguard-skb).
     #[arg(long, value_delimiter = ',', value_parser = parse_defence)]
     defences: Vec<Defence>,
     /// Soak: how long the flood and the real clients are held, in seconds
@@ -58,6 +63,39 @@ pub struct Args {
     /// soak to it.
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..=soak::MAX_SECS))]
     soak_secs: Option<u64>,
+    /// One CPU: the offered flood rates, frames per second.
+    #[arg(long, value_delimiter = ',', default_value = "100000,300000,600000",
+          value_parser = clap::value_parser!(u32).range(1000..=2_000_000))]
+    rates: Vec<u32>,
+    /// One CPU: frames per send call (1: one sendmmsg(2) per frame).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    batch: u16,
+    /// One CPU: the generator sleeps between send calls instead of
+    /// spinning, so its CPU may halt between them.
+    #[arg(long)]
+    sleep: bool,
+    /// One CPU: the CPU the real clients and the server run on ("any":
+    /// unpinned).
+    #[arg(long, default_value = "1", value_parser = parse_cpu)]
+    clients_cpu: CpuChoice,
+    /// One CPU: make the target veth's NAPI a thread on this CPU, at
+    /// real-time priority (the flood lab's arrangement, without its
+    /// spinner).
+    #[arg(long)]
+    napi_cpu: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CpuChoice(Option<usize>);
+
+fn parse_cpu(s: &str) -> Result<CpuChoice, String> {
+    match s {
+        "any" => Ok(CpuChoice(None)),
+        n => n
+            .parse()
+            .map(|c| CpuChoice(Some(c)))
+            .map_err(|_| format!("a CPU number or \"any\", not {s:?}")),
+    }
 }
 
 impl Args {
@@ -70,11 +108,11 @@ impl Args {
 }
 
 fn parse_defence(s: &str) -> Result<Defence, String> {
-    Defence::ALL
+    Defence::KNOWN
         .into_iter()
         .find(|d| d.key() == s)
         .ok_or_else(|| {
-            let keys: Vec<_> = Defence::ALL.iter().map(|d| d.key()).collect();
+            let keys: Vec<_> = Defence::KNOWN.iter().map(|d| d.key()).collect();
             format!("unknown defence {s:?}: {}", keys.join(", "))
         })
 }
@@ -92,6 +130,9 @@ enum Part {
     Cost,
     /// The end-to-end flood lab.
     Flood,
+    /// The generator and the target's receive work on one CPU, fixed
+    /// offered rates, kernel SYN cookies and synguard.
+    OneCpu,
     /// The daemon under a flood held for minutes, with steady real clients.
     Soak,
 }
@@ -138,6 +179,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.runs(Part::Flood) {
         generator = Some(flood_lab(&mut report, &bin, &args)?);
     }
+    if args.runs(Part::OneCpu) {
+        one_cpu(&mut report, &bin, &args)?;
+    }
     let mut unclean_stop = None;
     if args.runs(Part::Soak) {
         let generator = match generator {
@@ -167,6 +211,7 @@ pub fn run(args: Args) -> Result<()> {
     let parts = [
         (Part::Cost, "cost"),
         (Part::Flood, "flood"),
+        (Part::OneCpu, "one-cpu"),
         (Part::Soak, "soak"),
     ]
     .into_iter()
@@ -258,6 +303,47 @@ fn flood_lab(report: &mut report::Report, bin: &Path, args: &Args) -> Result<Gen
     }
     report.add_section(report.flood_section());
     Ok(generator)
+}
+
+/// Runs the one-CPU scenario: each offered rate, each defence (kernel SYN
+/// cookies, synguard native and skb unless `--defences` says otherwise),
+/// interleaved.
+fn one_cpu(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()> {
+    let plan = onecpu::Plan::new(
+        args.quick,
+        args.rates.clone(),
+        usize::from(args.batch),
+        args.sleep,
+        args.clients_cpu.0,
+        args.napi_cpu,
+    );
+    let defences = if args.defences.is_empty() {
+        vec![
+            Defence::KernelCookies,
+            Defence::Synguard,
+            Defence::SynguardSkb,
+        ]
+    } else {
+        args.defences.clone()
+    };
+    let mut outcomes = Vec::new();
+    for round in 1..=plan.rounds {
+        for &rate in &plan.rates {
+            for &defence in &defences {
+                eprintln!(
+                    "xtask bench: one CPU, round {round}/{}, {rate} pps, {}",
+                    plan.rounds,
+                    defence.label()
+                );
+                let outcome = onecpu::run(defence, rate, &plan, bin)
+                    .with_context(|| format!("one CPU at {rate} pps with {}", defence.label()))?;
+                outcomes.push(outcome);
+            }
+        }
+    }
+    report.add_section(onecpu::section(&plan, &outcomes));
+    report.add_one_cpu(onecpu::json(&plan, &outcomes));
+    Ok(())
 }
 
 /// Runs `cmd` with its stdout echoed line by line and returned.

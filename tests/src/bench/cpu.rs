@@ -159,7 +159,7 @@ pub fn threaded_napi(ns: &Netns, iface: &str) -> Result<Vec<u32>> {
 }
 
 /// Pids of kernel threads whose name starts with `prefix`.
-fn kernel_threads(prefix: &str) -> Result<Vec<u32>> {
+pub fn kernel_threads(prefix: &str) -> Result<Vec<u32>> {
     let mut pids = Vec::new();
     for entry in fs::read_dir("/proc")? {
         let entry = entry?;

@@ -230,6 +230,81 @@ impl Flood {
     }
 }
 
+impl Flood {
+    /// Sends at `pps` frames a second, `batch` frames per call, until the
+    /// bounds say stop: a fixed offered rate, as a rate-limited traffic
+    /// generator (trafgen's `--rate`) offers it. Only the AF_PACKET
+    /// generators pace; a live-frame call sends hundreds of thousands of
+    /// frames at once. The sender busy-waits between calls, so its CPU never
+    /// halts, or with `sleep` sleeps until the next call is due, so an idle
+    /// CPU may halt between calls; when the calls (and the receive work they
+    /// run inline) take longer than the schedule allows, it sends back to
+    /// back and the offered rate is what it reached (`Sent`).
+    pub fn run_paced(
+        &self,
+        bounds: &Bounds<'_>,
+        pps: u32,
+        batch: usize,
+        sleep: bool,
+    ) -> Result<Sent> {
+        anyhow::ensure!(
+            pps > 0 && batch > 0,
+            "a paced flood needs a rate and a batch"
+        );
+        let started = Instant::now();
+        let deadline = started + bounds.duration;
+        let cpu_before = cpu::thread_cpu();
+        let mut attempted = 0u64;
+        let mut sent = 0u64;
+        let mut next = 0;
+        let batch_frames = |next: usize, n: usize| -> Vec<&[u8]> {
+            (0..n)
+                .map(|i| self.frames[(next + i) % self.frames.len()].as_slice())
+                .collect()
+        };
+        loop {
+            if attempted >= bounds.max_packets {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline || bounds.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let due = (now.duration_since(started).as_secs_f64() * f64::from(pps)) as u64;
+            if attempted >= due {
+                if sleep {
+                    let next_due = Duration::from_secs_f64((attempted + 1) as f64 / f64::from(pps));
+                    thread::sleep((started + next_due).saturating_duration_since(now));
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+            let n = batch.min((bounds.max_packets - attempted) as usize);
+            attempted += n as u64;
+            match self.generator {
+                Generator::PacketSend => {
+                    let sender = self.sender.as_ref().expect("opened in new()");
+                    for frame in batch_frames(next, n) {
+                        sent += u64::from(sender.send(frame).is_ok());
+                    }
+                }
+                Generator::PacketMmsg => {
+                    let fd = self.socket.as_ref().expect("opened in new()");
+                    sent += send_batch(fd, &batch_frames(next, n)).unwrap_or(0) as u64;
+                }
+                Generator::XdpLive => anyhow::bail!("the live-frame generator cannot pace"),
+            }
+            next = (next + n) % self.frames.len();
+        }
+        Ok(Sent {
+            packets: sent,
+            elapsed: started.elapsed(),
+            cpu: cpu::thread_cpu() - cpu_before,
+        })
+    }
+}
+
 /// A SYN from 198.19.0.0 port 0 with IP id 0xffff and sequence number
 /// 0xffffffff. The generator program writes a random `x` into the low half
 /// of the source address and `!x` into the IP id and the low half of the

@@ -24,6 +24,10 @@ pub enum Defence {
     /// synguard with the per-source budgets off: every spoofed SYN gets an
     /// XDP cookie, as when sources are spread wider than the lab's /16.
     SynguardNoBudgets,
+    /// synguard attached in skb (generic) mode: on a veth, the interface
+    /// keeps receiving through the per-CPU backlog instead of a NAPI ring
+    /// of its own. Not in the flood lab's default set.
+    SynguardSkb,
 }
 
 impl Defence {
@@ -35,6 +39,16 @@ impl Defence {
         Defence::SynguardNoBudgets,
     ];
 
+    /// Every defence a command line may name.
+    pub const KNOWN: [Defence; 6] = [
+        Defence::None,
+        Defence::KernelCookies,
+        Defence::NftSynproxy,
+        Defence::Synguard,
+        Defence::SynguardNoBudgets,
+        Defence::SynguardSkb,
+    ];
+
     /// Short name for JSON and command lines.
     pub fn key(self) -> &'static str {
         match self {
@@ -43,6 +57,7 @@ impl Defence {
             Defence::NftSynproxy => "nft-synproxy",
             Defence::Synguard => "synguard",
             Defence::SynguardNoBudgets => "synguard-no-budgets",
+            Defence::SynguardSkb => "synguard-skb",
         }
     }
 
@@ -54,6 +69,7 @@ impl Defence {
             Defence::NftSynproxy => "nftables synproxy",
             Defence::Synguard => "synguard (defaults)",
             Defence::SynguardNoBudgets => "synguard --no-budgets",
+            Defence::SynguardSkb => "synguard --mode skb",
         }
     }
 
@@ -78,13 +94,18 @@ impl Defence {
                 target.set_sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")?;
                 Ok(None)
             }
-            Defence::Synguard | Defence::SynguardNoBudgets => {
+            Defence::Synguard | Defence::SynguardNoBudgets | Defence::SynguardSkb => {
                 // XDP cookies carry window scaling and SACK only without
                 // per-connection timestamp offsets
                 // (docs/design.md#the-tcp_timestamps2-trade-off).
                 target.set_sysctl("net.ipv4.tcp_timestamps", "2")?;
                 let synguard = Synguard::with_binary(synguard_bin.to_path_buf(), target.name());
-                let mut args = vec!["attach", lab.target_if.as_str(), "--mode", "native"];
+                let mode = if self == Defence::SynguardSkb {
+                    "skb"
+                } else {
+                    "native"
+                };
+                let mut args = vec!["attach", lab.target_if.as_str(), "--mode", mode];
                 if self == Defence::SynguardNoBudgets {
                     args.push("--no-budgets");
                 }

@@ -160,12 +160,7 @@ pub struct FloodLab {
 impl FloodLab {
     pub fn new(guard: Guard, synguard_bin: &std::path::Path) -> Result<FloodLab> {
         let lab = Lab::new().context("building the namespace lab")?;
-        // SYN-ACKs to spoofed sources come back to the outside: the lab's
-        // XDP_PASS there becomes a program that drops them.
-        let peer = bpf::attached_prog_id(&lab.outside, &lab.outside_if)?;
-        let filter = bpf::load_xdp("bench_backscat", &generator::drop_backscatter())?;
-        bpf::replace_linked_program(peer, filter.as_fd())
-            .context("swapping the outside's XDP_PASS for the backscatter filter")?;
+        filter_backscatter(&lab)?;
         let (synguard, drop_all) = match guard {
             Guard::Defence(d) => (d.configure(&lab, synguard_bin)?, None),
             Guard::DropAll => (None, Some(drop_all(&lab)?)),
@@ -207,6 +202,15 @@ impl FloodLab {
     }
 }
 
+/// SYN-ACKs to spoofed sources come back to the outside: the lab's
+/// XDP_PASS there becomes a program that drops them.
+pub fn filter_backscatter(lab: &Lab) -> Result<()> {
+    let peer = bpf::attached_prog_id(&lab.outside, &lab.outside_if)?;
+    let filter = bpf::load_xdp("bench_backscat", &generator::drop_backscatter())?;
+    bpf::replace_linked_program(peer, filter.as_fd())
+        .context("swapping the outside's XDP_PASS for the backscatter filter")
+}
+
 /// XDP_DROP on the target's interface, in native mode.
 fn drop_all(lab: &Lab) -> Result<OwnedFd> {
     let prog = bpf::load_return("bench_drop", bpf::XDP_DROP)?;
@@ -219,7 +223,7 @@ fn drop_all(lab: &Lab) -> Result<OwnedFd> {
 /// Frames `iface` in `ns` has received (/proc/net/dev): for a veth, those
 /// its NAPI took off the ring. Frames that found the ring full are dropped
 /// on the sending side and not counted here.
-fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
+pub fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
     let text = ns.run(|| std::fs::read_to_string("/proc/thread-self/net/dev"))?;
     super::soak::parse_net_dev(&text, iface)
         .map(|dev| dev["rx_packets"])

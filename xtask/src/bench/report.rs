@@ -118,6 +118,10 @@ impl Report {
         self.flood.push(outcome);
     }
 
+    pub fn add_one_cpu(&mut self, one_cpu: Value) {
+        self.json["one_cpu"] = one_cpu;
+    }
+
     pub fn add_soak(&mut self, soak: Value) {
         self.json["soak"] = soak;
     }
