@@ -29,7 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use synguard_tests::{
     bench::{
         cpu,
@@ -44,6 +44,7 @@ use synguard_tests::{
 use super::{
     defence::Defence,
     flood::{self, SERVICE_PORT},
+    soak::Link,
 };
 
 /// The CPU the generator runs on, and with it the target's receive work
@@ -438,31 +439,6 @@ fn clients(ns: &Netns, plan: &Plan) -> (Clients, Clients) {
     (first, second)
 }
 
-/// One counter of `iface` in `ns` (/proc/net/dev).
-fn dev_counter(ns: &Netns, iface: &str, key: &str) -> Result<u64> {
-    let text = ns.run(|| std::fs::read_to_string("/proc/thread-self/net/dev"))?;
-    super::soak::parse_net_dev(&text, iface)
-        .map(|dev| dev[key])
-        .with_context(|| format!("no {key} for {iface} in {}", ns.name()))
-}
-
-fn ethtool_stats(ns: &Netns, iface: &str) -> Result<BTreeMap<String, u64>> {
-    let out = ns
-        .command("ethtool")
-        .args(["-S", iface])
-        .output()
-        .context("running ethtool -S")?;
-    if !out.status.success() {
-        bail!(
-            "ethtool -S {iface} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(super::soak::parse_ethtool(&String::from_utf8_lossy(
-        &out.stdout,
-    )))
-}
-
 /// Per-CPU network softirq counters, machine-wide (softnet_stat is not
 /// per namespace): this lab is the machine's only heavy network user
 /// while it runs.
@@ -537,9 +513,8 @@ pub fn run(defence: Defence, rate: u32, plan: &Plan, bin: &std::path::Path) -> R
     let longest =
         (plan.warmup + schedule + plan.timeout * 2 + Duration::from_secs(1)).min(MAX_FLOOD);
 
-    let rx_before = dev_counter(&lab.target, &lab.target_if, "rx_packets")?;
-    let dropped_before = dev_counter(&lab.outside, &lab.outside_if, "tx_dropped")?;
-    let ethtool_before = ethtool_stats(&lab.target, &lab.target_if)?;
+    let target_before = Link::read(&lab.target, &lab.target_if)?;
+    let outside_before = Link::read(&lab.outside, &lab.outside_if)?;
     let cpus_before = cpu_net();
     let stop = AtomicBool::new(false);
     let (sent, (client_first, server_first)) = thread::scope(|s| {
@@ -566,21 +541,20 @@ pub fn run(defence: Defence, rate: u32, plan: &Plan, bin: &std::path::Path) -> R
     let sent = sent?;
     thread::sleep(Duration::from_millis(100));
     let cpus = cpu_net_growth(&cpus_before, &cpu_net());
-    let target_ethtool = ethtool_stats(&lab.target, &lab.target_if)?
-        .into_iter()
-        .map(|(k, v)| {
-            let grew = v.saturating_sub(ethtool_before.get(&k).copied().unwrap_or(0));
-            (k, grew)
-        })
+    let target = Link::read(&lab.target, &lab.target_if)?;
+    let outside = Link::read(&lab.outside, &lab.outside_if)?;
+    let target_ethtool = target
+        .ethtool
+        .iter()
+        .map(|(k, v)| (k.clone(), v.saturating_sub(target_before.ethtool(k))))
         .filter(|(_, v)| *v > 0)
         .collect();
     Ok(Outcome {
         defence,
         rate,
         sent,
-        target_rx: dev_counter(&lab.target, &lab.target_if, "rx_packets")? - rx_before,
-        sender_tx_dropped: dev_counter(&lab.outside, &lab.outside_if, "tx_dropped")?
-            - dropped_before,
+        target_rx: target.dev("rx_packets") - target_before.dev("rx_packets"),
+        sender_tx_dropped: outside.dev("tx_dropped") - outside_before.dev("tx_dropped"),
         target_ethtool,
         client_first,
         server_first,

@@ -36,8 +36,8 @@ use synguard_tests::{
 };
 
 use super::flood::{self, FloodLab, Guard, SERVICE_PORT, TARGET_CPU};
+pub(super) use wire::{Link, parse_net_dev};
 pub use wire::{Memory, Snapshot};
-pub(super) use wire::{parse_ethtool, parse_net_dev};
 
 /// Where the daemon serves /metrics: loopback in the target namespace.
 const METRICS: &str = "127.0.0.1:9720";

@@ -31,7 +31,7 @@ pub struct Link {
 }
 
 impl Link {
-    fn read(ns: &Netns, iface: &str) -> Result<Link> {
+    pub fn read(ns: &Netns, iface: &str) -> Result<Link> {
         let text = ns.run(|| std::fs::read_to_string("/proc/thread-self/net/dev"))?;
         let dev = parse_net_dev(&text, iface)
             .with_context(|| format!("no {iface} in /proc/net/dev of {}", ns.name()))?;
