@@ -110,6 +110,16 @@ fn describe(cmd: &Command) -> String {
     s
 }
 
+/// Whether `var=skip` asks to leave out a part of `cargo xtask test` on
+/// this machine; says so, naming what was not tested.
+fn skipped_by_hand(task: &str, var: &str, untested: &str) -> bool {
+    let skip = std::env::var(var).is_ok_and(|v| v == "skip");
+    if skip {
+        eprintln!("xtask {task}: skipped by hand ({var}=skip): {untested}");
+    }
+    skip
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -26,7 +26,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::{cargo, exec, is_root, setup, workspace};
+use crate::{cargo, exec, is_root, setup, skipped_by_hand, workspace};
 
 /// The checks smoke.py records, in the table's order.
 const CHECKS: &[&str] = &[
@@ -82,8 +82,7 @@ const SKIP_VAR: &str = "SYNGUARD_MATRIX";
 const ONLY_VAR: &str = "SYNGUARD_MATRIX_KERNELS";
 
 pub fn run() -> Result<()> {
-    if std::env::var(SKIP_VAR).is_ok_and(|v| v == "skip") {
-        eprintln!("xtask matrix: skipped by hand ({SKIP_VAR}=skip): no kernel was tested");
+    if skipped_by_hand("matrix", SKIP_VAR, "no kernel was tested") {
         return Ok(());
     }
     if !is_root() {

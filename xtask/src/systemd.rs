@@ -27,7 +27,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::{exec, is_root, matrix, setup, workspace};
+use crate::{exec, is_root, matrix, setup, skipped_by_hand, workspace};
 
 /// `SYNGUARD_SYSTEMD=skip` skips this by hand (a machine that cannot boot a
 /// container).
@@ -64,8 +64,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run() -> Result<()> {
-    if std::env::var(SKIP_VAR).is_ok_and(|v| v == "skip") {
-        eprintln!("xtask systemd: skipped by hand ({SKIP_VAR}=skip): the unit was not tested");
+    if skipped_by_hand("systemd", SKIP_VAR, "the unit was not tested") {
         return Ok(());
     }
     if !is_root() {
