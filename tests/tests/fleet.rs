@@ -891,6 +891,15 @@ fn a_fleet_rule_counts_exactly_what_it_drops_on_each_node() {
     );
     assert_eq!(metric("198.19.66.0/24", "bgp"), low);
     assert_eq!(metric("198.19.66.128/25", "cli"), high);
+    let text = b.synguard.run(tb, &["list", "blocked"]).unwrap();
+    let rule_line = text
+        .lines()
+        .find(|l| l.starts_with("198.19.66.0/24"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        rule_line.contains(&format!("dropped {low} packets here")),
+        "`synguard list` says what the rule dropped: {rule_line}"
+    );
     // Node A saw none of it.
     assert_eq!(entry_dropped(a, "198.19.66.0/24"), 0);
 
