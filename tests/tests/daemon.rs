@@ -584,6 +584,20 @@ fn an_upgrade_carries_the_lists_of_an_older_map_layout_over_once() {
             }
         }
     }
+    // The IPv6 entry was shared (`block --share`): from this layout on,
+    // its drops are counted per entry.
+    let state = synguard::state::StateDir::new(synguard.state_dir());
+    let mut meta = synguard::state::ListMeta::default();
+    meta.block.insert(
+        net("2001:2:0:5::/64"),
+        synguard::state::EntryMeta {
+            origin: synguard::state::Origin::Cli,
+            comment: None,
+            share: true,
+            upstream: false,
+        },
+    );
+    state.save_list_meta(&meta).unwrap();
     let path = dir.write("synguard.toml", &config(&lab, ""));
     let list = |which: &str| synguard.run(t, &["list", which]).unwrap();
 
@@ -594,6 +608,25 @@ fn an_upgrade_carries_the_lists_of_an_older_map_layout_over_once() {
         "{}",
         daemon.log()
     );
+    let counted = |cidr: &str| {
+        let text = synguard.run(t, &["--json", "list", "blocked"]).unwrap();
+        let entries: serde_json::Value = serde_json::from_str(&text).unwrap();
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["cidr"] == cidr && e["counter_slot"].as_u64().is_some_and(|s| s > 0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !counted("2001:2:0:5::/64") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        counted("2001:2:0:5::/64"),
+        "the carried-over shared entry is counted: {}",
+        daemon.log()
+    );
+    assert!(!counted("198.18.5.0/24"), "an operator's entry is not");
     let blocked = list("blocked");
     assert!(blocked.contains("198.18.5.0/24"), "{blocked}");
     assert!(blocked.contains("2001:2:0:5::/64"), "{blocked}");
