@@ -10,6 +10,7 @@ use std::{
     os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
 };
 
+const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -144,6 +145,27 @@ fn load(name: &str, insns: &[Insn], prog_flags: u32) -> io::Result<OwnedFd> {
     attr[48..48 + n].copy_from_slice(&name[..n]);
     put_u32(&mut attr, 68, BPF_XDP); // expected_attach_type
     bpf_fd(BPF_PROG_LOAD, &attr)
+}
+
+/// Creates an LPM trie of `prefix_bytes`-byte addresses (4 or 16) with
+/// `value_size`-byte values, as an older synguard's list tries were
+/// (include/uapi/linux/bpf.h: `BPF_MAP_TYPE_LPM_TRIE`, which must be
+/// created `BPF_F_NO_PREALLOC`); it lives as long as the descriptor, or
+/// its pin ([`pin`] takes any bpf object).
+pub fn create_lpm_trie(
+    prefix_bytes: u32,
+    value_size: u32,
+    max_entries: u32,
+) -> io::Result<OwnedFd> {
+    const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
+    const BPF_F_NO_PREALLOC: u32 = 1;
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u32(&mut attr, 0, BPF_MAP_TYPE_LPM_TRIE);
+    put_u32(&mut attr, 4, 4 + prefix_bytes); // key: prefix length, address
+    put_u32(&mut attr, 8, value_size);
+    put_u32(&mut attr, 12, max_entries);
+    put_u32(&mut attr, 16, BPF_F_NO_PREALLOC);
+    bpf_fd(BPF_MAP_CREATE, &attr)
 }
 
 /// Pins `prog` at `path` (on bpffs).

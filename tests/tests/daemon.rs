@@ -532,41 +532,101 @@ fn sysctl_apply_and_restore_round_trip() {
 
 #[test]
 fn an_upgrade_carries_the_lists_of_an_older_map_layout_over_once() {
-    use synguard::{
-        lists::{List, ListMaps},
-        pins::PinLayout,
-        program,
-    };
+    use std::os::fd::AsFd;
+
+    use aya::maps::{LpmTrie, Map, MapData, lpm_trie::Key};
+    use synguard::pins::PinLayout;
+    use synguard_common::maps;
+    use synguard_tests::rawbpf;
     require_root();
     let lab = Lab::new().unwrap();
     let synguard = Synguard::new(lab.target.name());
     let dir = ConfigDir::new();
     let t = &lab.target;
-    // The lists an older synguard left: the pins of layout v3 (their tries
-    // have had one format since the first layout), made here by loading
-    // this program with its maps pinned in that version's directory.
-    let older = PinLayout::of_version(synguard.pin_root(), 3);
+    // The lists an older synguard left: the pins of layout v13, the last
+    // whose tries held the expiry alone (a u64), made here as that
+    // synguard made them, and filled the way it filled them.
+    let older = PinLayout::of_version(synguard.pin_root(), 13);
     older.prepare().unwrap();
-    drop(program::load(Some(&older), None).unwrap());
     let net = |s: &str| -> ipnet::IpNet { s.parse().unwrap() };
     let far = synguard::state::unix_now() + 3600;
-    {
-        let mut lists = ListMaps::open(&older).unwrap();
-        lists.add(List::Block, net("198.18.5.0/24"), 0).unwrap();
-        lists.add(List::Block, net("2001:2:0:5::/64"), far).unwrap();
-        lists.add(List::Block, net("198.18.6.0/24"), 1).unwrap(); // expired
-        lists.add(List::Allow, net("198.18.0.9/32"), 0).unwrap();
+    for (name, entries) in [
+        (
+            maps::BLOCK_V4,
+            vec![("198.18.5.0/24", 0), ("198.18.6.0/24", 1)],
+        ), // 1: expired
+        (maps::BLOCK_V6, vec![("2001:2:0:5::/64", far)]),
+        (maps::ALLOW_V4, vec![("198.18.0.9/32", 0)]),
+    ] {
+        let v4 = name.ends_with("V4");
+        let trie = rawbpf::create_lpm_trie(if v4 { 4 } else { 16 }, 8, 1024).unwrap();
+        let path = older.shared_map(name);
+        rawbpf::pin(trie.as_fd(), &path).unwrap();
+        for (cidr, expires) in entries {
+            let map = Map::LpmTrie(MapData::from_pin(&path).unwrap());
+            match net(cidr) {
+                ipnet::IpNet::V4(n) => LpmTrie::<_, [u8; 4], u64>::try_from(map)
+                    .unwrap()
+                    .insert(
+                        &Key::new(n.prefix_len().into(), n.addr().octets()),
+                        expires,
+                        0,
+                    )
+                    .unwrap(),
+                ipnet::IpNet::V6(n) => LpmTrie::<_, [u8; 16], u64>::try_from(map)
+                    .unwrap()
+                    .insert(
+                        &Key::new(n.prefix_len().into(), n.addr().octets()),
+                        expires,
+                        0,
+                    )
+                    .unwrap(),
+            }
+        }
     }
+    // The IPv6 entry was shared (`block --share`): from this layout on,
+    // its drops are counted per entry.
+    let state = synguard::state::StateDir::new(synguard.state_dir());
+    let mut meta = synguard::state::ListMeta::default();
+    meta.block.insert(
+        net("2001:2:0:5::/64"),
+        synguard::state::EntryMeta {
+            origin: synguard::state::Origin::Cli,
+            comment: None,
+            share: true,
+            upstream: false,
+        },
+    );
+    state.save_list_meta(&meta).unwrap();
     let path = dir.write("synguard.toml", &config(&lab, ""));
     let list = |which: &str| synguard.run(t, &["list", which]).unwrap();
 
     let mut daemon = synguard.daemon(t, &path).unwrap();
     wait_healthy(t, &mut daemon);
     assert!(
-        daemon.wait_for_log("carried over from map layout v3", Duration::from_secs(5)),
+        daemon.wait_for_log("carried over from map layout v13", Duration::from_secs(5)),
         "{}",
         daemon.log()
     );
+    let counted = |cidr: &str| {
+        let text = synguard.run(t, &["--json", "list", "blocked"]).unwrap();
+        let entries: serde_json::Value = serde_json::from_str(&text).unwrap();
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["cidr"] == cidr && e["counter_slot"].as_u64().is_some_and(|s| s > 0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !counted("2001:2:0:5::/64") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        counted("2001:2:0:5::/64"),
+        "the carried-over shared entry is counted: {}",
+        daemon.log()
+    );
+    assert!(!counted("198.18.5.0/24"), "an operator's entry is not");
     let blocked = list("blocked");
     assert!(blocked.contains("198.18.5.0/24"), "{blocked}");
     assert!(blocked.contains("2001:2:0:5::/64"), "{blocked}");

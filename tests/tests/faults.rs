@@ -326,7 +326,8 @@ fn lists(layout: &PinLayout) -> ListMaps {
 fn remove_entry_behind_synguards_back(layout: &PinLayout, addr: &str) {
     use aya::maps::{LpmTrie, Map, MapData, lpm_trie::Key};
     let map = MapData::from_pin(layout.shared_map(synguard_common::maps::ALLOW_V6)).unwrap();
-    let mut trie: LpmTrie<_, [u8; 16], u64> = LpmTrie::try_from(Map::LpmTrie(map)).unwrap();
+    let mut trie: LpmTrie<_, [u8; 16], synguard_common::ListValue> =
+        LpmTrie::try_from(Map::LpmTrie(map)).unwrap();
     let addr: std::net::Ipv6Addr = addr.parse().unwrap();
     trie.remove(&Key::new(128, addr.octets())).unwrap();
 }

@@ -12,8 +12,16 @@
 //! - Two nodes share a block through a route reflector: a `--share` on
 //!   node A drops on node B, and stops dropping when A unblocks it or the
 //!   entry expires on A.
+//! - Frames lost before XDP alone (the target veth's rx_dropped, its
+//!   XDP ring overflowing) escalate to FlowSpec, the SYN trigger out of
+//!   reach and no SYN sent.
+//! - A fleet rule counts, on the node that drops, exactly what it
+//!   dropped (`list --json`, `/metrics`), a more specific entry inside it
+//!   counting its own; a withdrawn rule's counter slot goes to the next
+//!   rule from zero.
 use std::{
     net::{IpAddr, SocketAddr},
+    os::fd::AsFd,
     path::PathBuf,
     sync::Mutex,
     thread,
@@ -22,11 +30,12 @@ use std::{
 
 use serde_json::Value;
 use synguard_tests::{
+    bench::cpu,
     bgp::{self, Gobgpd, Neighbor},
     http,
-    lab::{Lab, TARGET_V4},
+    lab::{self, Lab, TARGET_V4},
     netns::{Netns, unique_prefix},
-    packets, require_root,
+    packets, rawbpf, require_root,
     synguard::{Daemon, Synguard},
     traffic::{self, RawSender},
 };
@@ -590,8 +599,15 @@ struct FleetNode {
     _dir: ConfigDir,
 }
 
-#[test]
-fn a_block_shared_on_one_node_drops_on_another_until_withdrawn() {
+/// Two fleet nodes peered with a route reflector, the sessions up; node B
+/// has `b_lists` in `[lists]`.
+struct Fleet {
+    nodes: Vec<FleetNode>,
+    rr: Gobgpd,
+    _rr_ns: Netns,
+}
+
+fn two_nodes(b_lists: &str) -> Fleet {
     require_root();
     let rr_ns = Netns::create(&format!("{}-rr", unique_prefix())).unwrap();
     let labs = [Lab::new().unwrap(), Lab::new().unwrap()];
@@ -627,17 +643,12 @@ fn a_block_shared_on_one_node_drops_on_another_until_withdrawn() {
         .unwrap();
         let synguard = Synguard::new(lab.target.name());
         let dir = ConfigDir::new();
-        // Node B allowlists 198.19.77.0/24: the fleet never blocks it there.
         let path = dir.write(
             "synguard.toml",
             &config(
                 &lab,
                 &speaker,
-                if i == 1 {
-                    r#"allow = ["198.19.77.0/24"]"#
-                } else {
-                    ""
-                },
+                if i == 1 { b_lists } else { "" },
                 "",
                 "[bgp.fleet]\nenabled = true\ncommunity = \"65001:100\"\n",
             ),
@@ -652,6 +663,18 @@ fn a_block_shared_on_one_node_drops_on_another_until_withdrawn() {
         });
     }
     rr.wait_established(2, SESSION_UP).unwrap();
+    Fleet {
+        nodes,
+        rr,
+        _rr_ns: rr_ns,
+    }
+}
+
+#[test]
+fn a_block_shared_on_one_node_drops_on_another_until_withdrawn() {
+    // Node B allowlists 198.19.77.0/24: the fleet never blocks it there.
+    let fleet = two_nodes(r#"allow = ["198.19.77.0/24"]"#);
+    let (rr, nodes) = (&fleet.rr, &fleet.nodes);
     let (a, b) = (&nodes[0], &nodes[1]);
     let (ta, tb) = (&a.lab.target, &b.lab.target);
     let source = "198.19.66.7".parse().unwrap();
@@ -761,5 +784,308 @@ fn a_block_shared_on_one_node_drops_on_another_until_withdrawn() {
             .contains("bgp: withdraw share 198.19.88.0/24"),
         "{}",
         a.daemon.log()
+    );
+}
+
+/// Node `n`'s blocklist entry `cidr` as `synguard --json list` shows it.
+fn listed_entry(n: &FleetNode, cidr: &str) -> Option<Value> {
+    let text = n
+        .synguard
+        .run(&n.lab.target, &["--json", "list", "blocked"])
+        .unwrap();
+    let entries: Value = serde_json::from_str(&text).unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["cidr"] == cidr)
+        .cloned()
+}
+
+/// What `synguard list --json` on node `n` says `cidr` dropped there.
+fn entry_dropped(n: &FleetNode, cidr: &str) -> u64 {
+    let entry = listed_entry(n, cidr).unwrap_or_else(|| panic!("{cidr} is not listed"));
+    entry["dropped"]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{cidr} has no drop count: {entry}"))
+}
+
+/// Sends UDP frames from every address of `sources` (198.19.66.x) to
+/// node `n`'s target, round-robin, for at most `duration` and `max`
+/// frames; returns how many the target's blocklist dropped (the reason
+/// counter's growth, once settled) and how many were sent.
+fn flood_from(n: &FleetNode, sources: std::ops::Range<u8>, max: u64) -> (u64, u64) {
+    let dropped = || {
+        n.synguard
+            .settled_count(&n.lab.target, &n.lab.target_if, "drop", "blocklist")
+            .unwrap()
+    };
+    let before = dropped();
+    let frames: Vec<Vec<u8>> = sources
+        .map(|last| {
+            let src = IpAddr::from([198, 19, 66, last]);
+            packets::udp(src, TARGET_V4.into(), 4000, 9, b"flood")
+        })
+        .collect();
+    let sender = RawSender::open(&n.lab.outside, &n.lab.outside_if).unwrap();
+    let sent = traffic::flood(&sender, &frames, Duration::from_secs(2), max);
+    (dropped() - before, sent)
+}
+
+#[test]
+fn a_fleet_rule_counts_exactly_what_it_drops_on_each_node() {
+    let _one_flood = FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let fleet = two_nodes("");
+    let (a, b) = (&fleet.nodes[0], &fleet.nodes[1]);
+    let (ta, tb) = (&a.lab.target, &b.lab.target);
+    let metric = |prefix: &str, origin: &str| {
+        let (_, body) = http::get(tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+        http::sample(
+            &body,
+            "synguard_blocklist_entry_dropped_packets_total",
+            &format!(
+                r#"device="{}",prefix="{prefix}",origin="{origin}""#,
+                b.lab.target_if
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}:\n{body}")) as u64
+    };
+
+    // The fleet rule, shared by node A, learnt by node B.
+    a.synguard
+        .run(ta, &["block", "198.19.66.0/24", "--share"])
+        .unwrap();
+    let learnt = wait_for(Duration::from_secs(10), || {
+        listed_entry(b, "198.19.66.0/24").filter(|e| e["origin"] == "bgp")
+    });
+    let learnt = learnt.unwrap_or_else(|| panic!("B did not learn it:\n{}", b.daemon.log()));
+    let rule_slot = learnt["counter_slot"].as_u64().expect("a counted entry");
+    assert_eq!(entry_dropped(b, "198.19.66.0/24"), 0);
+    // A more specific entry inside it, B's own (shared too, so counted).
+    b.synguard
+        .run(tb, &["block", "198.19.66.128/25", "--share"])
+        .unwrap();
+    assert_eq!(entry_dropped(b, "198.19.66.128/25"), 0);
+
+    // A flood from the rule's lower half (only the rule covers it), then
+    // from the upper half (the /25, the longest prefix, covers it).
+    let (low, low_sent) = flood_from(b, 1..128, 300_000);
+    let (high, high_sent) = flood_from(b, 128..255, 100_000);
+    println!(
+        "fleet counters: {low} of {low_sent} frames dropped by the rule, {high} of {high_sent} by the /25 inside it"
+    );
+    assert!(
+        low > 10_000 && high > 10_000,
+        "a flood: {low}, {high} dropped"
+    );
+    assert!(low <= low_sent && high <= high_sent);
+    assert_eq!(
+        entry_dropped(b, "198.19.66.0/24"),
+        low,
+        "the rule counts exactly the drops it made"
+    );
+    assert_eq!(
+        entry_dropped(b, "198.19.66.128/25"),
+        high,
+        "the /25 counts its own drops, not the rule's"
+    );
+    assert_eq!(metric("198.19.66.0/24", "bgp"), low);
+    assert_eq!(metric("198.19.66.128/25", "cli"), high);
+    let text = b.synguard.run(tb, &["list", "blocked"]).unwrap();
+    let rule_line = text
+        .lines()
+        .find(|l| l.starts_with("198.19.66.0/24"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        rule_line.contains(&format!("dropped {low} packets here")),
+        "`synguard list` says what the rule dropped: {rule_line}"
+    );
+    // Node A saw none of it.
+    assert_eq!(entry_dropped(a, "198.19.66.0/24"), 0);
+
+    // Withdrawn on A, gone on B with its series; its slot goes to the
+    // next rule, which starts from zero.
+    a.synguard.run(ta, &["unblock", "198.19.66.0/24"]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || listed_entry(
+            b,
+            "198.19.66.0/24"
+        )
+        .is_none()
+        .then_some(()))
+        .is_some(),
+        "B kept the withdrawn rule:\n{}",
+        b.daemon.log()
+    );
+    let (_, body) = http::get(tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert!(
+        !body.contains(r#"prefix="198.19.66.0/24""#),
+        "a withdrawn rule's series is gone:\n{body}"
+    );
+    a.synguard
+        .run(ta, &["block", "198.19.99.0/24", "--share"])
+        .unwrap();
+    let next = wait_for(Duration::from_secs(10), || {
+        listed_entry(b, "198.19.99.0/24").filter(|e| e["origin"] == "bgp")
+    })
+    .unwrap_or_else(|| panic!("B did not learn the next rule:\n{}", b.daemon.log()));
+    assert_eq!(
+        next["counter_slot"].as_u64(),
+        Some(rule_slot),
+        "the freed slot is given again"
+    );
+    assert_eq!(
+        next["dropped"]["packets"], 0,
+        "and starts from zero: {next}"
+    );
+    b.lab.send_udp_from("198.19.99.1".parse().unwrap(), 25);
+    assert_eq!(entry_dropped(b, "198.19.99.0/24"), 25);
+    assert_eq!(metric("198.19.99.0/24", "bgp"), 25);
+}
+
+/// The "drop" and "fifo" receive columns of `iface` in `ns`'s
+/// /proc/net/dev, as the daemon sums them for `nic_drops_pps`.
+fn rx_dropped(ns: &Netns, iface: &str) -> u64 {
+    let text = ns
+        .run(|| std::fs::read_to_string("/proc/thread-self/net/dev"))
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (name, fields) = l.split_once(':')?;
+            (name.trim() == iface).then(|| {
+                let f: Vec<u64> = fields
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                f[3] + f[4]
+            })
+        })
+        .unwrap_or_else(|| panic!("no {iface} in {}'s /proc/net/dev", ns.name()))
+}
+
+/// Frames lost before XDP ran, for real: a live-frame XDP_TX on the
+/// outside veth (net/bpf/test_run.c turns it into a redirect out of that
+/// veth) puts frames into the target veth's 256-slot XDP ring faster than
+/// the target's NAPI empties it, and drivers/net/veth.c `veth_xdp_xmit`
+/// counts those that find the ring full in the target's rx_dropped
+/// (`peer_tq_xdp_xmit_err`, `veth_get_stats64`), as a NIC counts frames
+/// its full RX ring missed. The target's NAPI is a thread on a CPU of its
+/// own (threaded NAPI, as the flood lab runs it): left in the softirq of
+/// the sender's call it would empty the ring after every batch of 64, and
+/// nothing would be lost (tried: 5.2 M frames, 0 lost). The frames are
+/// UDP, never a SYN: the SYN trigger cannot fire, whatever its threshold.
+#[test]
+fn frames_lost_before_xdp_alone_escalate_to_flowspec() {
+    require_root();
+    let _one_at_a_time = FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let up = upstream();
+    let lab = &up.lab;
+    let synguard = Synguard::new(lab.target.name());
+    let dir = ConfigDir::new();
+    // The SYN trigger out of reach (and no SYN is sent); only the drops
+    // before XDP can escalate.
+    let path = dir.write(
+        "synguard.toml",
+        &config(
+            lab,
+            &up.node,
+            "",
+            "",
+            r#"
+[bgp.escalation]
+enabled = true
+targets = ["198.18.0.2"]
+capacity_syn_pps = 1000000000
+nic_drops_pps = 1000
+sustain = "2s"
+action = "discard"
+hold_down = "3s"
+"#,
+        ),
+    );
+    let daemon = start(&synguard, &lab.target, &path);
+    let target = format!("{TARGET_V4}/32");
+    // Attached (native), so the target veth has its XDP ring and NAPI.
+    for pid in cpu::threaded_napi(&lab.target, &lab.target_if).unwrap() {
+        cpu::pin(pid, 1).unwrap();
+    }
+    let before = rx_dropped(&lab.target, &lab.target_if);
+    let generator = rawbpf::load_return("nicdrop_tx", rawbpf::XDP_TX).unwrap();
+    let frame = packets::udp(
+        "198.18.0.1".parse().unwrap(),
+        TARGET_V4.into(),
+        4000,
+        9,
+        &[0x42; 64],
+    );
+    let ifindex = lab.outside.run(|| lab::if_index(&lab.outside_if));
+    let flood_for = Duration::from_secs(10);
+    let started = Instant::now();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, flowspec) = thread::scope(|s| {
+        let flood = s.spawn(|| {
+            lab.outside.run(|| {
+                cpu::pin_current(0).unwrap();
+                let mut sent = 0u64;
+                while started.elapsed() < flood_for
+                    && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    if rawbpf::run_live(generator.as_fd(), &frame, ifindex, 1 << 18).is_ok() {
+                        sent += 1 << 18;
+                    }
+                }
+                sent
+            })
+        });
+        let flowspec = wait_for(flood_for, || {
+            flowspec_to(&up.router, &target).map(|p| (p, started.elapsed()))
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (flood.join().unwrap(), flowspec)
+    });
+    let lost = rx_dropped(&lab.target, &lab.target_if) - before;
+    println!(
+        "nic drops: {sent} frames offered, {lost} lost before XDP; FlowSpec after {:?}",
+        flowspec.as_ref().map(|f| f.1)
+    );
+    assert!(
+        lost > 5_000,
+        "the target veth's rx_dropped grew by {lost} only ({sent} frames offered)"
+    );
+    let (rule, after) = flowspec.unwrap_or_else(|| {
+        panic!(
+            "no FlowSpec rule for {target} on the lost frames alone ({lost} lost); synguard log:\n{}",
+            daemon.log()
+        )
+    });
+    assert!(
+        after >= Duration::from_secs(2),
+        "announced after the 2 s it had to be sustained, not before: {after:?}"
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("dropped before XDP, above nic_drops_pps 1000"),
+        "the log names the trigger:\n{}",
+        daemon.log()
+    );
+    assert!(
+        !daemon.log().contains("above capacity_syn_pps"),
+        "the SYN trigger never fired:\n{}",
+        daemon.log()
+    );
+    assert_eq!(
+        bgp::traffic_rate(&rule),
+        Some(0.0),
+        "discard (rate 0): {rule}"
+    );
+    // No more lost frames: withdrawn after the hold-down.
+    assert!(
+        wait_for(Duration::from_secs(10), || flowspec_to(&up.router, &target)
+            .is_none()
+            .then_some(()))
+        .is_some(),
+        "the rule stayed after the drops stopped; synguard log:\n{}",
+        daemon.log()
     );
 }

@@ -9,7 +9,7 @@ pub use reason::{Counter, Reason, Verdict};
 
 /// Bump this whenever a map's key or value layout changes: userspace pins maps
 /// under a directory named after it, so a new build never misreads old maps.
-pub const MAP_LAYOUT_VERSION: u32 = 13;
+pub const MAP_LAYOUT_VERSION: u32 = 14;
 
 /// `BPF_F_MMAPABLE`, for the arrays whose values are laid out to fit cache
 /// lines (`BUDGETS`, `SOURCES`: 64-byte sets read at random in a flood;
@@ -50,6 +50,22 @@ pub mod list_in_use {
     pub const COUNT: u32 = 7;
 }
 
+/// The value of every list trie's entry (`BLOCK_*`, `ALLOW_*`,
+/// `MARTIAN_*`; one type, so the lists code reads and writes them alike).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct ListValue {
+    /// When the entry expires, in Unix seconds (0: never); userspace
+    /// enforces it.
+    pub expiry: u64,
+    /// Blocklist entries that are counted (the fleet's): the entry's
+    /// slot in [`maps::ENTRY_DROPS`], given by userspace, so a drop is
+    /// counted against the entry that matched (longest prefix). 0: not
+    /// counted (and every entry of the other lists).
+    pub slot: u32,
+    pub _pad: u32,
+}
+
 /// The IPv4 list index: the allowlist, blocklist and martian list of IPv4
 /// compiled by userspace into direct-indexed tables, so the data path
 /// finds a source's lists in at most three array loads (inlined by the
@@ -74,6 +90,12 @@ pub mod index {
     pub const MARTIAN: u16 = 4;
     /// The index holds nothing for this range: ask the tries.
     pub const TRIES: u16 = 8;
+    /// With `BLOCK`: a blocklist entry with a counter slot covers (part
+    /// of) this range, so the data path looks up which entry matched
+    /// before it counts a drop; without, a drop here is counted by
+    /// reason only, at no extra cost. May over-state (the entry that
+    /// matches may be a longer one without a slot), never under-state.
+    pub const COUNTED: u16 = 16;
     /// The entry is not flags but a group number (the low 15 bits) in the
     /// next level's map.
     pub const GROUP: u16 = 0x8000;
@@ -105,6 +127,12 @@ pub mod sizes {
     pub const ALLOWLIST: u32 = 4_096;
     pub const MARTIANS: u32 = 256;
     pub const OVER_BUDGET: u32 = 4_096;
+    /// Slots of [`ENTRY_DROPS`](super::maps::ENTRY_DROPS), slot 0 (no
+    /// slot) included: at 16 bytes, 256 KiB per CPU per interface, where
+    /// the blocklist's 65,536 would take 1 MiB. More than the fleet's
+    /// default cap (`[bgp.fleet] max_entries`, 10,000) and the shares'
+    /// (`max_announcements`, 64).
+    pub const COUNTED_ENTRIES: u32 = 16_384;
 }
 
 /// When the data path answers SYNs itself.
@@ -491,6 +519,7 @@ mod user {
     unsafe impl aya::Pod for super::HostLink {}
     unsafe impl aya::Pod for super::HostSelf {}
     unsafe impl aya::Pod for super::CaptureSettings {}
+    unsafe impl aya::Pod for super::ListValue {}
 }
 
 #[cfg(test)]

@@ -29,16 +29,18 @@ pub const TAIL: &str = "TAIL";
 /// per source prefix, for userspace to turn into timed blocks; the data
 /// path adds to it at most once a second per prefix.
 pub const OVER_BUDGET: &str = "OVER_BUDGET";
-/// Shared: `LpmTrie<[u8; 4], u64>` and `LpmTrie<[u8; 16], u64>`; the
-/// value is the entry's expiry in Unix seconds (0: never), which
-/// userspace enforces.
+/// Shared: `LpmTrie<[u8; 4], ListValue>` and `LpmTrie<[u8; 16],
+/// ListValue>` (see [`super::ListValue`]: the entry's expiry, which
+/// userspace enforces, and its counter slot in [`ENTRY_DROPS`]). Up to
+/// layout 13 the value was the expiry alone, a `u64`.
 pub const BLOCK_V4: &str = "BLOCK_V4";
 pub const BLOCK_V6: &str = "BLOCK_V6";
-/// Shared: `LpmTrie<[u8; 4], u64>` and `LpmTrie<[u8; 16], u64>`.
+/// Shared: `LpmTrie<[u8; 4], ListValue>` and `LpmTrie<[u8; 16],
+/// ListValue>`, slot 0.
 pub const ALLOW_V4: &str = "ALLOW_V4";
 pub const ALLOW_V6: &str = "ALLOW_V6";
-/// Shared: `LpmTrie<[u8; 4], u64>` and `LpmTrie<[u8; 16], u64>`: SYN
-/// sources that cannot be real.
+/// Shared: `LpmTrie<[u8; 4], ListValue>` and `LpmTrie<[u8; 16],
+/// ListValue>`, slot 0: SYN sources that cannot be real.
 pub const MARTIAN_V4: &str = "MARTIAN_V4";
 pub const MARTIAN_V6: &str = "MARTIAN_V6";
 /// Shared: `Array<u32>` indexed by [`super::list_in_use`]: 0 when that
@@ -53,6 +55,10 @@ pub const LIST_IN_USE: &str = "LIST_IN_USE";
 pub const INDEX_V4: &str = "INDEX_V4";
 pub const INDEX_V4_NETS: &str = "INDEX_V4_NETS";
 pub const INDEX_V4_HOSTS: &str = "INDEX_V4_HOSTS";
+/// Per interface: `PerCpuArray<Counter>` by counted blocklist entry
+/// ([`super::ListValue::slot`]): the packets and bytes each entry
+/// dropped here. Slot 0 (no slot) stays zero.
+pub const ENTRY_DROPS: &str = "ENTRY_DROPS";
 /// Per interface: `Array<HostSelf>`, one entry: the interface's own
 /// MAC address and the first local host addresses (see
 /// [`super::host`]). Written by userspace.
@@ -85,8 +91,9 @@ pub const SHARED: [&str; 10] = [
     INDEX_V4_HOSTS,
 ];
 /// Maps each interface's instance has for itself.
-pub const PER_INTERFACE: [&str; 16] = [
+pub const PER_INTERFACE: [&str; 17] = [
     COUNTERS,
+    ENTRY_DROPS,
     CONFIG,
     FLOOD,
     SYN_COUNT,

@@ -26,6 +26,7 @@ fn shared_types_have_no_implicit_padding() {
     assert_eq!(size_of::<HostLink>(), 8);
     assert_eq!(size_of::<HostSelf>(), 64);
     assert_eq!(size_of::<CaptureSettings>(), 24);
+    assert_eq!(size_of::<ListValue>(), 16);
     assert_eq!(size_of::<CaptureRecord>(), 24 + capture::SNAP_LEN);
 }
 

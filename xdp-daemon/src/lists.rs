@@ -16,11 +16,18 @@
 //! an index older than the tries. The methods that change a list expect
 //! the caller to hold the state lock, as every caller does: a flag is only
 //! exact while no one else writes.
+//!
+//! A blocklist entry's value also holds its counter slot ([`slots`]), in
+//! which the data path counts what the entry drops on each interface
+//! ([`drops`]); the entries added with `add_many_counted` (the fleet's)
+//! get one, while slots last.
 mod change;
+pub mod drops;
 pub mod entries;
 pub mod index;
+pub mod slots;
 
-use std::{io, net::IpAddr, os::fd::AsFd};
+use std::{collections::BTreeMap, io, net::IpAddr, os::fd::AsFd};
 
 use aya::{
     Ebpf,
@@ -28,7 +35,7 @@ use aya::{
 };
 use ipnet::IpNet;
 use synguard_common::{
-    HostGroup, IndexChunk,
+    HostGroup, IndexChunk, ListValue,
     index::{CHUNKS, COPIES},
     list_in_use, maps, sizes,
 };
@@ -38,6 +45,12 @@ use crate::{
     pins::PinLayout,
     program::{self, LoadError},
 };
+use drops::EntryDrops;
+use slots::Slots;
+
+/// The first map layout whose list tries hold a [`ListValue`]; older
+/// ones held the expiry alone, a `u64`.
+pub const LIST_VALUE_SINCE: u32 = 14;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum List {
@@ -137,15 +150,19 @@ fn key<const N: usize>(prefix_len: u8, octets: [u8; N]) -> Key<[u8; N]> {
 }
 
 /// The shared list maps: the tries, their flags and the IPv4 index,
-/// opened from their pins or from a loaded program.
+/// opened from their pins or from a loaded program; and the interfaces'
+/// `ENTRY_DROPS`, to zero a slot before it is given.
 pub struct ListMaps {
     /// By [`List::at`].
-    v4: [LpmTrie<MapData, [u8; 4], u64>; 3],
-    v6: [LpmTrie<MapData, [u8; 16], u64>; 3],
+    v4: [LpmTrie<MapData, [u8; 4], ListValue>; 3],
+    v6: [LpmTrie<MapData, [u8; 16], ListValue>; 3],
     in_use: Array<MapData, u32>,
     index: Array<MapData, IndexChunk>,
     index_nets: Array<MapData, IndexChunk>,
     index_hosts: Array<MapData, HostGroup>,
+    entry_drops: Vec<EntryDrops>,
+    /// Whether running out of counter slots was logged.
+    said_full: bool,
 }
 
 /// What the last index rebuild made.
@@ -166,22 +183,28 @@ impl ListMaps {
             layout.prepare()?;
             drop(program::load(Some(layout), None)?);
         }
-        ListMaps::with(|name| Ok(MapData::from_pin(layout.shared_map(name))?))
+        let mut maps = ListMaps::with(|name| Ok(MapData::from_pin(layout.shared_map(name))?))?;
+        maps.entry_drops = EntryDrops::attached(layout)?;
+        Ok(maps)
     }
 
     /// The maps of a program loaded without pins (packet tests, the bench).
     pub fn of(ebpf: &Ebpf) -> Result<ListMaps, ListError> {
-        ListMaps::with(|name| {
+        let open = |name: &str| {
             let map = ebpf
                 .map(name)
                 .ok_or_else(|| io::Error::other(format!("the program has no map {name}")))?;
             let data = match map {
-                Map::Array(data) | Map::LpmTrie(data) => data,
+                Map::Array(data) | Map::LpmTrie(data) | Map::PerCpuArray(data) => data,
                 _ => return Err(io::Error::other(format!("{name} is not a list map")).into()),
             };
             let fd = data.fd().as_fd().try_clone_to_owned()?;
             Ok(MapData::from_fd(fd)?)
-        })
+        };
+        let mut maps = ListMaps::with(open)?;
+        let drops = Map::PerCpuArray(open(maps::ENTRY_DROPS)?);
+        maps.entry_drops = vec![EntryDrops::of("", drops)?];
+        Ok(maps)
     }
 
     fn with(open: impl Fn(&str) -> Result<MapData, ListError>) -> Result<ListMaps, ListError> {
@@ -198,11 +221,13 @@ impl ListMaps {
             index: Array::try_from(array(maps::INDEX_V4)?)?,
             index_nets: Array::try_from(array(maps::INDEX_V4_NETS)?)?,
             index_hosts: Array::try_from(array(maps::INDEX_V4_HOSTS)?)?,
+            entry_drops: Vec::new(),
+            said_full: false,
         })
     }
 
-    /// Adds `net` to `list` (or updates its expiry). Returns false if it
-    /// was already there.
+    /// Adds `net` to `list` (or updates its expiry; it keeps its counter
+    /// slot, if any). Returns false if it was already there.
     pub fn add(&mut self, list: List, net: IpNet, expires: u64) -> Result<bool, ListError> {
         self.add_many(list, &[(net, expires)])
             .pop()
@@ -212,14 +237,57 @@ impl ListMaps {
     /// [`add`](Self::add) for several entries, with one index rebuild: a
     /// result per entry, in order.
     pub fn add_many(&mut self, list: List, nets: &[(IpNet, u64)]) -> Vec<Result<bool, ListError>> {
+        self.add_entries(list, nets, false)
+    }
+
+    /// [`add_many`](Self::add_many), each blocklist entry with a counter
+    /// slot (kept if it has one, else a new one, at zero), so that what
+    /// it drops is counted per interface: the fleet's entries. Only
+    /// those, because an IPv4 drop then costs a trie lookup
+    /// (docs/design.md#drops-per-blocklist-entry).
+    pub fn add_many_counted(
+        &mut self,
+        list: List,
+        nets: &[(IpNet, u64)],
+    ) -> Vec<Result<bool, ListError>> {
+        self.add_entries(list, nets, true)
+    }
+
+    /// Gives a counter slot to those of `nets` on `list` that have none,
+    /// keeping their expiry (entries shared before an upgrade).
+    pub fn count(&mut self, list: List, nets: &[IpNet]) -> Result<usize, ListError> {
+        let values = self.values(list)?;
+        let uncounted: Vec<(IpNet, u64)> = nets
+            .iter()
+            .filter_map(|n| values.get(&n.trunc()).map(|v| (n.trunc(), *v)))
+            .filter(|(_, v)| v.slot == slots::NO_SLOT)
+            .map(|(n, v)| (n, v.expiry))
+            .collect();
+        if uncounted.is_empty() {
+            return Ok(0);
+        }
+        for result in self.add_many_counted(list, &uncounted) {
+            result?;
+        }
+        Ok(uncounted.len())
+    }
+
+    fn add_entries(
+        &mut self,
+        list: List,
+        nets: &[(IpNet, u64)],
+        counted: bool,
+    ) -> Vec<Result<bool, ListError>> {
         let mut results = Vec::new();
         let outcome = self.change(|maps| {
-            let present = maps.present(list)?;
+            let present = maps.values(list)?;
+            let mut slots = Slots::of(present.values().map(|v| v.slot));
             for &(net, expires) in nets {
                 let net = net.trunc();
                 results.push(
-                    maps.insert(list, net, expires)
-                        .map(|()| !present.contains(&net)),
+                    maps.value(list, &present, &mut slots, net, expires, counted)
+                        .and_then(|value| maps.insert(list, net, value))
+                        .map(|()| !present.contains_key(&net)),
                 );
             }
             Ok(())
@@ -235,12 +303,15 @@ impl ListMaps {
         results
     }
 
-    /// Adds the entries of an older map layout's lists (their tries have
-    /// kept one format since the first layout) that these lists lack,
-    /// with their expiry; expired ones are left out. Reads the old pins
-    /// only, creating nothing there. Returns how many went into each list.
+    /// Adds the entries of an older map layout's lists that these lists
+    /// lack, with their expiry (a value of its own before layout
+    /// [`LIST_VALUE_SINCE`]; the old layout's counter slots are not
+    /// carried over: each entry gets one here); expired ones are left
+    /// out. Reads the old pins only, creating nothing there. Returns how
+    /// many went into each list.
     pub fn import(&mut self, older: &PinLayout, now: u64) -> Result<Vec<(List, usize)>, ListError> {
         let mut imported = Vec::new();
+        let bare = older.version() < LIST_VALUE_SINCE;
         for list in List::ALL {
             let (v4, v6) = list.maps();
             let mut old = Vec::new();
@@ -250,10 +321,22 @@ impl ListMaps {
                     continue;
                 }
                 let map = Map::LpmTrie(MapData::from_pin(path)?);
-                if name == v4 {
-                    old.extend(read(&LpmTrie::<_, [u8; 4], u64>::try_from(map)?)?);
-                } else {
-                    old.extend(read(&LpmTrie::<_, [u8; 16], u64>::try_from(map)?)?);
+                let expiries = |entries: Vec<(IpNet, ListValue)>| {
+                    entries.into_iter().map(|(net, v)| (net, v.expiry))
+                };
+                match (name == v4, bare) {
+                    (true, true) => old.extend(read(&LpmTrie::<_, [u8; 4], u64>::try_from(map)?)?),
+                    (false, true) => {
+                        old.extend(read(&LpmTrie::<_, [u8; 16], u64>::try_from(map)?)?)
+                    }
+                    (true, false) => old.extend(expiries(read(
+                        &LpmTrie::<_, [u8; 4], ListValue>::try_from(map)?,
+                    )?)),
+                    (false, false) => {
+                        old.extend(expiries(read(
+                            &LpmTrie::<_, [u8; 16], ListValue>::try_from(map)?,
+                        )?))
+                    }
                 }
             }
             let present = self.present(list)?;
@@ -293,9 +376,17 @@ impl ListMaps {
 
     /// Every entry of `list` with its expiry (Unix seconds, 0: never).
     pub fn entries(&self, list: List) -> Result<Vec<(IpNet, u64)>, ListError> {
-        let mut out = read(&self.v4[list.at()])?;
+        Ok(self
+            .values(list)?
+            .into_iter()
+            .map(|(net, v)| (net, v.expiry))
+            .collect())
+    }
+
+    /// Every entry of `list` with its value: expiry and counter slot.
+    pub fn values(&self, list: List) -> Result<BTreeMap<IpNet, ListValue>, ListError> {
+        let mut out: BTreeMap<IpNet, ListValue> = read(&self.v4[list.at()])?.into_iter().collect();
         out.extend(read(&self.v6[list.at()])?);
-        out.sort();
         Ok(out)
     }
 
@@ -333,18 +424,20 @@ impl ListMaps {
         previous: &[IpNet],
     ) -> Result<SyncOutcome, ListError> {
         self.change(|maps| {
-            let present = maps.present(list)?;
+            let present = maps.values(list)?;
+            let mut slots = Slots::of(present.values().map(|v| v.slot));
             let mut outcome = SyncOutcome::default();
             for &net in desired {
                 let net = net.trunc();
-                if !present.contains(&net) {
-                    maps.insert(list, net, 0)?;
+                if !present.contains_key(&net) {
+                    let value = maps.value(list, &present, &mut slots, net, 0, false)?;
+                    maps.insert(list, net, value)?;
                     outcome.added += 1;
                 }
             }
             for &net in previous {
                 let net = net.trunc();
-                if present.contains(&net) && !desired.iter().any(|d| d.trunc() == net) {
+                if present.contains_key(&net) && !desired.iter().any(|d| d.trunc() == net) {
                     maps.delete(list, net)?;
                     outcome.removed += 1;
                 }
@@ -389,6 +482,12 @@ impl ListMaps {
         ))
     }
 
+    /// The `ENTRY_DROPS` of every interface attached (one, unnamed, for
+    /// a program loaded without pins).
+    pub fn entry_drops(&self) -> &[EntryDrops] {
+        &self.entry_drops
+    }
+
     /// How full the live copy of the IPv4 index is.
     pub fn index_stats(&self) -> Result<IndexStats, ListError> {
         let live = self.in_use.get(&list_in_use::INDEX_V4, 0)?;
@@ -404,19 +503,19 @@ impl ListMaps {
     }
 }
 
-/// The entries of one trie.
-fn read<const N: usize>(
-    trie: &LpmTrie<MapData, [u8; N], u64>,
-) -> Result<Vec<(IpNet, u64)>, ListError>
+/// The entries of one trie, with their values.
+fn read<const N: usize, V: aya::Pod>(
+    trie: &LpmTrie<MapData, [u8; N], V>,
+) -> Result<Vec<(IpNet, V)>, ListError>
 where
     IpAddr: From<[u8; N]>,
 {
     let mut out = Vec::new();
     for item in trie.iter() {
-        let (key, expires) = item?;
+        let (key, value) = item?;
         let net = IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8)
             .map_err(io::Error::other)?;
-        out.push((net, expires));
+        out.push((net, value));
     }
     Ok(out)
 }

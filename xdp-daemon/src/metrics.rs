@@ -12,8 +12,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+mod entry_drops;
 mod families;
 mod text_format;
+
+pub use entry_drops::EntryDropsCollector;
 
 use families::{DEVICE, Labels, counter, device, gauge};
 

@@ -6,13 +6,16 @@
 //! is looked up in the IPv4 list index instead ([`synguard_common::index`]):
 //! all three lists at once, in at most three array loads. The tries are
 //! asked where the index says so, and while it is being rebuilt.
+//!
+//! A blocklist drop is also counted against the entry that matched
+//! ([`Listed::count_block_drop`], docs/design.md#drops-per-blocklist-entry).
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, lpm_trie::Key},
+    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
 };
 use synguard_common::{
-    ALIGNED_ARRAY, HostGroup, IndexChunk,
-    index::{self, ALLOW, BLOCK, GROUP, MARTIAN, TRIES},
+    ALIGNED_ARRAY, Counter, HostGroup, IndexChunk, ListValue,
+    index::{self, ALLOW, BLOCK, COUNTED, GROUP, MARTIAN, TRIES},
     list_in_use, sizes,
 };
 
@@ -20,21 +23,22 @@ use crate::parse::{Family, Packet};
 
 /// Sources that skip every other check. Values: expiry (userspace's).
 #[map(name = "ALLOW_V4")]
-static ALLOW_V4: LpmTrie<[u8; 4], u64> = LpmTrie::with_max_entries(sizes::ALLOWLIST, 0);
+static ALLOW_V4: LpmTrie<[u8; 4], ListValue> = LpmTrie::with_max_entries(sizes::ALLOWLIST, 0);
 #[map(name = "ALLOW_V6")]
-static ALLOW_V6: LpmTrie<[u8; 16], u64> = LpmTrie::with_max_entries(sizes::ALLOWLIST, 0);
+static ALLOW_V6: LpmTrie<[u8; 16], ListValue> = LpmTrie::with_max_entries(sizes::ALLOWLIST, 0);
 
-/// Sources whose every packet is dropped. Values: expiry (userspace's).
+/// Sources whose every packet is dropped. Values: expiry (userspace's)
+/// and the entry's slot in `ENTRY_DROPS`.
 #[map(name = "BLOCK_V4")]
-static BLOCK_V4: LpmTrie<[u8; 4], u64> = LpmTrie::with_max_entries(sizes::BLOCKLIST, 0);
+static BLOCK_V4: LpmTrie<[u8; 4], ListValue> = LpmTrie::with_max_entries(sizes::BLOCKLIST, 0);
 #[map(name = "BLOCK_V6")]
-static BLOCK_V6: LpmTrie<[u8; 16], u64> = LpmTrie::with_max_entries(sizes::BLOCKLIST, 0);
+static BLOCK_V6: LpmTrie<[u8; 16], ListValue> = LpmTrie::with_max_entries(sizes::BLOCKLIST, 0);
 
 /// SYN sources that cannot be real (net/ipv4/route.c `martian_source`).
 #[map(name = "MARTIAN_V4")]
-static MARTIAN_V4: LpmTrie<[u8; 4], u64> = LpmTrie::with_max_entries(sizes::MARTIANS, 0);
+static MARTIAN_V4: LpmTrie<[u8; 4], ListValue> = LpmTrie::with_max_entries(sizes::MARTIANS, 0);
 #[map(name = "MARTIAN_V6")]
-static MARTIAN_V6: LpmTrie<[u8; 16], u64> = LpmTrie::with_max_entries(sizes::MARTIANS, 0);
+static MARTIAN_V6: LpmTrie<[u8; 16], ListValue> = LpmTrie::with_max_entries(sizes::MARTIANS, 0);
 
 /// Per trie, 0 when userspace knows it is empty: a lookup in an empty trie
 /// still costs a helper call, paid by every packet for the usually empty
@@ -54,6 +58,13 @@ static INDEX_V4_NETS: Array<IndexChunk> =
 #[map(name = "INDEX_V4_HOSTS")]
 static INDEX_V4_HOSTS: Array<HostGroup> =
     Array::with_max_entries(index::COPIES * index::HOST_GROUPS, 0);
+
+/// Packets and bytes each counted blocklist entry dropped on this
+/// interface, per CPU, by the entry's slot ([`ListValue::slot`]; slot 0,
+/// no slot, is never written). Userspace zeroes a slot before it gives
+/// it to an entry.
+#[map(name = "ENTRY_DROPS")]
+static ENTRY_DROPS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(sizes::COUNTED_ENTRIES, 0);
 
 /// Not looked up yet: the martian list is only asked for SYNs.
 const MARTIAN_UNKNOWN: u16 = 0x100;
@@ -75,17 +86,61 @@ impl Listed {
     #[inline(always)]
     pub fn martian(&self, packet: &Packet) -> bool {
         if self.0 & MARTIAN_UNKNOWN != 0 {
-            return listed(&MARTIAN_LIST, packet);
+            return entry(&MARTIAN_LIST, packet).is_some();
         }
         self.0 & MARTIAN != 0
+    }
+
+    /// Counts a blocked packet against the blocklist entry that matched
+    /// (the longest prefix), where the IPv4 index answered: it says only
+    /// "blocked", and "an entry with a counter slot may match"
+    /// ([`COUNTED`]); then, and only then, one lookup in the IPv4 trie
+    /// finds the entry. (A trie answering found the entry: [`lookup`]
+    /// counted it.)
+    #[inline(always)]
+    pub fn count_block_drop(&self, packet: &Packet, len: usize) {
+        if self.0 & COUNTED != 0 {
+            let s = &packet.src;
+            count_v4_drop([s[0], s[1], s[2], s[3]], len);
+        }
+    }
+}
+
+/// [`Listed::count_block_drop`]'s lookup. A function of its own (a
+/// BPF-to-BPF call, on that path only): inlined, it changed how LLVM
+/// allocated registers across the whole verdict, and its code for the
+/// cookie ACK path then stored a pointer as a `u32`, which the verifier
+/// refused ("invalid size of register spill").
+#[inline(never)]
+fn count_v4_drop(src: [u8; 4], len: usize) {
+    if let Some(entry) = BLOCK_V4.get(Key::new(32, src)) {
+        count_entry_drop(entry.slot, len);
+    }
+}
+
+/// Adds a dropped packet of `len` bytes to a blocklist entry's counter,
+/// if it has a slot (not 0).
+#[inline(always)]
+fn count_entry_drop(slot: u32, len: usize) {
+    if slot == 0 {
+        return;
+    }
+    if let Some(counter) = ENTRY_DROPS.get_ptr_mut(slot) {
+        // SAFETY: the slot belongs to this CPU, and XDP runs with
+        // preemption disabled, so nothing else writes it concurrently.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += len as u64;
+        }
     }
 }
 
 /// Which lists the packet's source is on: from the IPv4 index, else from
 /// the allowlist and blocklist tries (the martian trie is left for
-/// [`Listed::martian`]).
+/// [`Listed::martian`]). A blocklist entry a trie finds is counted the
+/// packet's drop of `len` bytes at once (the only verdict it can get).
 #[inline(always)]
-pub fn lookup(packet: &Packet) -> Listed {
+pub fn lookup(packet: &Packet, len: usize) -> Listed {
     if packet.family == Family::V4
         && let Some(flags) = index_v4(&packet.src)
         && flags & TRIES == 0
@@ -93,9 +148,10 @@ pub fn lookup(packet: &Packet) -> Listed {
         return Listed(flags);
     }
     let mut flags = MARTIAN_UNKNOWN;
-    if listed(&ALLOW_LIST, packet) {
+    if entry(&ALLOW_LIST, packet).is_some() {
         flags |= ALLOW;
-    } else if listed(&BLOCK_LIST, packet) {
+    } else if let Some(blocked) = entry(&BLOCK_LIST, packet) {
+        count_entry_drop(blocked.slot, len);
         flags |= BLOCK;
     }
     Listed(flags)
@@ -140,8 +196,8 @@ fn last_byte_v4(src: &[u8; 16]) -> usize {
 
 /// One list: its two tries and their `LIST_IN_USE` slots.
 struct List {
-    v4: &'static LpmTrie<[u8; 4], u64>,
-    v6: &'static LpmTrie<[u8; 16], u64>,
+    v4: &'static LpmTrie<[u8; 4], ListValue>,
+    v6: &'static LpmTrie<[u8; 16], ListValue>,
     v4_slot: u32,
     v6_slot: u32,
 }
@@ -172,17 +228,22 @@ fn in_use(slot: u32) -> bool {
     LIST_IN_USE.get(slot).is_none_or(|flag| *flag != 0)
 }
 
+/// The entry of `list` the source matches (longest prefix), if any.
 #[inline(always)]
-fn listed(list: &List, packet: &Packet) -> bool {
+fn entry(list: &List, packet: &Packet) -> Option<&'static ListValue> {
     match packet.family {
         Family::V4 => {
             let s = &packet.src;
-            in_use(list.v4_slot)
-                && list
-                    .v4
-                    .get(Key::new(32, [s[0], s[1], s[2], s[3]]))
-                    .is_some()
+            if !in_use(list.v4_slot) {
+                return None;
+            }
+            list.v4.get(Key::new(32, [s[0], s[1], s[2], s[3]]))
         }
-        Family::V6 => in_use(list.v6_slot) && list.v6.get(Key::new(128, packet.src)).is_some(),
+        Family::V6 => {
+            if !in_use(list.v6_slot) {
+                return None;
+            }
+            list.v6.get(Key::new(128, packet.src))
+        }
     }
 }

@@ -50,11 +50,13 @@ fn verdict(ctx: &XdpContext) -> Reason {
         Ok(packet) => packet,
         Err(settled) => return settled,
     };
-    let listed = lists::lookup(&packet);
+    let len = ctx.data_end() - ctx.data();
+    let listed = lists::lookup(&packet, len);
     if listed.allowed() {
         return Reason::Allowlist;
     }
     if listed.blocked() {
+        listed.count_block_drop(&packet, len);
         return Reason::Blocklist;
     }
     let tcp = match packet.l4 {

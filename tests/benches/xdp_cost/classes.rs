@@ -12,7 +12,7 @@ use synguard_tests::{
 };
 
 use crate::{
-    BLOCKED, Options, PORT,
+    BLOCKED, FLEET_BLOCKED, Options, PORT,
     fixture::{Bench, Lists},
 };
 
@@ -147,6 +147,7 @@ impl Bench<'_> {
             .frame();
         let udp = packets::udp(outside, target, 5353, 53, &[0x42; 32]);
         let blocked = Segment::syn(IpAddr::V4(BLOCKED), target, 40000, PORT).frame();
+        let fleet_blocked = Segment::syn(IpAddr::V4(FLEET_BLOCKED), target, 40000, PORT).frame();
         // Not in 198.19.0.0/16, whose /24s the other SYN classes spend: a /24
         // this class leaves over its 1 SYN/s budget would drop their SYNs.
         let over_budget = Segment::syn(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 7)), target, 1, PORT);
@@ -201,6 +202,32 @@ impl Bench<'_> {
                 synproxy_action: None,
                 spend_budget: false,
                 lists: Lists::Indexed,
+                cookie_of: None,
+                fresh: false,
+            },
+            Class {
+                name: "blocklisted source, fleet entry (counted per entry): drop",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
+                frames: vec![fleet_blocked.clone()],
+                reason: Reason::Blocklist,
+                peer_action: bpf::XDP_DROP,
+                synproxy_action: None,
+                spend_budget: false,
+                lists: Lists::Indexed,
+                cookie_of: None,
+                fresh: false,
+            },
+            Class {
+                name: "blocklisted source, fleet entry (counted per entry): drop, lists in the tries (no IPv4 index)",
+                mode: Mode::Normal,
+                timing: Timing::Repeated,
+                frames: vec![fleet_blocked],
+                reason: Reason::Blocklist,
+                peer_action: bpf::XDP_DROP,
+                synproxy_action: None,
+                spend_budget: false,
+                lists: Lists::TriesOnly,
                 cookie_of: None,
                 fresh: false,
             },

@@ -23,7 +23,7 @@ use synguard_tests::{
 };
 
 use crate::{
-    BLOCKED, BLOCKLIST_EXTRA, Options, PORT,
+    BLOCKED, BLOCKLIST_EXTRA, FLEET_ENTRY, Options, PORT,
     classes::{Class, Mode, Timing},
     peer::Peer,
     report::Measured,
@@ -479,8 +479,8 @@ fn counters(ebpf: &Ebpf) -> Result<Counters> {
 /// Which lists an instance of synguard has.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Lists {
-    /// The martians and a blocklist of 1024 (BLOCKED and BLOCKLIST_EXTRA
-    /// more), the IPv4 index built, as synguard's lists code leaves them.
+    /// The martians and a blocklist of 1025 (BLOCKED, BLOCKLIST_EXTRA
+    /// more, and FLEET_ENTRY, counted per entry as the fleet's are), the IPv4 index built, as synguard's lists code leaves them.
     Indexed = 0,
     /// None.
     Empty = 1,
@@ -540,6 +540,9 @@ fn with_lists(ebpf: &Ebpf) -> Result<()> {
         block.push((net.parse()?, 0));
     }
     for result in lists.add_many(List::Block, &block) {
+        result?;
+    }
+    for result in lists.add_many_counted(List::Block, &[(FLEET_ENTRY.parse()?, 0)]) {
         result?;
     }
     Ok(())

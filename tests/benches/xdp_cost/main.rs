@@ -55,6 +55,10 @@ use report::{Measured, Report};
 const PORT: u16 = 80;
 /// The blocklisted source (the others come from OUTSIDE_V4).
 const BLOCKED: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 66);
+/// A source in a fleet entry (FLEET_ENTRY), which is counted per entry:
+/// its drop costs a trie lookup after the IPv4 index.
+const FLEET_BLOCKED: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 88);
+const FLEET_ENTRY: &str = "198.18.0.80/28";
 /// Entries on synguard's blocklist besides BLOCKED, so the trie has a
 /// realistic depth: /32s and /24s in 198.18.1.0-198.18.255.255, never a
 /// source the other classes use.

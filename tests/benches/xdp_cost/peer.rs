@@ -8,7 +8,7 @@ use synguard_tests::{
     rawbpf as bpf,
 };
 
-use crate::BLOCKED;
+use crate::{BLOCKED, FLEET_BLOCKED};
 
 /// xdp-filter loaded by its own command on an interface of the bench
 /// namespace, blocking BLOCKED by source, and opened by its program id
@@ -42,10 +42,12 @@ impl<'a> Peer<'a> {
                 .arg(iface),
         )
         .context("xdp-filter load (is xdp-tools installed? cargo xtask bench installs it)")?;
-        run_quiet(
-            ns.command("xdp-filter")
-                .args(["ip", &BLOCKED.to_string(), "--mode", "src"]),
-        )?;
+        for source in [BLOCKED, FLEET_BLOCKED] {
+            run_quiet(
+                ns.command("xdp-filter")
+                    .args(["ip", &source.to_string(), "--mode", "src"]),
+            )?;
+        }
         let id = bpf::attached_prog_id(ns, iface)?;
         let prog = bpf::prog_fd_by_id(id).context("opening xdp-filter's program")?;
         Ok(Peer {

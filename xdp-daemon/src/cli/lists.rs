@@ -2,6 +2,7 @@
 //! interface shares, changed in the data path at once. Comments and origins
 //! live in the state directory; expiries in the maps themselves.
 use std::{
+    collections::BTreeMap,
     process::ExitCode,
     time::{Duration, UNIX_EPOCH},
 };
@@ -14,6 +15,7 @@ use synguard::{
     lists::{
         List, ListMaps,
         entries::{Announce, Entries},
+        slots::NO_SLOT,
     },
     state::{Origin, unix_now},
 };
@@ -156,6 +158,21 @@ struct Entry {
     share: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     upstream: bool,
+    /// Counted entries (the fleet's): what it dropped on this node, all
+    /// interfaces together, and per interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<Dropped>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    dropped_by_device: BTreeMap<String, Dropped>,
+    /// The entry's counter slot (debugging; reused once the entry goes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counter_slot: Option<u32>,
+}
+
+#[derive(Clone, Copy, Default, Serialize)]
+struct Dropped {
+    packets: u64,
+    bytes: u64,
 }
 
 pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
@@ -166,19 +183,42 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
     };
     let meta = cx.state.list_meta().unwrap_or_default();
     let notes = meta.of(list);
-    let entries: Vec<Entry> = ListMaps::open(&cx.layout)
-        .and_then(|maps| maps.entries(list))
+    let maps =
+        ListMaps::open(&cx.layout).with_context(|| format!("cannot read the {}", list.name()))?;
+    let entries: Vec<Entry> = maps
+        .values(list)
         .with_context(|| format!("cannot read the {}", list.name()))?
         .into_iter()
-        .map(|(net, expires)| {
+        .map(|(net, value)| {
             let note = notes.and_then(|n| n.get(&net));
+            let counted = value.slot != NO_SLOT;
+            let mut by_device = BTreeMap::new();
+            if counted {
+                for drops in maps.entry_drops() {
+                    if let Ok(c) = drops.get(value.slot) {
+                        by_device.insert(
+                            drops.iface.clone(),
+                            Dropped {
+                                packets: c.packets,
+                                bytes: c.bytes,
+                            },
+                        );
+                    }
+                }
+            }
             Entry {
                 cidr: net.to_string(),
-                expires: (expires != 0).then_some(expires),
+                expires: (value.expiry != 0).then_some(value.expiry),
                 origin: note.map(|n| n.origin),
                 comment: note.and_then(|n| n.comment.clone()),
                 share: note.is_some_and(|n| n.share),
                 upstream: note.is_some_and(|n| n.upstream),
+                dropped: counted.then(|| Dropped {
+                    packets: by_device.values().map(|d| d.packets).sum(),
+                    bytes: by_device.values().map(|d| d.bytes).sum(),
+                }),
+                dropped_by_device: by_device,
+                counter_slot: counted.then_some(value.slot),
             }
         })
         .collect();
@@ -215,6 +255,9 @@ pub fn show(cx: &Env, which: Option<Which>) -> anyhow::Result<ExitCode> {
             }
             if e.upstream {
                 line.push_str("  [upstream]");
+            }
+            if let Some(d) = e.dropped {
+                line.push_str(&format!("  dropped {} packets here", d.packets));
             }
             if let Some(c) = &e.comment {
                 line.push_str(&format!("  # {c}"));

@@ -156,6 +156,10 @@ fn import_older_lists(layout: &PinLayout, state: &StateDir) {
                 if let Err(e) = state.write_atomic(&marker, b"") {
                     warn!("recording the import from v{}: {e}", older.version());
                 }
+                // Shared entries are counted per entry from this layout on.
+                if let Err(e) = Entries::new(layout, state).count_fleet() {
+                    warn!("counting the shared entries carried over: {e}");
+                }
             }
             Err(e) => warn!(
                 "the lists of map layout v{} could not be carried over: {e}",

@@ -253,6 +253,10 @@ impl Daemon {
             self.known.clone(),
             self.wanted.clone(),
         );
+        registry.register_collector(Box::new(metrics::EntryDropsCollector {
+            layout: self.options.layout.clone(),
+            state: self.options.state.clone(),
+        }));
         if let Some(bgp) = &self.bgp {
             registry.register_collector(Box::new(BgpCollector(bgp.status())));
         }

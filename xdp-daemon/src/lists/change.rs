@@ -29,9 +29,14 @@ impl ListMaps {
     pub(super) fn build(&self, copy: u32) -> Result<index::Built, ListError> {
         let mut entries = Vec::new();
         for list in List::ALL {
-            for (net, _) in read(&self.v4[list.at()])? {
+            for (net, value) in read(&self.v4[list.at()])? {
                 if let IpNet::V4(net) = net {
-                    entries.push((net, list.index_flag()));
+                    let counted = if value.slot != slots::NO_SLOT {
+                        synguard_common::index::COUNTED as u8
+                    } else {
+                        0
+                    };
+                    entries.push((net, list.index_flag() | counted));
                 }
             }
         }
@@ -78,11 +83,54 @@ impl ListMaps {
         Ok(())
     }
 
+    /// The value to write for `net` on `list` (whose entries are
+    /// `present`): `expires`, and on the blocklist the counter slot the
+    /// entry holds, else a new one if it is to be `counted` (zeroed on
+    /// every interface first, so it starts from zero), else none. With
+    /// every slot taken the entry goes uncounted, and that is logged.
+    pub(super) fn value(
+        &mut self,
+        list: List,
+        present: &BTreeMap<IpNet, ListValue>,
+        slots: &mut Slots,
+        net: IpNet,
+        expires: u64,
+        counted: bool,
+    ) -> Result<ListValue, ListError> {
+        let held = present.get(&net).map_or(slots::NO_SLOT, |v| v.slot);
+        let slot = if list != List::Block || held != slots::NO_SLOT || !counted {
+            held
+        } else if let Some(slot) = slots.take() {
+            for drops in &mut self.entry_drops {
+                drops.zero(slot)?;
+            }
+            slot
+        } else {
+            if !std::mem::replace(&mut self.said_full, true) {
+                warn!(
+                    "{net}: every one of the {} blocklist counter slots is taken; its drops are not counted per entry",
+                    sizes::COUNTED_ENTRIES - 1
+                );
+            }
+            slots::NO_SLOT
+        };
+        Ok(ListValue {
+            expiry: expires,
+            slot,
+            _pad: 0,
+        })
+    }
+
     /// Inserts or updates one entry, with no existence check. The trie's
     /// `LIST_IN_USE` flag is set first, so the data path never skips a
-    /// trie with this entry in it. A full trie is E2BIG for hash-like maps
-    /// and ENOSPC for LPM tries on 6.x kernels.
-    pub(super) fn insert(&mut self, list: List, net: IpNet, expires: u64) -> Result<(), ListError> {
+    /// trie with this entry in it. A full trie is E2BIG for hash-like
+    /// maps and ENOSPC for LPM tries on 6.x kernels.
+    pub(super) fn insert(
+        &mut self,
+        list: List,
+        net: IpNet,
+        value: ListValue,
+    ) -> Result<(), ListError> {
         let (v4_slot, v6_slot) = list.slots();
         let slot = if net.addr().is_ipv4() {
             v4_slot
@@ -92,10 +140,10 @@ impl ListMaps {
         self.in_use.set(slot, 1, 0)?;
         let result = match net {
             IpNet::V4(n) => {
-                self.v4[list.at()].insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
+                self.v4[list.at()].insert(&key(n.prefix_len(), n.addr().octets()), value, 0)
             }
             IpNet::V6(n) => {
-                self.v6[list.at()].insert(&key(n.prefix_len(), n.addr().octets()), expires, 0)
+                self.v6[list.at()].insert(&key(n.prefix_len(), n.addr().octets()), value, 0)
             }
         };
         match result {

@@ -41,7 +41,8 @@ impl<'a> Entries<'a> {
     /// Adds `net` (or updates its expiry; 0: never) on an operator's word.
     /// An entry keeps the origin it was recorded with, but one from the
     /// fleet becomes the operator's; a comment given replaces the one
-    /// recorded; `announce` adds to what the daemon announces over BGP.
+    /// recorded; `announce` adds to what the daemon announces over BGP,
+    /// and a shared entry's drops are counted (a fleet rule's, here).
     /// Whether the entry is new.
     pub fn add(
         &self,
@@ -52,7 +53,15 @@ impl<'a> Entries<'a> {
         announce: Announce,
     ) -> anyhow::Result<bool> {
         let new = ListMaps::open(self.layout)
-            .and_then(|mut maps| maps.add(list, net, expires))
+            .and_then(|mut maps| {
+                let entry = [(net, expires)];
+                let mut results = if announce.share {
+                    maps.add_many_counted(list, &entry)
+                } else {
+                    maps.add_many(list, &entry)
+                };
+                results.pop().expect("one result per entry")
+            })
             .with_context(|| format!("cannot add {net} to the {}", list.name()))?;
         let mut meta = self.state.list_meta()?;
         if let Some(records) = meta.of_mut(list) {
@@ -184,7 +193,7 @@ impl<'a> Entries<'a> {
             }
         };
         let add: Vec<(IpNet, u64)> = plan.add.iter().map(|n| (*n, 0)).collect();
-        for (&(net, _), result) in add.iter().zip(maps.add_many(List::Block, &add)) {
+        for (&(net, _), result) in add.iter().zip(maps.add_many_counted(List::Block, &add)) {
             match result {
                 Ok(_) => {
                     info!("bgp: blocked {net} from the fleet (from {})", want[&net]);
@@ -219,6 +228,20 @@ impl<'a> Entries<'a> {
                 .filter(|m| m.origin == Origin::Bgp)
                 .count(),
         )
+    }
+
+    /// Gives a counter slot to the fleet's entries and the shared ones
+    /// that have none (carried over from a layout without slots); how
+    /// many.
+    pub fn count_fleet(&self) -> anyhow::Result<usize> {
+        let meta = self.state.list_meta()?;
+        let fleet: Vec<IpNet> = meta
+            .block
+            .iter()
+            .filter(|(_, m)| m.origin == Origin::Bgp || m.share)
+            .map(|(n, _)| *n)
+            .collect();
+        Ok(ListMaps::open(self.layout)?.count(List::Block, &fleet)?)
     }
 
     /// Removes the entries whose time is up, and their records. Failures
