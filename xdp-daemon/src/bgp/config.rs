@@ -178,7 +178,12 @@ fn api(raw: &RawBgp, at: At) -> Result<String, ConfigError> {
     Ok(api)
 }
 
-/// `[bgp.fleet]`, enabled: a community of its own.
+/// The most fleet rules a node installs: one per counter slot
+/// (`ENTRY_DROPS`, slot 0 meaning none), so that every rule is counted.
+const MAX_FLEET_ENTRIES: usize = synguard_common::sizes::COUNTED_ENTRIES as usize - 1;
+
+/// `[bgp.fleet]`, enabled: a community of its own, and at most
+/// [`MAX_FLEET_ENTRIES`] rules.
 fn fleet(f: &RawFleet, marker: Community, at: At) -> Result<Fleet, ConfigError> {
     let community = f.community.get_ref().0;
     if community == marker || community == BLACKHOLE {
@@ -189,9 +194,18 @@ fn fleet(f: &RawFleet, marker: Community, at: At) -> Result<Fleet, ConfigError> 
             ),
         ));
     }
+    let max_entries = *f.max_entries.get_ref();
+    if !(1..=MAX_FLEET_ENTRIES).contains(&max_entries) {
+        return Err(at(
+            f.max_entries.span(),
+            format!(
+                "max_entries must be 1 to {MAX_FLEET_ENTRIES}: each fleet rule gets one of an interface's drop counters"
+            ),
+        ));
+    }
     Ok(Fleet {
         community,
-        max_entries: *f.max_entries.get_ref(),
+        max_entries,
     })
 }
 

@@ -52,6 +52,12 @@ fn errors_name_the_line_and_key() {
     )
     .unwrap_err();
     assert!(err.contains(":7: key `bgp.escalation.action`"), "{err}");
+    let err = parse(
+        "[bgp]\nenabled = true\n[bgp.fleet]\nenabled = true\ncommunity = \"65001:100\"\nmax_entries = 20000\n",
+    )
+    .unwrap_err();
+    assert!(err.contains(":6: key `bgp.fleet.max_entries`"), "{err}");
+    assert!(err.contains("1 to 16383"), "{err}");
     let err = parse("[bgp]\nenabled = true\nshortest_v4 = 33\n").unwrap_err();
     assert!(err.contains(":3: key `bgp.shortest_v4`"), "{err}");
 }
