@@ -26,12 +26,28 @@ pub const FRESH_NS: u64 = 1_000_000_000;
 pub const CLOCK_SHIFT: u32 = 20;
 
 /// A 4-tuple's slot and tag (never 0, which marks an empty slot): the
-/// source and destination addresses (IPv4's in the first four bytes
-/// of each) and both ports, as they are in the segment.
+/// source and destination addresses ([`Words`](crate::Words)) and both
+/// ports, as they are in the segment. The ports are folded into the
+/// destination, this host's address, which a forger cannot choose: two
+/// tuples of the same destination collide only by the seed. An IPv4
+/// tuple is then one 64-bit word, mixed once; an IPv6 one four. Only
+/// the data path places flows: userspace need not agree.
 #[inline(always)]
-pub fn place(src: &[u8; 16], dst: &[u8; 16], ports: u32, seed: u64) -> (u32, u32) {
-    let h = crate::hash_address(src, ports as u64, seed);
-    let h = crate::hash_address(dst, h, seed);
+pub fn place(
+    src: &crate::Words,
+    dst: &crate::Words,
+    ports: u32,
+    v6: bool,
+    seed: u64,
+) -> (u32, u32) {
+    let h = if v6 {
+        let mut h = crate::mix(seed ^ crate::pair(src[0], src[1]));
+        h = crate::mix(h ^ crate::pair(src[2], src[3]));
+        h = crate::mix(h ^ crate::pair(dst[0] ^ ports, dst[1]));
+        crate::mix(h ^ crate::pair(dst[2], dst[3]))
+    } else {
+        crate::mix(seed ^ crate::pair(src[0], dst[0] ^ ports))
+    };
     ((h >> 32) as u32 % SLOTS, h as u32 | 1)
 }
 

@@ -3,7 +3,7 @@
 use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
 use synguard_common::{FlowSlot, flows};
 
-use crate::parse::{Family, Packet, Tcp, ptr_at};
+use crate::parse::{Family, Packet, Tcp, frame_word, frame_words, ptr_at};
 
 #[map(name = "FLOWS")]
 static FLOWS: Array<FlowSlot> = Array::with_max_entries(flows::SLOTS, 0);
@@ -25,21 +25,20 @@ impl Flow {
     /// the frame.
     #[inline(always)]
     pub fn of(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, seed: u64) -> Option<Flow> {
-        let ports: *const u32 = ptr_at(ctx, tcp.l4)?;
-        let mut dst = [0u8; 16];
+        let ports: *const u8 = ptr_at::<u32>(ctx, tcp.l4)?.cast();
         // SAFETY: `ptr_at` checked that the bytes are inside the frame.
         unsafe {
-            match packet.family {
+            let (dst, v6) = match packet.family {
                 Family::V4 => {
-                    let d: *const [u8; 4] = ptr_at(ctx, packet.l3 + 16)?;
-                    dst[..4].copy_from_slice(&*d);
+                    let d: *const u8 = ptr_at::<u32>(ctx, packet.l3 + 16)?.cast();
+                    ([frame_word(d), 0, 0, 0], false)
                 }
                 Family::V6 => {
-                    let d: *const [u8; 16] = ptr_at(ctx, packet.l3 + 24)?;
-                    dst = *d;
+                    let d: *const u8 = ptr_at::<[u32; 4]>(ctx, packet.l3 + 24)?.cast();
+                    (frame_words(d), true)
                 }
-            }
-            let (slot, tag) = flows::place(&packet.src, &dst, ports.read_unaligned(), seed);
+            };
+            let (slot, tag) = flows::place(&packet.src, &dst, frame_word(ports), v6, seed);
             Some(Flow { slot, tag })
         }
     }

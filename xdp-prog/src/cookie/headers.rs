@@ -3,16 +3,17 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use synguard_common::IfaceSettings;
+use synguard_common::{IfaceSettings, Words};
 
 use super::{
     HandedSyn, IP_END, IPV4_MAX, SCRATCH, Scratch,
     csum::{fold, sum_words},
+    layout::{ipv4, ipv6},
     options::linux_syn_options,
 };
 use crate::{
     host,
-    parse::{Family, ptr_at},
+    parse::{Family, frame_word, ptr_at},
 };
 
 impl Family {
@@ -226,31 +227,44 @@ impl Headers {
         unsafe { &*self.tcp }
     }
 
-    /// The client's address and the server's (ours), in network order.
+    /// The 32-bit word at `at` of the IP header, in one load (see
+    /// `crate::parse::frame_word`; scratch is aligned).
     #[inline(always)]
-    pub(super) fn v4_addrs(&self) -> ([u8; 4], [u8; 4]) {
-        let ip = self.ip();
-        (
-            [ip[12], ip[13], ip[14], ip[15]],
-            [ip[16], ip[17], ip[18], ip[19]],
-        )
+    fn ip_word(&self, at: usize) -> u32 {
+        // SAFETY: `at` + 4 <= 40, readable in both forms (as in `ip`).
+        unsafe { frame_word((self.ip as *const u8).add(at)) }
     }
 
-    /// The segment's destination: our address (IPv4 in the first four
-    /// bytes), with the family as `ListenerSlot` keeps it.
+    /// An IPv6 address at `at` of the IP header.
     #[inline(always)]
-    pub(super) fn local_addr(&self) -> (u32, [u8; 16]) {
-        let ip = self.ip();
-        let mut addr = [0u8; 16];
+    fn ip_words(&self, at: usize) -> Words {
+        [
+            self.ip_word(at),
+            self.ip_word(at + 4),
+            self.ip_word(at + 8),
+            self.ip_word(at + 12),
+        ]
+    }
+
+    /// The client's address and the server's (ours), IPv4, as words.
+    #[inline(always)]
+    pub(super) fn v4_addrs(&self) -> (u32, u32) {
+        (self.ip_word(ipv4::SRC), self.ip_word(ipv4::DST))
+    }
+
+    /// The client's address and the server's (ours), IPv6, as words.
+    #[inline(always)]
+    pub(super) fn v6_addrs(&self) -> (Words, Words) {
+        (self.ip_words(ipv6::SRC), self.ip_words(ipv6::DST))
+    }
+
+    /// The segment's destination: our address, with the family as
+    /// `ListenerSlot` keeps it.
+    #[inline(always)]
+    pub(super) fn local_addr(&self) -> (u32, Words) {
         match self.family {
-            Family::V4 => {
-                addr[..4].copy_from_slice(&ip[16..20]);
-                (4, addr)
-            }
-            Family::V6 => {
-                addr.copy_from_slice(&ip[24..40]);
-                (6, addr)
-            }
+            Family::V4 => (4, [self.ip_word(ipv4::DST), 0, 0, 0]),
+            Family::V6 => (6, self.ip_words(ipv6::DST)),
         }
     }
 
@@ -271,14 +285,9 @@ impl Headers {
     /// destination, so a forwarded SYN would be answered.
     #[inline(always)]
     pub(super) fn local_destination(&self) -> bool {
-        let ip = self.ip();
         match self.family {
-            Family::V4 => host::local_v4([ip[16], ip[17], ip[18], ip[19]]),
-            Family::V6 => {
-                let mut addr = [0u8; 16];
-                addr.copy_from_slice(&ip[24..40]);
-                host::local_v6(addr)
-            }
+            Family::V4 => host::local_v4(self.ip_word(ipv4::DST)),
+            Family::V6 => host::local_v6(self.ip_words(ipv6::DST)),
         }
     }
 

@@ -69,3 +69,13 @@ pub(super) mod ipv6 {
 pub(super) fn put<const N: usize, const M: usize>(buf: &mut [u8; N], at: usize, bytes: [u8; M]) {
     buf[at..at + M].copy_from_slice(&bytes);
 }
+
+/// Writes a word (`synguard_common::Words`: its bytes in memory order)
+/// into `buf` at `at`, in one store where `buf` is the frame or scratch
+/// (see `crate::parse::frame_word` on alignment).
+#[inline(always)]
+pub(super) fn put_word<const N: usize>(buf: &mut [u8; N], at: usize, word: u32) {
+    assert!(at + 4 <= N);
+    // SAFETY: in bounds (above; constant offsets, so the check folds).
+    unsafe { *(buf.as_mut_ptr().add(at) as *mut u32) = word };
+}

@@ -31,7 +31,7 @@ use aya_ebpf::{
     maps::{PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
-use synguard_common::{IfaceSettings, Reason, listeners};
+use synguard_common::{IfaceSettings, Reason, Words, listeners};
 
 use self::{
     headers::{Headers, Offer},
@@ -70,7 +70,7 @@ pub struct Scratch {
 /// What the parse found about a SYN the cookie path is to answer.
 #[repr(C)]
 struct HandedSyn {
-    src: [u8; 16],
+    src: Words,
     l3: u32,
     l4: u32,
     header_len: u32,

@@ -1,17 +1,17 @@
 //! The SYN-ACK: what it takes from the SYN, the headers it is written
 //! as, and putting it in the frame.
-use core::{ffi::c_void, mem::MaybeUninit};
+use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
-use synguard_common::{IfaceSettings, Reason};
+use synguard_common::{IfaceSettings, Reason, Words};
 
 use super::{
     csum::{address_words, fold, word, words},
     headers::{Headers, Offer},
-    layout::{ipv4, ipv6, put, tcp},
+    layout::{ipv4, ipv6, put, put_word, tcp},
     options::{
         ClientOptions, OPT_MSS, OPT_MSS_LEN, OPT_NOP, OPT_SACK_PERM, OPT_SACK_PERM_LEN,
         OPT_TIMESTAMP, OPT_TIMESTAMP_LEN, OPT_WSCALE, OPT_WSCALE_LEN, client_options,
@@ -43,9 +43,10 @@ pub(super) struct Syn {
     addrs: Addrs,
 }
 
+/// As `Words`: the bytes in memory are the addresses', in network order.
 enum Addrs {
-    V4 { client: [u8; 4], server: [u8; 4] },
-    V6 { client: [u8; 16], server: [u8; 16] },
+    V4 { client: u32, server: u32 },
+    V6 { client: Words, server: Words },
 }
 
 impl Syn {
@@ -57,25 +58,14 @@ impl Syn {
             // (The frame form has Linux's options: `Headers::in_frame`.)
             None => client_options(h.tcp_len),
         };
-        let ip = h.ip();
-        // Not zeroed arrays filled in: zeroing costs a call to memset.
         let addrs = match h.family {
             Family::V4 => {
                 let (client, server) = h.v4_addrs();
                 Addrs::V4 { client, server }
             }
             Family::V6 => {
-                let mut client = MaybeUninit::<[u8; 16]>::uninit();
-                let mut server = MaybeUninit::<[u8; 16]>::uninit();
-                // SAFETY: every byte of both is written before they are read.
-                unsafe {
-                    (*client.as_mut_ptr()).copy_from_slice(&ip[ipv6::SRC..ipv6::DST]);
-                    (*server.as_mut_ptr()).copy_from_slice(&ip[ipv6::DST..ipv6::LEN]);
-                    Addrs::V6 {
-                        client: client.assume_init(),
-                        server: server.assume_init(),
-                    }
-                }
+                let (client, server) = h.v6_addrs();
+                Addrs::V6 { client, server }
             }
         };
         Syn {
@@ -257,7 +247,7 @@ fn write_timestamp_options(
 /// Writes the answer's IPv4 header, checksum included; returns the sum
 /// of its addresses for the TCP pseudo-header.
 #[inline(always)]
-fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: [u8; 4], client: [u8; 4], tcp_len: usize) -> u32 {
+fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: u32, client: u32, tcp_len: usize) -> u32 {
     let total_len = (ipv4::LEN + tcp_len) as u16;
     ip[ipv4::VERSION_IHL] = ipv4::V4_NO_OPTIONS;
     ip[ipv4::TOS] = 0; // DSCP, ECN
@@ -267,9 +257,10 @@ fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: [u8; 4], client: [u8; 4], tcp_le
     ip[ipv4::TTL] = SYN_ACK_TTL;
     ip[ipv4::PROTOCOL] = IPPROTO_TCP;
     put(ip, ipv4::CHECK, 0u16.to_be_bytes()); // below
-    put(ip, ipv4::SRC, server);
-    put(ip, ipv4::DST, client);
-    let addrs = words(u32::from_be_bytes(server)) + words(u32::from_be_bytes(client));
+    put_word(ip, ipv4::SRC, server);
+    put_word(ip, ipv4::DST, client);
+    // The sum is over network-order 16-bit words: the words' bytes swapped.
+    let addrs = words(server.swap_bytes()) + words(client.swap_bytes());
     let ip_sum = fold(
         word(ipv4::V4_NO_OPTIONS, 0)
             + total_len as u32
@@ -284,18 +275,15 @@ fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: [u8; 4], client: [u8; 4], tcp_le
 /// Writes the answer's IPv6 header; returns the sum of its addresses for
 /// the TCP pseudo-header (RFC 8200 8.1).
 #[inline(always)]
-fn write_ipv6(
-    ip: &mut [u8; ipv6::LEN],
-    server: &[u8; 16],
-    client: &[u8; 16],
-    tcp_len: usize,
-) -> u32 {
+fn write_ipv6(ip: &mut [u8; ipv6::LEN], server: &Words, client: &Words, tcp_len: usize) -> u32 {
     put(ip, ipv6::VCF, ipv6::V6_PLAIN.to_be_bytes());
     put(ip, ipv6::PAYLOAD_LEN, (tcp_len as u16).to_be_bytes());
     ip[ipv6::NEXT_HEADER] = IPPROTO_TCP;
     ip[ipv6::HOP_LIMIT] = SYN_ACK_TTL;
-    put(ip, ipv6::SRC, *server);
-    put(ip, ipv6::DST, *client);
+    for i in 0..4 {
+        put_word(ip, ipv6::SRC + 4 * i, server[i]);
+        put_word(ip, ipv6::DST + 4 * i, client[i]);
+    }
     address_words(server) + address_words(client)
 }
 
