@@ -35,7 +35,7 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &IfaceSet
         }
         return Reason::Tcp;
     }
-    let Some(mut h) = Headers::copy(ctx, packet.family, packet.l3 as u32, tcp.l4 as u32, 20) else {
+    let Some(mut h) = Headers::of_ack(ctx, packet.family, packet.l3 as u32, tcp.l4 as u32) else {
         return Reason::Internal;
     };
     if h.raw_cookie_valid() {

@@ -49,7 +49,8 @@ pub(super) struct Headers {
     /// Bytes of TCP header the helpers read, in [20, 60].
     pub(super) tcp_len: u32,
     /// The IP header (IPv4's 20 bytes, then the TCP header's in the frame
-    /// form, its options in scratch); `IPV4_MAX` bytes readable in both.
+    /// form, its options in scratch); `IPV4_MAX` bytes readable in both
+    /// for a SYN, the fixed header and 20 bytes of TCP for an ACK.
     pub(super) ip: *mut [u8; 40],
     /// The TCP header's first 40 bytes (past `tcp_len`: scratch, unused).
     pub(super) tcp: *mut [u8; 40],
@@ -144,6 +145,49 @@ impl Headers {
             tcp,
             out_ip: ip,
             out_tcp: tcp,
+            in_frame: true,
+        })
+    }
+
+    /// An ACK's headers, for the checks of its cookie and socket (the
+    /// fixed IP header and 20 bytes of TCP header): where they lie if
+    /// the frame has the usual layout (no VLAN tag, no IPv4 options or
+    /// IPv6 extension headers), which spares two helper calls that copy
+    /// them; else a copy.
+    #[inline(always)]
+    pub(super) fn of_ack(ctx: &XdpContext, family: Family, l3: u32, l4: u32) -> Option<Headers> {
+        if l3 as usize == IN_FRAME_L3
+            && l4 as usize == IN_FRAME_L3 + family.ip_len()
+            && let Some(h) = Headers::ack_in_frame(ctx, family)
+        {
+            return Some(h);
+        }
+        Headers::copy(ctx, family, l3, l4, 20)
+    }
+
+    /// An untagged frame's IP header and the first 20 bytes of its TCP
+    /// header, in place. Only those 20 bytes are checked against the
+    /// frame's end (an ACK's TCP header may be no longer): the ACK check
+    /// reads no further, and the verifier refuses the program if it did.
+    #[inline(always)]
+    fn ack_in_frame(ctx: &XdpContext, family: Family) -> Option<Headers> {
+        let (ip, tcp) = match family {
+            Family::V4 => {
+                let at = ptr_at::<[u8; 20 + 20]>(ctx, IN_FRAME_L3)? as *mut u8;
+                (at, at.wrapping_add(20))
+            }
+            Family::V6 => {
+                let at = ptr_at::<[u8; 40 + 20]>(ctx, IN_FRAME_L3)? as *mut u8;
+                (at, at.wrapping_add(40))
+            }
+        };
+        Some(Headers {
+            family,
+            tcp_len: 20,
+            ip: ip as *mut [u8; 40],
+            tcp: tcp as *mut [u8; 40],
+            out_ip: ip,
+            out_tcp: tcp as *mut [u8; 40],
             in_frame: true,
         })
     }
