@@ -1,6 +1,6 @@
 //! Connections the socket lookup found established during a flood
 //! (`FLOWS`; what that trusts, and for how long: `synguard_common::flows`).
-use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_jiffies64, macros::map, maps::Array, programs::XdpContext};
 use synguard_common::{FlowSlot, flows};
 
 use crate::parse::{Family, Packet, Tcp, frame_word, frame_words, ptr_at};
@@ -14,10 +14,11 @@ pub struct Flow {
     tag: u32,
 }
 
-/// The data path's clock in `FlowSlot::seen` units.
+/// Now, in `FlowSlot::seen`'s units (`flows::FRESH_JIFFIES` says why).
 #[inline(always)]
-fn units(now: u64) -> u32 {
-    (now >> flows::CLOCK_SHIFT) as u32
+fn jiffies() -> u32 {
+    // SAFETY: a helper without arguments (inlined as a load).
+    unsafe { bpf_jiffies64() as u32 }
 }
 
 impl Flow {
@@ -44,18 +45,17 @@ impl Flow {
     }
 
     /// Whether a lookup found this connection established within the
-    /// last `flows::FRESH_NS`.
+    /// last `flows::FRESH_JIFFIES`.
     #[inline(always)]
-    pub fn known(&self, now: u64) -> bool {
+    pub fn known(&self) -> bool {
         FLOWS.get(self.slot).is_some_and(|s| {
-            s.tag == self.tag
-                && units(now).wrapping_sub(s.seen) < (flows::FRESH_NS >> flows::CLOCK_SHIFT) as u32
+            s.tag == self.tag && jiffies().wrapping_sub(s.seen) < flows::FRESH_JIFFIES
         })
     }
 
-    /// Remembers that a lookup found the connection established at `now`.
+    /// Remembers that a lookup found the connection established now.
     #[inline(always)]
-    pub fn remember(&self, now: u64) {
+    pub fn remember(&self) {
         if let Some(slot) = FLOWS.get_ptr_mut(self.slot) {
             // SAFETY: a store into our own map's value, valid for this
             // run; two CPUs storing at once leave one whole slot or the
@@ -63,7 +63,7 @@ impl Flow {
             unsafe {
                 *slot = FlowSlot {
                     tag: self.tag,
-                    seen: units(now),
+                    seen: jiffies(),
                 }
             };
         }
