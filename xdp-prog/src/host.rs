@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use synguard_common::{ALIGNED_ARRAY, HostLink, HostSelf, Words, bytes_of, host};
 
-use crate::parse::ptr_at;
+use crate::parse::{frame_half, frame_word, ptr_at};
 
 /// The interface's own MAC and the first local addresses, at index 0.
 #[map(name = "HOST")]
@@ -45,15 +45,29 @@ pub fn frame_for_us(ctx: &XdpContext, vlan: u32) -> bool {
         return false;
     };
     // SAFETY: `ptr_at` checked that the six bytes lie inside the frame.
-    let dst = unsafe { &*dst };
+    let dst = unsafe { mac_words(dst as *const u8) };
+    // SAFETY: `mac` starts a map value (the kernel aligns them to 8).
+    let own_mac = unsafe { mac_words(own.mac.as_ptr()) };
     if vlan == 0 {
-        return *dst == own.mac;
+        return dst == own_mac;
     }
     // SAFETY: a lookup in our own map; the value is valid for this run.
     match unsafe { VLANS.get(&vlan) } {
-        Some(device) => *dst == own.mac || *dst == device.mac,
+        // SAFETY: as for `own.mac`.
+        Some(device) => dst == own_mac || dst == unsafe { mac_words(device.mac.as_ptr()) },
         None => false,
     }
+}
+
+/// A MAC address as a word and a half, in two loads: compared as arrays,
+/// six bytes were each loaded, shifted and ored into one value.
+///
+/// # Safety
+/// The 6 bytes at `p` must be readable (the frame, checked, or a map's).
+#[inline(always)]
+unsafe fn mac_words(p: *const u8) -> (u32, u16) {
+    // SAFETY: the caller's; on alignment, `frame_word`.
+    unsafe { (frame_word(p), frame_half(p.add(4))) }
 }
 
 /// Whether an IPv4 destination (its bytes as one word, `Words`) is local

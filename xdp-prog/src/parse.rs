@@ -151,6 +151,17 @@ pub unsafe fn frame_word(p: *const u8) -> u32 {
     unsafe { *(p as *const u32) }
 }
 
+/// The 16-bit word at `p` in the frame, in one load, its bytes in memory
+/// order (as `frame_word`).
+///
+/// # Safety
+/// The 2 bytes at `p` must lie inside the frame.
+#[inline(always)]
+pub unsafe fn frame_half(p: *const u8) -> u16 {
+    // SAFETY: as in `frame_word`.
+    unsafe { *(p as *const u16) }
+}
+
 /// The 16 bytes of an IPv6 address at `p` in the frame, as `Words`.
 ///
 /// # Safety

@@ -279,6 +279,15 @@ impl Headers {
         unsafe { frame_word((self.ip as *const u8).add(at)) }
     }
 
+    /// The 32-bit word at `at` of the TCP header, in one load (as
+    /// `ip_word`).
+    #[inline(always)]
+    pub(super) fn tcp_word(&self, at: usize) -> u32 {
+        // SAFETY: `at` + 4 <= 20 at every call: the fixed header, readable
+        // in every form.
+        unsafe { frame_word((self.tcp as *const u8).add(at)) }
+    }
+
     /// An IPv6 address at `at` of the IP header.
     #[inline(always)]
     fn ip_words(&self, at: usize) -> Words {

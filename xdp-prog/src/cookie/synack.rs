@@ -11,7 +11,7 @@ use synguard_common::{IfaceSettings, Reason, Words};
 use super::{
     csum::{address_words, fold, word, words},
     headers::{Headers, Offer},
-    layout::{ipv4, ipv6, put, put_word, tcp},
+    layout::{ipv4, ipv6, put_be16, put_be32, put_word, tcp},
     options::{
         ClientOptions, OPT_MSS, OPT_MSS_LEN, OPT_NOP, OPT_SACK_PERM, OPT_SACK_PERM_LEN,
         OPT_TIMESTAMP, OPT_TIMESTAMP_LEN, OPT_WSCALE, OPT_WSCALE_LEN, client_options,
@@ -35,8 +35,9 @@ const SYN_ACK_WINDOW: u16 = 65535;
 /// What the answer takes from the SYN, read before any of it is written
 /// (the frame form writes the answer over the SYN).
 pub(super) struct Syn {
-    /// The SYN's source and destination ports, as in its header.
-    ports: [u8; 4],
+    /// The SYN's source and destination ports, as in its header (one
+    /// word: the source port's bytes in its low half).
+    ports: u32,
     seq: u32,
     pub(super) options: ClientOptions,
     /// The client's address and the server's.
@@ -69,18 +70,8 @@ impl Syn {
             }
         };
         Syn {
-            ports: [
-                th[tcp::SOURCE],
-                th[tcp::SOURCE + 1],
-                th[tcp::DEST],
-                th[tcp::DEST + 1],
-            ],
-            seq: u32::from_be_bytes([
-                th[tcp::SEQ],
-                th[tcp::SEQ + 1],
-                th[tcp::SEQ + 2],
-                th[tcp::SEQ + 3],
-            ]),
+            ports: h.tcp_word(tcp::SOURCE),
+            seq: u32::from_be(h.tcp_word(tcp::SEQ)),
             options,
             addrs,
         }
@@ -132,7 +123,7 @@ pub(super) fn build_syn_ack(
         }
     };
     let tcp_sum = fold(sum + pseudo + IPPROTO_TCP as u32 + tcp_len as u32);
-    put(out, tcp::CHECK, (!tcp_sum).to_be_bytes());
+    put_be16(out, tcp::CHECK, !tcp_sum);
     emit(ctx, l3, &h, tcp_len)
 }
 
@@ -141,22 +132,16 @@ pub(super) fn build_syn_ack(
 #[inline(always)]
 fn write_tcp_fixed(out: &mut [u8; 40], syn: &Syn, cookie: u32) -> u32 {
     let ack = syn.seq.wrapping_add(1);
-    let sum = words(u32::from_be_bytes([
-        syn.ports[2],
-        syn.ports[3],
-        syn.ports[0],
-        syn.ports[1],
-    ])) + words(cookie)
-        + words(ack)
-        + SYN_ACK_WINDOW as u32;
-    put(out, tcp::SOURCE, [syn.ports[2], syn.ports[3]]);
-    put(out, tcp::DEST, [syn.ports[0], syn.ports[1]]);
-    put(out, tcp::SEQ, cookie.to_be_bytes());
-    put(out, tcp::ACK, ack.to_be_bytes());
+    // The answer's ports are the SYN's, swapped: the word's halves.
+    let ports = syn.ports.rotate_left(16);
+    let sum = words(ports.swap_bytes()) + words(cookie) + words(ack) + SYN_ACK_WINDOW as u32;
+    put_word(out, tcp::SOURCE, ports);
+    put_be32(out, tcp::SEQ, cookie);
+    put_be32(out, tcp::ACK, ack);
     out[tcp::FLAGS] = tcp::SYN_ACK;
-    put(out, tcp::WINDOW, SYN_ACK_WINDOW.to_be_bytes());
-    put(out, tcp::CHECK, 0u16.to_be_bytes());
-    put(out, tcp::URGENT, 0u16.to_be_bytes());
+    put_be16(out, tcp::WINDOW, SYN_ACK_WINDOW);
+    put_be16(out, tcp::CHECK, 0);
+    put_be16(out, tcp::URGENT, 0);
     sum
 }
 
@@ -179,9 +164,8 @@ fn write_mss(out: &mut [u8; 40], family: Family, config: &IfaceSettings) -> u32 
         Family::V6 if config.mss_v6 != 0 => config.mss_v6,
         Family::V6 => DEFAULT_MSS_V6,
     };
-    out[MSS_AT] = OPT_MSS;
-    out[MSS_AT + 1] = OPT_MSS_LEN;
-    put(out, MSS_AT + 2, mss.to_be_bytes());
+    put_be16(out, MSS_AT, word(OPT_MSS, OPT_MSS_LEN) as u16);
+    put_be16(out, MSS_AT + 2, mss);
     word(OPT_MSS, OPT_MSS_LEN) + mss as u32
 }
 
@@ -222,23 +206,31 @@ fn write_timestamp_options(
     }
     let mut sum;
     if sack {
-        put(out, TS_BLOCK_AT, [OPT_SACK_PERM, OPT_SACK_PERM_LEN]);
+        put_be16(
+            out,
+            TS_BLOCK_AT,
+            word(OPT_SACK_PERM, OPT_SACK_PERM_LEN) as u16,
+        );
         sum = word(OPT_SACK_PERM, OPT_SACK_PERM_LEN);
     } else {
-        put(out, TS_BLOCK_AT, [OPT_NOP, OPT_NOP]);
+        put_be16(out, TS_BLOCK_AT, word(OPT_NOP, OPT_NOP) as u16);
         sum = word(OPT_NOP, OPT_NOP);
     }
-    put(out, TIMESTAMP_AT, [OPT_TIMESTAMP, OPT_TIMESTAMP_LEN]);
-    put(out, TIMESTAMP_AT + 2, (ts as u32).to_be_bytes());
-    put(out, TIMESTAMP_AT + 6, (client.tsval as u32).to_be_bytes());
+    put_be16(
+        out,
+        TIMESTAMP_AT,
+        word(OPT_TIMESTAMP, OPT_TIMESTAMP_LEN) as u16,
+    );
+    put_be32(out, TIMESTAMP_AT + 2, ts as u32);
+    put_be32(out, TIMESTAMP_AT + 6, client.tsval as u32);
     sum += word(OPT_TIMESTAMP, OPT_TIMESTAMP_LEN) + words(ts as u32) + words(client.tsval as u32);
     if !wscale {
         return (WSCALE_AT, sum);
     }
-    put(
+    put_be32(
         out,
         WSCALE_AT,
-        [OPT_NOP, OPT_WSCALE, OPT_WSCALE_LEN, config.wscale],
+        word(OPT_NOP, OPT_WSCALE) << 16 | word(OPT_WSCALE_LEN, config.wscale),
     );
     sum += word(OPT_NOP, OPT_WSCALE) + word(OPT_WSCALE_LEN, config.wscale);
     (WSCALE_END, sum)
@@ -249,14 +241,13 @@ fn write_timestamp_options(
 #[inline(always)]
 fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: u32, client: u32, tcp_len: usize) -> u32 {
     let total_len = (ipv4::LEN + tcp_len) as u16;
-    ip[ipv4::VERSION_IHL] = ipv4::V4_NO_OPTIONS;
-    ip[ipv4::TOS] = 0; // DSCP, ECN
-    put(ip, ipv4::TOTAL_LEN, total_len.to_be_bytes());
-    put(ip, ipv4::ID, 0u16.to_be_bytes());
-    put(ip, ipv4::FRAGMENT, [ipv4::DONT_FRAGMENT, 0]);
-    ip[ipv4::TTL] = SYN_ACK_TTL;
-    ip[ipv4::PROTOCOL] = IPPROTO_TCP;
-    put(ip, ipv4::CHECK, 0u16.to_be_bytes()); // below
+    // Version and header length, then DSCP and ECN (0).
+    put_be16(ip, ipv4::VERSION_IHL, word(ipv4::V4_NO_OPTIONS, 0) as u16);
+    put_be16(ip, ipv4::TOTAL_LEN, total_len);
+    put_be16(ip, ipv4::ID, 0);
+    put_be16(ip, ipv4::FRAGMENT, word(ipv4::DONT_FRAGMENT, 0) as u16);
+    put_be16(ip, ipv4::TTL, word(SYN_ACK_TTL, IPPROTO_TCP) as u16);
+    put_be16(ip, ipv4::CHECK, 0); // below
     put_word(ip, ipv4::SRC, server);
     put_word(ip, ipv4::DST, client);
     // The sum is over network-order 16-bit words: the words' bytes swapped.
@@ -268,7 +259,7 @@ fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: u32, client: u32, tcp_len: usize
             + word(SYN_ACK_TTL, IPPROTO_TCP)
             + addrs,
     );
-    put(ip, ipv4::CHECK, (!ip_sum).to_be_bytes());
+    put_be16(ip, ipv4::CHECK, !ip_sum);
     addrs
 }
 
@@ -276,8 +267,8 @@ fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: u32, client: u32, tcp_len: usize
 /// the TCP pseudo-header (RFC 8200 8.1).
 #[inline(always)]
 fn write_ipv6(ip: &mut [u8; ipv6::LEN], server: &Words, client: &Words, tcp_len: usize) -> u32 {
-    put(ip, ipv6::VCF, ipv6::V6_PLAIN.to_be_bytes());
-    put(ip, ipv6::PAYLOAD_LEN, (tcp_len as u16).to_be_bytes());
+    put_be32(ip, ipv6::VCF, ipv6::V6_PLAIN);
+    put_be16(ip, ipv6::PAYLOAD_LEN, tcp_len as u16);
     ip[ipv6::NEXT_HEADER] = IPPROTO_TCP;
     ip[ipv6::HOP_LIMIT] = SYN_ACK_TTL;
     for i in 0..4 {
