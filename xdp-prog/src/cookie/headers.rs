@@ -256,12 +256,16 @@ impl Headers {
         // SAFETY: IPV4_MAX bytes are readable at `ip` in both forms (the
         // frame form checked 20 + 40 bytes; scratch holds IPV4_MAX).
         let ip = unsafe { &*(self.ip as *const [u8; IPV4_MAX]) };
-        let sum = if self.in_frame {
-            sum_words(ip, 0, 20, 0)
-        } else {
-            sum_words(ip, 0, header_len as usize, 0)
-        };
-        fold(sum) == 0xffff
+        if self.in_frame {
+            // Five 32-bit words as loaded (their bytes in memory order):
+            // a ones' complement sum of byte-swapped words is the sum
+            // byte-swapped, and 0xffff reads the same either way.
+            let mut sum: u64 = (0..5).map(|i| self.ip_word(4 * i) as u64).sum();
+            sum = (sum & 0xffff_ffff) + (sum >> 32);
+            sum = (sum & 0xffff_ffff) + (sum >> 32);
+            return fold(sum as u32) == 0xffff;
+        }
+        fold(sum_words(ip, 0, header_len as usize, 0)) == 0xffff
     }
 
     /// The segment's TCP header, its first 40 bytes.

@@ -18,7 +18,7 @@ use super::{
         linux_syn_options,
     },
 };
-use crate::parse::{Family, ptr_at};
+use crate::parse::{Family, frame_half, frame_word, ptr_at};
 
 const IPPROTO_TCP: u8 = 6;
 /// net/ipv4/syncookies.c: the low 6 bits of a cookie timestamp carry the
@@ -317,13 +317,16 @@ fn emit(ctx: &XdpContext, l3: usize, h: &Headers, tcp_len: usize) -> Reason {
     let Some(macs) = ptr_at::<[u8; 12]>(ctx, 0) else {
         return Reason::Internal;
     };
-    let macs = macs as *mut [u8; 12];
-    // SAFETY: `ptr_at` checked that the 12 bytes lie inside the frame.
+    let m = macs as *mut u8;
+    // SAFETY: `ptr_at` checked that the 12 bytes lie inside the frame; a
+    // word and a half each, as `frame_word` loads them.
     unsafe {
-        let m = *macs;
-        *macs = [
-            m[6], m[7], m[8], m[9], m[10], m[11], m[0], m[1], m[2], m[3], m[4], m[5],
-        ];
+        let (dst, dst_end) = (frame_word(m), frame_half(m.add(4)));
+        let (src, src_end) = (frame_word(m.add(6)), frame_half(m.add(10)));
+        *(m as *mut u32) = src;
+        *(m.add(4) as *mut u16) = src_end;
+        *(m.add(6) as *mut u32) = dst;
+        *(m.add(10) as *mut u16) = dst_end;
     }
     Reason::SynAck
 }
