@@ -312,37 +312,80 @@ pub struct SourceSet {
 /// (`IfaceSettings::hash_seed`) is random per interface, so a flood cannot aim
 /// its sources at one set.
 pub mod budget {
-    use super::SourceKey;
-
     /// Sets of `BUDGETS` (networks).
     pub const SETS: u32 = 16_384;
     /// The largest burst a bucket holds (thousandths of a SYN in a u32).
     pub const MAX_BURST: u32 = u32::MAX / 1000;
 
     /// The set of `BUDGETS` where a network's bucket may be (a /24 or /64
-    /// key), and its tag (never 0).
+    /// prefix, its address masked), and its tag (never 0).
     #[inline(always)]
-    pub fn place(key: &SourceKey, seed: u64) -> (u32, u32) {
-        let h = super::hash_address(&key.addr, key.prefix_len as u64, seed);
+    pub fn place(addr: &super::Words, prefix_len: u32, seed: u64) -> (u32, u32) {
+        let h = super::hash_address(addr, prefix_len as u64, seed);
         ((h >> 32) as u32 % SETS, h as u32 | 1)
     }
 }
 
-/// A keyed 64-bit hash of an address (IPv4 in the first four bytes) and a
-/// discriminator, for the data path's tables.
+/// An address as the data path holds it: its 16 bytes as four 32-bit
+/// words, each read from the packet with one load (IPv4's in the first,
+/// the others zero). The bytes in memory are the address's, in network
+/// order, so a word's value is its four bytes read little-endian (BPF's
+/// `bpfel` order, and x86's). Bytes would cost more: LLVM's BPF backend
+/// rebuilds a byte array into words with a load, a shift and an or per
+/// byte, and spills them, before every hash and trie key that reads one.
+pub type Words = [u32; 4];
+
+/// The [`Words`] of an address's 16 bytes (IPv4 in the first four).
 #[inline(always)]
-pub fn hash_address(addr: &[u8; 16], discriminator: u64, seed: u64) -> u64 {
-    let a = addr;
-    let low = u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
-    let high = u64::from_le_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
-    let mut h = seed ^ discriminator.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h = mix(h ^ low);
-    mix(h ^ high)
+pub const fn words_of(bytes: &[u8; 16]) -> Words {
+    let b = bytes;
+    [
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+    ]
+}
+
+/// The 16 bytes of an address held as [`Words`].
+#[inline(always)]
+pub const fn bytes_of(words: &Words) -> [u8; 16] {
+    let [a, b, c, d] = [
+        words[0].to_le_bytes(),
+        words[1].to_le_bytes(),
+        words[2].to_le_bytes(),
+        words[3].to_le_bytes(),
+    ];
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2],
+        d[3],
+    ]
+}
+
+/// A keyed 64-bit hash of an address and a discriminator, for the data
+/// path's tables. The address's bytes 0-7 and 8-15, read little-endian,
+/// are mixed in turn (userspace finds the same slots from the bytes:
+/// [`words_of`]).
+#[inline(always)]
+pub fn hash_address(addr: &Words, discriminator: u64, seed: u64) -> u64 {
+    let mut h = seed ^ discriminator.wrapping_mul(GOLDEN);
+    h = mix(h ^ pair(addr[0], addr[1]));
+    mix(h ^ pair(addr[2], addr[3]))
+}
+
+/// 2^64 divided by the golden ratio: spreads a small discriminator over
+/// the word before it is mixed.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Two words as one, `low` in the low half.
+#[inline(always)]
+pub(crate) fn pair(low: u32, high: u32) -> u64 {
+    low as u64 | (high as u64) << 32
 }
 
 /// A 64-bit finaliser (murmur3's fmix64).
 #[inline(always)]
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
@@ -371,8 +414,8 @@ pub mod listeners {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct ListenerSlot {
-    /// The SYN's destination address (IPv4 in the first four bytes).
-    pub addr: [u8; 16],
+    /// The SYN's destination address (IPv4 in the first word).
+    pub addr: Words,
     /// 4 or 6; 0: never looked.
     pub family: u32,
     /// [`listeners::LISTENING`] or [`listeners::NONE`].
@@ -406,7 +449,7 @@ pub mod sources {
     /// A source address's set, the tag of its host bucket (never 0), and
     /// its recent-peer bit.
     #[inline(always)]
-    pub fn place(addr: &[u8; 16], v6: bool, seed: u64) -> (u32, u32, u64) {
+    pub fn place(addr: &super::Words, v6: bool, seed: u64) -> (u32, u32, u64) {
         let h = super::hash_address(addr, if v6 { 128 } else { 32 }, seed);
         let set = (h >> 32) as u32 % SETS;
         // A bit in [0, 56) from 16 bits the set and tag do not use,
@@ -474,8 +517,10 @@ pub struct HostSelf {
     pub more_v4: u8,
     pub more_v6: u8,
     pub _pad: [u8; 6],
-    pub v4: [[u8; 4]; host::INLINE_V4],
-    pub v6: [[u8; 16]; host::INLINE_V6],
+    /// As the data path reads them from a packet: an IPv4 address's
+    /// bytes as one little-endian word, an IPv6 one's as [`Words`].
+    pub v4: [u32; host::INLINE_V4],
+    pub v6: [Words; host::INLINE_V6],
 }
 
 /// A VLAN device's MAC address, in `VLANS`.

@@ -48,6 +48,8 @@ pub const HELPERS: &[Helper] = &[
         BpfHelper::BPF_FUNC_tcp_gen_syncookie,
         (5, 3),
     ),
+    // Inlined as a load by 64-bit JITs (remembered flows' freshness).
+    helper("bpf_jiffies64", BpfHelper::BPF_FUNC_jiffies64, (5, 5)),
     helper(
         "bpf_ktime_get_coarse_ns",
         BpfHelper::BPF_FUNC_ktime_get_coarse_ns,

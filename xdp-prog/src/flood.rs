@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use synguard_common::{
     ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, FLOOD_WINDOW_NS, FloodMode, FloodState,
-    IfaceSettings, SourceKey, budget, limits::MAX_CPUS, sizes,
+    IfaceSettings, SourceKey, Words, budget, bytes_of, limits::MAX_CPUS, sizes,
 };
 
 use crate::{
@@ -183,15 +183,15 @@ pub fn within_budget(packet: &Packet, config: &IfaceSettings, now: u64) -> bool 
     if host.rate == 0 && net.rate == 0 {
         return true;
     }
-    let net_key = source_key(packet, net_len);
-    let (set, tag) = budget::place(&net_key, config.hash_seed);
+    let network = masked(packet, net_len);
+    let (set, tag) = budget::place(&network, net_len, config.hash_seed);
     let net_bucket = match BUDGETS.get_ptr_mut(set) {
         // SAFETY: a pointer into our own map's value, valid for this run.
         Some(set) => Found::look(unsafe { &raw mut (*set).slots }, tag, net, now),
         None => Found::Off,
     };
     if !net_bucket.has_token() {
-        count_over(net_bucket.write(now, 0), &net_key, now);
+        count_over(net_bucket.write(now, 0), net_len, &network, now);
         return false;
     }
     let host_bucket = match sources::host_slots(packet, config.hash_seed) {
@@ -203,11 +203,7 @@ pub fn within_budget(packet: &Packet, config: &IfaceSettings, now: u64) -> bool 
         if let Found::Present { .. } = net_bucket {
             net_bucket.write(now, 0);
         }
-        count_over(
-            host_bucket.write(now, 0),
-            &source_key(packet, host_len),
-            now,
-        );
+        count_over(host_bucket.write(now, 0), host_len, &packet.src, now);
         return false;
     }
     net_bucket.write(now, MILLI);
@@ -215,19 +211,16 @@ pub fn within_budget(packet: &Packet, config: &IfaceSettings, now: u64) -> bool 
     true
 }
 
+/// The packet's source masked to a network prefix (/24 or /64).
 #[inline(always)]
-fn source_key(packet: &Packet, prefix_len: u32) -> SourceKey {
-    let mut addr = packet.src;
+fn masked(packet: &Packet, prefix_len: u32) -> Words {
+    let [a, b, c, d] = packet.src;
     match prefix_len {
-        24 => addr[3] = 0,
-        64 => {
-            for byte in addr[8..].iter_mut() {
-                *byte = 0;
-            }
-        }
-        _ => {}
+        // The fourth octet is the word's high byte.
+        24 => [a & 0x00ff_ffff, b, c, d],
+        64 => [a, b, 0, 0],
+        _ => packet.src,
     }
-    SourceKey { prefix_len, addr }
 }
 
 /// A prefix's token bucket as looked up, its tokens refilled up to now:
@@ -335,7 +328,7 @@ impl Found {
 /// (`now >> 30`) for the prefix: an LRU hash update per dropped SYN would
 /// cost more than the rest of the drop.
 #[inline(always)]
-fn count_over(slot: Option<*mut BudgetSlot>, key: &SourceKey, now: u64) {
+fn count_over(slot: Option<*mut BudgetSlot>, prefix_len: u32, addr: &Words, now: u64) {
     let Some(slot) = slot else {
         return;
     };
@@ -350,10 +343,14 @@ fn count_over(slot: Option<*mut BudgetSlot>, key: &SourceKey, now: u64) {
         let dropped = (*slot).dropped as u64;
         (*slot).dropped = 0;
         (*slot).reported = second;
-        match OVER_BUDGET.get_ptr_mut(key) {
+        let key = SourceKey {
+            prefix_len,
+            addr: bytes_of(addr),
+        };
+        match OVER_BUDGET.get_ptr_mut(&key) {
             Some(count) => *count += dropped,
             None => {
-                let _ = OVER_BUDGET.insert(key, &dropped, 0);
+                let _ = OVER_BUDGET.insert(&key, &dropped, 0);
             }
         }
     }

@@ -1,9 +1,9 @@
 //! Connections the socket lookup found established during a flood
 //! (`FLOWS`; what that trusts, and for how long: `synguard_common::flows`).
-use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_jiffies64, macros::map, maps::Array, programs::XdpContext};
 use synguard_common::{FlowSlot, flows};
 
-use crate::parse::{Family, Packet, Tcp, ptr_at};
+use crate::parse::{Family, Packet, Tcp, frame_word, frame_words, ptr_at};
 
 #[map(name = "FLOWS")]
 static FLOWS: Array<FlowSlot> = Array::with_max_entries(flows::SLOTS, 0);
@@ -14,10 +14,11 @@ pub struct Flow {
     tag: u32,
 }
 
-/// The data path's clock in `FlowSlot::seen` units.
+/// Now, in `FlowSlot::seen`'s units (`flows::FRESH_JIFFIES` says why).
 #[inline(always)]
-fn units(now: u64) -> u32 {
-    (now >> flows::CLOCK_SHIFT) as u32
+fn jiffies() -> u32 {
+    // SAFETY: a helper without arguments (inlined as a load).
+    unsafe { bpf_jiffies64() as u32 }
 }
 
 impl Flow {
@@ -25,38 +26,36 @@ impl Flow {
     /// the frame.
     #[inline(always)]
     pub fn of(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, seed: u64) -> Option<Flow> {
-        let ports: *const u32 = ptr_at(ctx, tcp.l4)?;
-        let mut dst = [0u8; 16];
+        let ports: *const u8 = ptr_at::<u32>(ctx, tcp.l4)?.cast();
         // SAFETY: `ptr_at` checked that the bytes are inside the frame.
         unsafe {
-            match packet.family {
+            let (dst, v6) = match packet.family {
                 Family::V4 => {
-                    let d: *const [u8; 4] = ptr_at(ctx, packet.l3 + 16)?;
-                    dst[..4].copy_from_slice(&*d);
+                    let d: *const u8 = ptr_at::<u32>(ctx, packet.l3 + 16)?.cast();
+                    ([frame_word(d), 0, 0, 0], false)
                 }
                 Family::V6 => {
-                    let d: *const [u8; 16] = ptr_at(ctx, packet.l3 + 24)?;
-                    dst = *d;
+                    let d: *const u8 = ptr_at::<[u32; 4]>(ctx, packet.l3 + 24)?.cast();
+                    (frame_words(d), true)
                 }
-            }
-            let (slot, tag) = flows::place(&packet.src, &dst, ports.read_unaligned(), seed);
+            };
+            let (slot, tag) = flows::place(&packet.src, &dst, frame_word(ports), v6, seed);
             Some(Flow { slot, tag })
         }
     }
 
     /// Whether a lookup found this connection established within the
-    /// last `flows::FRESH_NS`.
+    /// last `flows::FRESH_JIFFIES`.
     #[inline(always)]
-    pub fn known(&self, now: u64) -> bool {
+    pub fn known(&self) -> bool {
         FLOWS.get(self.slot).is_some_and(|s| {
-            s.tag == self.tag
-                && units(now).wrapping_sub(s.seen) < (flows::FRESH_NS >> flows::CLOCK_SHIFT) as u32
+            s.tag == self.tag && jiffies().wrapping_sub(s.seen) < flows::FRESH_JIFFIES
         })
     }
 
-    /// Remembers that a lookup found the connection established at `now`.
+    /// Remembers that a lookup found the connection established now.
     #[inline(always)]
-    pub fn remember(&self, now: u64) {
+    pub fn remember(&self) {
         if let Some(slot) = FLOWS.get_ptr_mut(self.slot) {
             // SAFETY: a store into our own map's value, valid for this
             // run; two CPUs storing at once leave one whole slot or the
@@ -64,7 +63,7 @@ impl Flow {
             unsafe {
                 *slot = FlowSlot {
                     tag: self.tag,
-                    seen: units(now),
+                    seen: jiffies(),
                 }
             };
         }

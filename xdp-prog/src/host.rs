@@ -18,9 +18,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
     programs::XdpContext,
 };
-use synguard_common::{ALIGNED_ARRAY, HostLink, HostSelf, host};
+use synguard_common::{ALIGNED_ARRAY, HostLink, HostSelf, Words, bytes_of, host};
 
-use crate::parse::ptr_at;
+use crate::parse::{frame_half, frame_word, ptr_at};
 
 /// The interface's own MAC and the first local addresses, at index 0.
 #[map(name = "HOST")]
@@ -45,50 +45,58 @@ pub fn frame_for_us(ctx: &XdpContext, vlan: u32) -> bool {
         return false;
     };
     // SAFETY: `ptr_at` checked that the six bytes lie inside the frame.
-    let dst = unsafe { &*dst };
+    let dst = unsafe { mac_words(dst as *const u8) };
+    // SAFETY: `mac` starts a map value (the kernel aligns them to 8).
+    let own_mac = unsafe { mac_words(own.mac.as_ptr()) };
     if vlan == 0 {
-        return *dst == own.mac;
+        return dst == own_mac;
     }
     // SAFETY: a lookup in our own map; the value is valid for this run.
     match unsafe { VLANS.get(&vlan) } {
-        Some(device) => *dst == own.mac || *dst == device.mac,
+        // SAFETY: as for `own.mac`.
+        Some(device) => dst == own_mac || dst == unsafe { mac_words(device.mac.as_ptr()) },
         None => false,
     }
 }
 
-/// Whether an IPv4 destination (network order) is local to the namespace.
+/// A MAC address as a word and a half, in two loads: compared as arrays,
+/// six bytes were each loaded, shifted and ored into one value.
+///
+/// # Safety
+/// The 6 bytes at `p` must be readable (the frame, checked, or a map's).
 #[inline(always)]
-pub fn local_v4(addr: [u8; 4]) -> bool {
+unsafe fn mac_words(p: *const u8) -> (u32, u16) {
+    // SAFETY: the caller's; on alignment, `frame_word`.
+    unsafe { (frame_word(p), frame_half(p.add(4))) }
+}
+
+/// Whether an IPv4 destination (its bytes as one word, `Words`) is local
+/// to the namespace.
+#[inline(always)]
+pub fn local_v4(addr: u32) -> bool {
     let Some(own) = HOST.get(0) else {
         return false;
     };
-    local(addr, &own.v4, own.n_v4, own.more_v4, &LOCAL_V4)
+    let n = own.n_v4 as usize;
+    for i in 0..host::INLINE_V4 {
+        if i < n && own.v4[i] == addr {
+            return true;
+        }
+    }
+    own.more_v4 != 0 && LOCAL_V4.get(Key::new(32, addr.to_le_bytes())).is_some()
 }
 
 /// Whether an IPv6 destination is local to the namespace.
 #[inline(always)]
-pub fn local_v6(addr: [u8; 16]) -> bool {
+pub fn local_v6(addr: Words) -> bool {
     let Some(own) = HOST.get(0) else {
         return false;
     };
-    local(addr, &own.v6, own.n_v6, own.more_v6, &LOCAL_V6)
-}
-
-/// Whether `addr` is one of the first `n` of `HOST`'s inline addresses,
-/// else, if there are `more`, in the trie.
-#[inline(always)]
-fn local<const N: usize, const INLINE: usize>(
-    addr: [u8; N],
-    inline: &[[u8; N]; INLINE],
-    n: u8,
-    more: u8,
-    trie: &LpmTrie<[u8; N], u8>,
-) -> bool {
-    let n = n as usize;
-    for i in 0..INLINE {
-        if i < n && inline[i] == addr {
+    let n = own.n_v6 as usize;
+    for i in 0..host::INLINE_V6 {
+        if i < n && own.v6[i] == addr {
             return true;
         }
     }
-    more != 0 && trie.get(Key::new((N * 8) as u32, addr)).is_some()
+    own.more_v6 != 0 && LOCAL_V6.get(Key::new(128, bytes_of(&addr))).is_some()
 }

@@ -14,7 +14,7 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
 };
 use synguard_common::{
-    ALIGNED_ARRAY, Counter, HostGroup, IndexChunk, ListValue,
+    ALIGNED_ARRAY, Counter, HostGroup, IndexChunk, ListValue, bytes_of,
     index::{self, ALLOW, BLOCK, COUNTED, GROUP, MARTIAN, TRIES},
     list_in_use, sizes,
 };
@@ -100,8 +100,7 @@ impl Listed {
     #[inline(always)]
     pub fn count_block_drop(&self, packet: &Packet, len: usize) {
         if self.0 & COUNTED != 0 {
-            let s = &packet.src;
-            count_v4_drop([s[0], s[1], s[2], s[3]], len);
+            count_v4_drop(packet.src[0].to_le_bytes(), len);
         }
     }
 }
@@ -142,7 +141,7 @@ fn count_entry_drop(slot: u32, len: usize) {
 #[inline(always)]
 pub fn lookup(packet: &Packet, len: usize) -> Listed {
     if packet.family == Family::V4
-        && let Some(flags) = index_v4(&packet.src)
+        && let Some(flags) = index_v4(packet.src[0])
         && flags & TRIES == 0
     {
         return Listed(flags);
@@ -157,21 +156,22 @@ pub fn lookup(packet: &Packet, len: usize) -> Listed {
     Listed(flags)
 }
 
-/// The index's entry for an IPv4 source; `None` when no copy is live or a
-/// group is missing (then the tries decide).
+/// The index's entry for an IPv4 source (its bytes as one word, the
+/// first octet lowest); `None` when no copy is live or a group is missing
+/// (then the tries decide).
 #[inline(always)]
-fn index_v4(src: &[u8; 16]) -> Option<u16> {
+fn index_v4(src: u32) -> Option<u16> {
     let live = *LIST_IN_USE.get(list_in_use::INDEX_V4)?;
     if live == 0 {
         return None;
     }
-    let chunk = INDEX_V4.get((live - 1) * index::CHUNKS + src[0] as u32)?;
-    let entry = chunk.0[src[1] as usize];
+    let chunk = INDEX_V4.get((live - 1) * index::CHUNKS + (src & 0xff))?;
+    let entry = chunk.0[(src >> 8 & 0xff) as usize];
     if entry & GROUP == 0 {
         return Some(entry);
     }
     let nets = INDEX_V4_NETS.get((entry & !GROUP) as u32)?;
-    let entry = nets.0[src[2] as usize];
+    let entry = nets.0[(src >> 16 & 0xff) as usize];
     if entry & GROUP == 0 {
         return Some(entry);
     }
@@ -181,17 +181,16 @@ fn index_v4(src: &[u8; 16]) -> Option<u16> {
 
 /// The last byte of an IPv4 source, as an index the verifier can bound.
 ///
-/// The compiler holds the four bytes as one word assembled with ORs and
-/// takes the last as `word >> 24`, without a mask, since it knows the
-/// word's upper half is zero. Linux 6.1's verifier does not: it forgets
-/// the bounds of an OR with a non-constant operand (kernel/bpf/verifier.c
-/// `adjust_scalar_min_max_vals`), so the index could be anything to it,
-/// and it rejects the access ("R0 unbounded memory access"). A byte load
-/// is bounded on every kernel; this costs a store and a load instead of a
-/// shift, on the index's third level only (a /24 with host entries).
+/// When the compiler assembled the address from four byte loads with
+/// ORs, Linux 6.1's verifier lost the bounds of the result (it forgets
+/// them for an OR with a non-constant operand: kernel/bpf/verifier.c
+/// `adjust_scalar_min_max_vals`) and rejected the access ("R0 unbounded
+/// memory access"), and this took the byte from memory instead. The
+/// word now comes from one 32-bit load, which every verifier bounds to
+/// 32 bits, so a shift by 24 is known to lie in [0, 255].
 #[inline(always)]
-fn last_byte_v4(src: &[u8; 16]) -> usize {
-    src[3] as usize & core::hint::black_box(0xff)
+fn last_byte_v4(src: u32) -> usize {
+    (src >> 24) as usize
 }
 
 /// One list: its two tries and their `LIST_IN_USE` slots.
@@ -232,18 +231,19 @@ fn in_use(slot: u32) -> bool {
 #[inline(always)]
 fn entry(list: &List, packet: &Packet) -> Option<&'static ListValue> {
     match packet.family {
+        // A trie key is the address's bytes in network order: the words'
+        // bytes in memory, stored as words.
         Family::V4 => {
-            let s = &packet.src;
             if !in_use(list.v4_slot) {
                 return None;
             }
-            list.v4.get(Key::new(32, [s[0], s[1], s[2], s[3]]))
+            list.v4.get(Key::new(32, packet.src[0].to_le_bytes()))
         }
         Family::V6 => {
             if !in_use(list.v6_slot) {
                 return None;
             }
-            list.v6.get(Key::new(128, packet.src))
+            list.v6.get(Key::new(128, bytes_of(&packet.src)))
         }
     }
 }

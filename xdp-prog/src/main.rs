@@ -121,7 +121,7 @@ fn syn(
     if !packet.unicast {
         return Reason::NotLocal;
     }
-    cookie::hand_over(ctx, packet, tcp, now)
+    cookie::hand_over(ctx, packet, tcp, config, now)
 }
 
 #[cfg(not(test))]

@@ -15,7 +15,7 @@ use network_types::{
     vlan::VlanHdr,
 };
 use synguard_common::{
-    Reason, host,
+    Reason, Words, host,
     limits::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS},
 };
 
@@ -86,8 +86,9 @@ pub struct Packet {
     pub family: Family,
     /// Offset of the IP header from the start of the frame.
     pub l3: usize,
-    /// The source address; an IPv4 address fills the first four bytes.
-    pub src: [u8; 16],
+    /// The source address, as words read from the frame (IPv4's in the
+    /// first word, the others zero).
+    pub src: Words,
     /// Addressed to one host: neither the destination MAC nor the
     /// destination IP is a group address (multicast, broadcast; IPv4's
     /// 240/4 too). A subnet's broadcast address takes the routing table to
@@ -126,6 +127,56 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
         return None;
     }
     Some((start + offset) as *const T)
+}
+
+/// The 32-bit word at `p` in the frame, in one load, its bytes in memory
+/// order (an address's, for `Words`).
+///
+/// A plain load, not `read_unaligned`: that one LLVM's BPF backend splits
+/// into four byte loads, shifts and ors. The frame's words are not all
+/// 4-byte aligned (an IPv4 source sits 26 bytes into an untagged frame),
+/// which the hardware does not mind where the kernel lets a program load
+/// them: the verifier checks a packet load's alignment only where the
+/// architecture has no efficient unaligned access, and there it counts
+/// NET_IP_ALIGN's 2 bytes, which put IP headers on a 4-byte boundary
+/// (kernel/bpf/verifier.c `check_pkt_ptr_alignment`). Stack accesses are
+/// always checked: words are kept in variables of their own type, which
+/// the compiler aligns.
+///
+/// # Safety
+/// The 4 bytes at `p` must lie inside the frame.
+#[inline(always)]
+pub unsafe fn frame_word(p: *const u8) -> u32 {
+    // SAFETY: in bounds (the caller's check); on alignment, above.
+    unsafe { *(p as *const u32) }
+}
+
+/// The 16-bit word at `p` in the frame, in one load, its bytes in memory
+/// order (as `frame_word`).
+///
+/// # Safety
+/// The 2 bytes at `p` must lie inside the frame.
+#[inline(always)]
+pub unsafe fn frame_half(p: *const u8) -> u16 {
+    // SAFETY: as in `frame_word`.
+    unsafe { *(p as *const u16) }
+}
+
+/// The 16 bytes of an IPv6 address at `p` in the frame, as `Words`.
+///
+/// # Safety
+/// As `frame_word`, for 16 bytes.
+#[inline(always)]
+pub unsafe fn frame_words(p: *const u8) -> Words {
+    // SAFETY: the caller's.
+    unsafe {
+        [
+            frame_word(p),
+            frame_word(p.add(4)),
+            frame_word(p.add(8)),
+            frame_word(p.add(12)),
+        ]
+    }
 }
 
 /// Bytes of the frame's first buffer from `offset` to its end (0 past
@@ -199,24 +250,22 @@ fn is_vlan(ether_type: u16) -> bool {
 fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Reason::Malformed)?;
     // SAFETY: `ptr_at` checked that the fixed header lies inside the frame.
-    let (vihl, total_len, frag, proto, saddr, daddr) = unsafe {
+    let (vihl, total_len, frag, proto, src, daddr) = unsafe {
         (
             (*ip).vihl,
             u16::from_be_bytes((*ip).tot_len) as usize,
             u16::from_be_bytes((*ip).frags),
             (*ip).proto,
-            (*ip).src_addr,
-            (*ip).dst_addr,
+            frame_word((&raw const (*ip).src_addr).cast()),
+            (*ip).dst_addr[0],
         )
     };
-    let mut src = [0u8; 16];
-    src[..4].copy_from_slice(&saddr);
     let packet = |l4| Packet {
         family: Family::V4,
         l3,
-        src,
+        src: [src, 0, 0, 0],
         // 224/4 multicast, 240/4 reserved and 255.255.255.255.
-        unicast: daddr[0] < 224,
+        unicast: daddr < 224,
         vlan: 0,
         l4,
     };
@@ -257,7 +306,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Reason> {
             (*ip).vcf[0] >> 4,
             u16::from_be_bytes((*ip).payload_len) as usize,
             (*ip).next_hdr,
-            (*ip).src_addr,
+            frame_words((&raw const (*ip).src_addr).cast()),
             (*ip).dst_addr[0] == 0xff,
         )
     };

@@ -6,7 +6,7 @@
 //! line for the two.
 use aya_ebpf::{macros::map, maps::Array};
 use synguard_common::{
-    ALIGNED_ARRAY, BudgetSlot, SourceSet,
+    ALIGNED_ARRAY, BudgetSlot, SourceSet, Words,
     sources::{self, GENERATION_SHIFT},
 };
 
@@ -20,7 +20,7 @@ const GENERATION: u64 = 0xff << 56;
 
 /// A source address's set, its host bucket's tag, its peer bit.
 #[inline(always)]
-fn place(src: &[u8; 16], family: Family, seed: u64) -> Option<(*mut SourceSet, u32, u64)> {
+fn place(src: &Words, family: Family, seed: u64) -> Option<(*mut SourceSet, u32, u64)> {
     let (set, tag, bit) = sources::place(src, family == Family::V6, seed);
     Some((SOURCES.get_ptr_mut(set)?, tag, bit))
 }
@@ -61,7 +61,7 @@ pub fn mark_peer(packet: &Packet, seed: u64, now: u64) {
 /// the last (or may have been: its slot is shared, or the map could not
 /// be read).
 #[inline(always)]
-pub fn recent_peer(src: &[u8; 16], family: Family, seed: u64, now: u64) -> bool {
+pub fn recent_peer(src: &Words, family: Family, seed: u64, now: u64) -> bool {
     let Some((set, _, bit)) = place(src, family, seed) else {
         return true;
     };

@@ -19,7 +19,7 @@ use synguard::{
 };
 use synguard_common::{
     BudgetSet, BudgetSlot, FloodMode, IfaceSettings, Reason, SourceKey, SourceSet, Verdict, budget,
-    host, list_in_use, maps, sources,
+    host, list_in_use, maps, sources, words_of,
 };
 use synguard_tests::{
     lab::{TARGET_MAC, TARGET_V4, TARGET_V6},
@@ -223,12 +223,12 @@ impl Harness {
         let config: Array<_, IfaceSettings> = Array::try_from(config).expect("an array");
         let seed = config.get(&0, 0).expect("read CONFIG").hash_seed;
         let (slots, tag) = if key.prefix_len == 24 || key.prefix_len == 64 {
-            let (set, tag) = budget::place(&key, seed);
+            let (set, tag) = budget::place(&words_of(&key.addr), key.prefix_len, seed);
             let map = self.ebpf.map(maps::BUDGETS).expect("BUDGETS map");
             let sets: Array<_, BudgetSet> = Array::try_from(map).expect("an array");
             (sets.get(&set, 0).expect("read BUDGETS").slots, tag)
         } else {
-            let (set, tag, _) = sources::place(&key.addr, key.prefix_len == 128, seed);
+            let (set, tag, _) = sources::place(&words_of(&key.addr), key.prefix_len == 128, seed);
             let map = self.ebpf.map(maps::SOURCES).expect("SOURCES map");
             let sets: Array<_, SourceSet> = Array::try_from(map).expect("an array");
             (sets.get(&set, 0).expect("read SOURCES").hosts, tag)

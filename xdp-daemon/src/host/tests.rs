@@ -81,7 +81,11 @@ fn host_addresses_go_inline_and_the_rest_to_the_tries() {
     assert_eq!(entry.mac, [2, 0, 0, 0, 0, 2]);
     // Two /32s inline; the AnyIP /24 only in the trie.
     assert_eq!(entry.n_v4, 2);
-    assert_eq!(entry.v4[..2], [[198, 18, 0, 2], [198, 18, 9, 2]]);
+    let inline = entry.v4[..2].iter().map(|w| w.to_le_bytes());
+    assert_eq!(
+        inline.collect::<Vec<_>>(),
+        [[198, 18, 0, 2], [198, 18, 9, 2]]
+    );
     assert_eq!(entry.more_v4, 1);
     // Three /128s: two inline, one left to the trie.
     assert_eq!((entry.n_v6, entry.more_v6), (2, 1));

@@ -11,7 +11,7 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, lpm_trie::Key, lpm_trie::LpmTrie},
 };
 use ipnet::{Ipv4Net, Ipv6Net};
-use synguard_common::{HostLink, HostSelf, host, maps};
+use synguard_common::{HostLink, HostSelf, host, maps, words_of};
 
 use super::{HostView, Identity};
 use crate::pins::PinLayout;
@@ -150,7 +150,8 @@ pub fn host_self(identity: &Identity) -> HostSelf {
     for net in &identity.local_v4 {
         let n = entry.n_v4 as usize;
         if net.prefix_len() == 32 && n < host::INLINE_V4 {
-            entry.v4[n] = net.addr().octets();
+            // As the data path reads it: the bytes as one word.
+            entry.v4[n] = u32::from_le_bytes(net.addr().octets());
             entry.n_v4 += 1;
         } else {
             entry.more_v4 = 1;
@@ -159,7 +160,7 @@ pub fn host_self(identity: &Identity) -> HostSelf {
     for net in &identity.local_v6 {
         let n = entry.n_v6 as usize;
         if net.prefix_len() == 128 && n < host::INLINE_V6 {
-            entry.v6[n] = net.addr().octets();
+            entry.v6[n] = words_of(&net.addr().octets());
             entry.n_v6 += 1;
         } else {
             entry.more_v6 = 1;

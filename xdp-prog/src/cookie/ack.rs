@@ -24,18 +24,19 @@ use crate::{
 /// it; so a cookie the raw helper refuses, the listener would too.
 #[inline(always)]
 pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &IfaceSettings) -> Reason {
-    let now = crate::flood::now();
     let flow = Flow::of(ctx, packet, tcp, config.hash_seed);
     if let Some(flow) = &flow
-        && flow.known(now)
+        && flow.known()
     {
         if tcp.flags.is_fin() {
             flow.forget();
-            sources::mark_peer(packet, config.hash_seed, now);
+            sources::mark_peer(packet, config.hash_seed, crate::flood::now());
         }
         return Reason::Tcp;
     }
-    let Some(mut h) = Headers::copy(ctx, packet.family, packet.l3 as u32, tcp.l4 as u32, 20) else {
+    // The clock only past the remembered connections (a helper call).
+    let now = crate::flood::now();
+    let Some(mut h) = Headers::of_ack(ctx, packet.family, packet.l3 as u32, tcp.l4 as u32) else {
         return Reason::Internal;
     };
     if h.raw_cookie_valid() {
@@ -52,7 +53,7 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &IfaceSet
         if tcp.flags.is_fin() {
             sources::mark_peer(packet, config.hash_seed, now);
         } else if established && let Some(flow) = &flow {
-            flow.remember(now);
+            flow.remember();
         }
         return Reason::Tcp;
     }

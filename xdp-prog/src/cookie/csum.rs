@@ -1,4 +1,5 @@
 //! Internet checksum arithmetic (RFC 1071) for the answers' headers.
+use synguard_common::Words;
 
 /// Adds the 16-bit big-endian words of `bytes[from..to]` to `sum`.
 #[inline(always)]
@@ -28,13 +29,14 @@ pub(super) fn word(high: u8, low: u8) -> u32 {
     (high as u32) << 8 | low as u32
 }
 
-/// The sum of an IPv6 address's 16-bit words.
+/// The sum of an IPv6 address's 16-bit words (network order: each
+/// word's bytes swapped).
 #[inline(always)]
-pub(super) fn address_words(a: &[u8; 16]) -> u32 {
-    words(u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
-        + words(u32::from_be_bytes([a[4], a[5], a[6], a[7]]))
-        + words(u32::from_be_bytes([a[8], a[9], a[10], a[11]]))
-        + words(u32::from_be_bytes([a[12], a[13], a[14], a[15]]))
+pub(super) fn address_words(a: &Words) -> u32 {
+    words(a[0].swap_bytes())
+        + words(a[1].swap_bytes())
+        + words(a[2].swap_bytes())
+        + words(a[3].swap_bytes())
 }
 
 /// RFC 1071: fold a 32-bit sum into 16 bits.

@@ -3,16 +3,17 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use synguard_common::IfaceSettings;
+use synguard_common::{IfaceSettings, Words};
 
 use super::{
     HandedSyn, IP_END, IPV4_MAX, SCRATCH, Scratch,
     csum::{fold, sum_words},
+    layout::{ipv4, ipv6},
     options::linux_syn_options,
 };
 use crate::{
     host,
-    parse::{Family, ptr_at},
+    parse::{Family, frame_word, ptr_at},
 };
 
 impl Family {
@@ -48,7 +49,8 @@ pub(super) struct Headers {
     /// Bytes of TCP header the helpers read, in [20, 60].
     pub(super) tcp_len: u32,
     /// The IP header (IPv4's 20 bytes, then the TCP header's in the frame
-    /// form, its options in scratch); `IPV4_MAX` bytes readable in both.
+    /// form, its options in scratch); `IPV4_MAX` bytes readable in both
+    /// for a SYN, the fixed header and 20 bytes of TCP for an ACK.
     pub(super) ip: *mut [u8; 40],
     /// The TCP header's first 40 bytes (past `tcp_len`: scratch, unused).
     pub(super) tcp: *mut [u8; 40],
@@ -147,6 +149,49 @@ impl Headers {
         })
     }
 
+    /// An ACK's headers, for the checks of its cookie and socket (the
+    /// fixed IP header and 20 bytes of TCP header): where they lie if
+    /// the frame has the usual layout (no VLAN tag, no IPv4 options or
+    /// IPv6 extension headers), which spares two helper calls that copy
+    /// them; else a copy.
+    #[inline(always)]
+    pub(super) fn of_ack(ctx: &XdpContext, family: Family, l3: u32, l4: u32) -> Option<Headers> {
+        if l3 as usize == IN_FRAME_L3
+            && l4 as usize == IN_FRAME_L3 + family.ip_len()
+            && let Some(h) = Headers::ack_in_frame(ctx, family)
+        {
+            return Some(h);
+        }
+        Headers::copy(ctx, family, l3, l4, 20)
+    }
+
+    /// An untagged frame's IP header and the first 20 bytes of its TCP
+    /// header, in place. Only those 20 bytes are checked against the
+    /// frame's end (an ACK's TCP header may be no longer): the ACK check
+    /// reads no further, and the verifier refuses the program if it did.
+    #[inline(always)]
+    fn ack_in_frame(ctx: &XdpContext, family: Family) -> Option<Headers> {
+        let (ip, tcp) = match family {
+            Family::V4 => {
+                let at = ptr_at::<[u8; 20 + 20]>(ctx, IN_FRAME_L3)? as *mut u8;
+                (at, at.wrapping_add(20))
+            }
+            Family::V6 => {
+                let at = ptr_at::<[u8; 40 + 20]>(ctx, IN_FRAME_L3)? as *mut u8;
+                (at, at.wrapping_add(40))
+            }
+        };
+        Some(Headers {
+            family,
+            tcp_len: 20,
+            ip: ip as *mut [u8; 40],
+            tcp: tcp as *mut [u8; 40],
+            out_ip: ip,
+            out_tcp: tcp as *mut [u8; 40],
+            in_frame: true,
+        })
+    }
+
     /// Copies the headers to scratch: the fixed IP header at `l3`, and
     /// `tcp_len` bytes of the TCP header at `l4`.
     #[inline(always)]
@@ -211,12 +256,16 @@ impl Headers {
         // SAFETY: IPV4_MAX bytes are readable at `ip` in both forms (the
         // frame form checked 20 + 40 bytes; scratch holds IPV4_MAX).
         let ip = unsafe { &*(self.ip as *const [u8; IPV4_MAX]) };
-        let sum = if self.in_frame {
-            sum_words(ip, 0, 20, 0)
-        } else {
-            sum_words(ip, 0, header_len as usize, 0)
-        };
-        fold(sum) == 0xffff
+        if self.in_frame {
+            // Five 32-bit words as loaded (their bytes in memory order):
+            // a ones' complement sum of byte-swapped words is the sum
+            // byte-swapped, and 0xffff reads the same either way.
+            let mut sum: u64 = (0..5).map(|i| self.ip_word(4 * i) as u64).sum();
+            sum = (sum & 0xffff_ffff) + (sum >> 32);
+            sum = (sum & 0xffff_ffff) + (sum >> 32);
+            return fold(sum as u32) == 0xffff;
+        }
+        fold(sum_words(ip, 0, header_len as usize, 0)) == 0xffff
     }
 
     /// The segment's TCP header, its first 40 bytes.
@@ -226,31 +275,53 @@ impl Headers {
         unsafe { &*self.tcp }
     }
 
-    /// The client's address and the server's (ours), in network order.
+    /// The 32-bit word at `at` of the IP header, in one load (see
+    /// `crate::parse::frame_word`; scratch is aligned).
     #[inline(always)]
-    pub(super) fn v4_addrs(&self) -> ([u8; 4], [u8; 4]) {
-        let ip = self.ip();
-        (
-            [ip[12], ip[13], ip[14], ip[15]],
-            [ip[16], ip[17], ip[18], ip[19]],
-        )
+    fn ip_word(&self, at: usize) -> u32 {
+        // SAFETY: `at` + 4 <= 40, readable in both forms (as in `ip`).
+        unsafe { frame_word((self.ip as *const u8).add(at)) }
     }
 
-    /// The segment's destination: our address (IPv4 in the first four
-    /// bytes), with the family as `ListenerSlot` keeps it.
+    /// The 32-bit word at `at` of the TCP header, in one load (as
+    /// `ip_word`).
     #[inline(always)]
-    pub(super) fn local_addr(&self) -> (u32, [u8; 16]) {
-        let ip = self.ip();
-        let mut addr = [0u8; 16];
+    pub(super) fn tcp_word(&self, at: usize) -> u32 {
+        // SAFETY: `at` + 4 <= 20 at every call: the fixed header, readable
+        // in every form.
+        unsafe { frame_word((self.tcp as *const u8).add(at)) }
+    }
+
+    /// An IPv6 address at `at` of the IP header.
+    #[inline(always)]
+    fn ip_words(&self, at: usize) -> Words {
+        [
+            self.ip_word(at),
+            self.ip_word(at + 4),
+            self.ip_word(at + 8),
+            self.ip_word(at + 12),
+        ]
+    }
+
+    /// The client's address and the server's (ours), IPv4, as words.
+    #[inline(always)]
+    pub(super) fn v4_addrs(&self) -> (u32, u32) {
+        (self.ip_word(ipv4::SRC), self.ip_word(ipv4::DST))
+    }
+
+    /// The client's address and the server's (ours), IPv6, as words.
+    #[inline(always)]
+    pub(super) fn v6_addrs(&self) -> (Words, Words) {
+        (self.ip_words(ipv6::SRC), self.ip_words(ipv6::DST))
+    }
+
+    /// The segment's destination: our address, with the family as
+    /// `ListenerSlot` keeps it.
+    #[inline(always)]
+    pub(super) fn local_addr(&self) -> (u32, Words) {
         match self.family {
-            Family::V4 => {
-                addr[..4].copy_from_slice(&ip[16..20]);
-                (4, addr)
-            }
-            Family::V6 => {
-                addr.copy_from_slice(&ip[24..40]);
-                (6, addr)
-            }
+            Family::V4 => (4, [self.ip_word(ipv4::DST), 0, 0, 0]),
+            Family::V6 => (6, self.ip_words(ipv6::DST)),
         }
     }
 
@@ -271,14 +342,9 @@ impl Headers {
     /// destination, so a forwarded SYN would be answered.
     #[inline(always)]
     pub(super) fn local_destination(&self) -> bool {
-        let ip = self.ip();
         match self.family {
-            Family::V4 => host::local_v4([ip[16], ip[17], ip[18], ip[19]]),
-            Family::V6 => {
-                let mut addr = [0u8; 16];
-                addr.copy_from_slice(&ip[24..40]);
-                host::local_v6(addr)
-            }
+            Family::V4 => host::local_v4(self.ip_word(ipv4::DST)),
+            Family::V6 => host::local_v6(self.ip_words(ipv6::DST)),
         }
     }
 

@@ -13,6 +13,8 @@ pub(super) mod tcp {
 
     pub const SOURCE: usize = offset_of!(TcpHdr, source);
     pub const DEST: usize = offset_of!(TcpHdr, dest);
+    // The answer writes both ports in one store.
+    const _: () = assert!(DEST == SOURCE + 2);
     pub const SEQ: usize = offset_of!(TcpHdr, seq);
     pub const ACK: usize = offset_of!(TcpHdr, ack_seq);
     /// The data offset, in the high nibble.
@@ -42,6 +44,8 @@ pub(super) mod ipv4 {
     pub const SRC: usize = offset_of!(Ipv4Hdr, src_addr);
     pub const DST: usize = offset_of!(Ipv4Hdr, dst_addr);
     pub const LEN: usize = Ipv4Hdr::LEN;
+    // The answer writes these fields in pairs, one 16-bit store each.
+    const _: () = assert!(TOS == VERSION_IHL + 1 && PROTOCOL == TTL + 1);
     /// Version 4, a header of five 32-bit words.
     pub const V4_NO_OPTIONS: u8 = 0x45;
     /// The fragment field's high byte: don't fragment, offset 0.
@@ -64,8 +68,28 @@ pub(super) mod ipv6 {
     pub const V6_PLAIN: u32 = 0x6000_0000;
 }
 
-/// Writes `bytes` into `buf` at `at`.
+/// Writes a word (`synguard_common::Words`: its bytes in memory order)
+/// into `buf` at `at`, in one store where `buf` is the frame or scratch
+/// (see `crate::parse::frame_word` on alignment).
 #[inline(always)]
-pub(super) fn put<const N: usize, const M: usize>(buf: &mut [u8; N], at: usize, bytes: [u8; M]) {
-    buf[at..at + M].copy_from_slice(&bytes);
+pub(super) fn put_word<const N: usize>(buf: &mut [u8; N], at: usize, word: u32) {
+    assert!(at + 4 <= N);
+    // SAFETY: in bounds (above; constant offsets, so the check folds).
+    unsafe { *(buf.as_mut_ptr().add(at) as *mut u32) = word };
+}
+
+/// Writes a 16-bit value in network order into `buf` at `at`, in one
+/// store (as `put_word`).
+#[inline(always)]
+pub(super) fn put_be16<const N: usize>(buf: &mut [u8; N], at: usize, value: u16) {
+    assert!(at + 2 <= N);
+    // SAFETY: in bounds (above; constant offsets, so the check folds).
+    unsafe { *(buf.as_mut_ptr().add(at) as *mut u16) = value.to_be() };
+}
+
+/// Writes a 32-bit value in network order into `buf` at `at`, in one
+/// store (as `put_word`).
+#[inline(always)]
+pub(super) fn put_be32<const N: usize>(buf: &mut [u8; N], at: usize, value: u32) {
+    put_word(buf, at, value.to_be());
 }

@@ -63,7 +63,7 @@ impl Headers {
         let t = self.tcp();
         let sport = u16::from_ne_bytes([t[0], t[1]]);
         let dport = u16::from_ne_bytes([t[2], t[3]]);
-        let ip = self.ip();
+        // The tuple's addresses are network order: the words' bytes.
         let size = match self.family {
             Family::V4 => {
                 let (client, server) = self.v4_addrs();
@@ -71,25 +71,20 @@ impl Headers {
                 // union through a raw pointer; no reference to uninit data.
                 unsafe {
                     let v4 = &raw mut (*tuple.as_mut_ptr()).__bindgen_anon_1.ipv4;
-                    (*v4).saddr = u32::from_ne_bytes(client);
-                    (*v4).daddr = u32::from_ne_bytes(server);
+                    (*v4).saddr = client;
+                    (*v4).daddr = server;
                     (*v4).sport = sport;
                     (*v4).dport = dport;
                 }
                 12
             }
             Family::V6 => {
+                let (client, server) = self.v6_addrs();
                 // SAFETY: as above, the ipv6 member.
                 unsafe {
                     let v6 = &raw mut (*tuple.as_mut_ptr()).__bindgen_anon_1.ipv6;
-                    for i in 0..4 {
-                        let s = 8 + i * 4;
-                        let d = 24 + i * 4;
-                        (*v6).saddr[i] =
-                            u32::from_ne_bytes([ip[s], ip[s + 1], ip[s + 2], ip[s + 3]]);
-                        (*v6).daddr[i] =
-                            u32::from_ne_bytes([ip[d], ip[d + 1], ip[d + 2], ip[d + 3]]);
-                    }
+                    (*v6).saddr = client;
+                    (*v6).daddr = server;
                     (*v6).sport = sport;
                     (*v6).dport = dport;
                 }

@@ -70,14 +70,16 @@ pub struct Scratch {
 /// What the parse found about a SYN the cookie path is to answer.
 #[repr(C)]
 struct HandedSyn {
-    src: [u8; 16],
     l3: u32,
     l4: u32,
     header_len: u32,
     v6: u32,
     /// The frame's VLAN chain (`synguard_common::host::vlan_key`).
     vlan: u32,
-    _pad: u32,
+    /// Non-zero: the source is a recent peer (`crate::sources`), found
+    /// by the data path, whose hash of the source its budget check has
+    /// just made.
+    peer: u32,
     now: u64,
 }
 
@@ -156,9 +158,7 @@ fn answer_syn_as(
     let dport = u16::from_be_bytes([t[2], t[3]]);
     let cheap = match cached_listener(dport, &h, now) {
         Some(listeners::NONE) => return Reason::NoListener,
-        Some(_) if !sources::recent_peer(&syn.src, h.family, config.hash_seed, now) => {
-            Some(h.raw_cookie()).filter(|&generated| generated >= 0)
-        }
+        Some(_) if syn.peer == 0 => Some(h.raw_cookie()).filter(|&generated| generated >= 0),
         _ => None,
     };
     let generated = match cheap {
@@ -192,21 +192,27 @@ fn answer_syn_as(
 /// in `TAIL` (a broken load), the SYN goes to the kernel, which answers
 /// it with a cookie of its own: `cookie_fallback`.
 #[inline(always)]
-pub fn hand_over(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, now: u64) -> Reason {
+pub fn hand_over(
+    ctx: &XdpContext,
+    packet: &Packet,
+    tcp: &Tcp,
+    config: &IfaceSettings,
+    now: u64,
+) -> Reason {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return Reason::Internal;
     };
+    let peer = sources::recent_peer(&packet.src, packet.family, config.hash_seed, now);
     // SAFETY: this CPU's scratch slot, used by one program run at a time
     // (the tail call runs on the same CPU, in the same run).
     unsafe {
         (*scratch).syn = HandedSyn {
-            src: packet.src,
             l3: packet.l3 as u32,
             l4: tcp.l4 as u32,
             header_len: tcp.header_len as u32,
             v6: (packet.family == Family::V6) as u32,
             vlan: packet.vlan,
-            _pad: 0,
+            peer: peer as u32,
             now,
         };
         TAIL.tail_call(ctx, 0);

@@ -6,6 +6,7 @@ use aya_ebpf::helpers::bpf_loop;
 use synguard_common::limits::MAX_TCP_OPTIONS;
 
 use super::{HEADER_COPY, SCRATCH};
+use crate::parse::{frame_half, frame_word};
 
 /// TCP option kinds (RFC 9293, RFC 7323, RFC 2018).
 const OPT_EOL: u8 = 0;
@@ -132,25 +133,40 @@ pub extern "C" fn synguard_syn_options(len: u32) -> u64 {
 /// to the loop.
 #[inline(always)]
 pub(super) fn linux_syn_options<const N: usize>(th: &[u8; N], len: u32) -> Option<ClientOptions> {
-    let layout = [
-        (20, OPT_MSS),
-        (21, 4),
-        (24, OPT_SACK_PERM),
-        (25, 2),
-        (26, OPT_TIMESTAMP),
-        (27, 10),
-        (36, OPT_NOP),
-        (37, OPT_WSCALE),
-        (38, 3),
-    ];
-    if len != 40 || layout.iter().any(|&(at, byte)| th[at] != byte) {
+    // The option bytes compared a word at a time, as `frame_word` reads
+    // them (their bytes in memory order): MSS kind and length; SACK
+    // permitted, then timestamps' kind and length; NOP, window scale's
+    // kind and length, and the shift (masked off).
+    const { assert!(N >= 40) };
+    let p = th.as_ptr();
+    // SAFETY: offsets 20-39 of the N >= 40 bytes of `th` (the frame,
+    // checked, or scratch); on alignment, `frame_word`.
+    let (mss, sack_ts, wscale, tsval) = unsafe {
+        (
+            frame_half(p.add(20)),
+            frame_word(p.add(24)),
+            frame_word(p.add(36)),
+            frame_word(p.add(28)),
+        )
+    };
+    if len != 40
+        || mss != u16::from_le_bytes([OPT_MSS, OPT_MSS_LEN])
+        || sack_ts
+            != u32::from_le_bytes([
+                OPT_SACK_PERM,
+                OPT_SACK_PERM_LEN,
+                OPT_TIMESTAMP,
+                OPT_TIMESTAMP_LEN,
+            ])
+        || wscale & 0x00ff_ffff != u32::from_le_bytes([OPT_NOP, OPT_WSCALE, OPT_WSCALE_LEN, 0])
+    {
         return None;
     }
     Some(ClientOptions {
         at: 40,
         len: 40,
-        found: th[39].min(TCP_MAX_WSCALE) as u64 | SACK_PERMITTED | TIMESTAMPS,
-        tsval: u32::from_be_bytes([th[28], th[29], th[30], th[31]]) as u64,
+        found: ((wscale >> 24) as u8).min(TCP_MAX_WSCALE) as u64 | SACK_PERMITTED | TIMESTAMPS,
+        tsval: u32::from_be(tsval) as u64,
     })
 }
 

@@ -1,24 +1,24 @@
 //! The SYN-ACK: what it takes from the SYN, the headers it is written
 //! as, and putting it in the frame.
-use core::{ffi::c_void, mem::MaybeUninit};
+use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
-use synguard_common::{IfaceSettings, Reason};
+use synguard_common::{IfaceSettings, Reason, Words};
 
 use super::{
     csum::{address_words, fold, word, words},
     headers::{Headers, Offer},
-    layout::{ipv4, ipv6, put, tcp},
+    layout::{ipv4, ipv6, put_be16, put_be32, put_word, tcp},
     options::{
         ClientOptions, OPT_MSS, OPT_MSS_LEN, OPT_NOP, OPT_SACK_PERM, OPT_SACK_PERM_LEN,
         OPT_TIMESTAMP, OPT_TIMESTAMP_LEN, OPT_WSCALE, OPT_WSCALE_LEN, client_options,
         linux_syn_options,
     },
 };
-use crate::parse::{Family, ptr_at};
+use crate::parse::{Family, frame_half, frame_word, ptr_at};
 
 const IPPROTO_TCP: u8 = 6;
 /// net/ipv4/syncookies.c: the low 6 bits of a cookie timestamp carry the
@@ -35,17 +35,19 @@ const SYN_ACK_WINDOW: u16 = 65535;
 /// What the answer takes from the SYN, read before any of it is written
 /// (the frame form writes the answer over the SYN).
 pub(super) struct Syn {
-    /// The SYN's source and destination ports, as in its header.
-    ports: [u8; 4],
+    /// The SYN's source and destination ports, as in its header (one
+    /// word: the source port's bytes in its low half).
+    ports: u32,
     seq: u32,
     pub(super) options: ClientOptions,
     /// The client's address and the server's.
     addrs: Addrs,
 }
 
+/// As `Words`: the bytes in memory are the addresses', in network order.
 enum Addrs {
-    V4 { client: [u8; 4], server: [u8; 4] },
-    V6 { client: [u8; 16], server: [u8; 16] },
+    V4 { client: u32, server: u32 },
+    V6 { client: Words, server: Words },
 }
 
 impl Syn {
@@ -57,40 +59,19 @@ impl Syn {
             // (The frame form has Linux's options: `Headers::in_frame`.)
             None => client_options(h.tcp_len),
         };
-        let ip = h.ip();
-        // Not zeroed arrays filled in: zeroing costs a call to memset.
         let addrs = match h.family {
             Family::V4 => {
                 let (client, server) = h.v4_addrs();
                 Addrs::V4 { client, server }
             }
             Family::V6 => {
-                let mut client = MaybeUninit::<[u8; 16]>::uninit();
-                let mut server = MaybeUninit::<[u8; 16]>::uninit();
-                // SAFETY: every byte of both is written before they are read.
-                unsafe {
-                    (*client.as_mut_ptr()).copy_from_slice(&ip[ipv6::SRC..ipv6::DST]);
-                    (*server.as_mut_ptr()).copy_from_slice(&ip[ipv6::DST..ipv6::LEN]);
-                    Addrs::V6 {
-                        client: client.assume_init(),
-                        server: server.assume_init(),
-                    }
-                }
+                let (client, server) = h.v6_addrs();
+                Addrs::V6 { client, server }
             }
         };
         Syn {
-            ports: [
-                th[tcp::SOURCE],
-                th[tcp::SOURCE + 1],
-                th[tcp::DEST],
-                th[tcp::DEST + 1],
-            ],
-            seq: u32::from_be_bytes([
-                th[tcp::SEQ],
-                th[tcp::SEQ + 1],
-                th[tcp::SEQ + 2],
-                th[tcp::SEQ + 3],
-            ]),
+            ports: h.tcp_word(tcp::SOURCE),
+            seq: u32::from_be(h.tcp_word(tcp::SEQ)),
             options,
             addrs,
         }
@@ -142,7 +123,7 @@ pub(super) fn build_syn_ack(
         }
     };
     let tcp_sum = fold(sum + pseudo + IPPROTO_TCP as u32 + tcp_len as u32);
-    put(out, tcp::CHECK, (!tcp_sum).to_be_bytes());
+    put_be16(out, tcp::CHECK, !tcp_sum);
     emit(ctx, l3, &h, tcp_len)
 }
 
@@ -151,22 +132,16 @@ pub(super) fn build_syn_ack(
 #[inline(always)]
 fn write_tcp_fixed(out: &mut [u8; 40], syn: &Syn, cookie: u32) -> u32 {
     let ack = syn.seq.wrapping_add(1);
-    let sum = words(u32::from_be_bytes([
-        syn.ports[2],
-        syn.ports[3],
-        syn.ports[0],
-        syn.ports[1],
-    ])) + words(cookie)
-        + words(ack)
-        + SYN_ACK_WINDOW as u32;
-    put(out, tcp::SOURCE, [syn.ports[2], syn.ports[3]]);
-    put(out, tcp::DEST, [syn.ports[0], syn.ports[1]]);
-    put(out, tcp::SEQ, cookie.to_be_bytes());
-    put(out, tcp::ACK, ack.to_be_bytes());
+    // The answer's ports are the SYN's, swapped: the word's halves.
+    let ports = syn.ports.rotate_left(16);
+    let sum = words(ports.swap_bytes()) + words(cookie) + words(ack) + SYN_ACK_WINDOW as u32;
+    put_word(out, tcp::SOURCE, ports);
+    put_be32(out, tcp::SEQ, cookie);
+    put_be32(out, tcp::ACK, ack);
     out[tcp::FLAGS] = tcp::SYN_ACK;
-    put(out, tcp::WINDOW, SYN_ACK_WINDOW.to_be_bytes());
-    put(out, tcp::CHECK, 0u16.to_be_bytes());
-    put(out, tcp::URGENT, 0u16.to_be_bytes());
+    put_be16(out, tcp::WINDOW, SYN_ACK_WINDOW);
+    put_be16(out, tcp::CHECK, 0);
+    put_be16(out, tcp::URGENT, 0);
     sum
 }
 
@@ -189,9 +164,8 @@ fn write_mss(out: &mut [u8; 40], family: Family, config: &IfaceSettings) -> u32 
         Family::V6 if config.mss_v6 != 0 => config.mss_v6,
         Family::V6 => DEFAULT_MSS_V6,
     };
-    out[MSS_AT] = OPT_MSS;
-    out[MSS_AT + 1] = OPT_MSS_LEN;
-    put(out, MSS_AT + 2, mss.to_be_bytes());
+    put_be16(out, MSS_AT, word(OPT_MSS, OPT_MSS_LEN) as u16);
+    put_be16(out, MSS_AT + 2, mss);
     word(OPT_MSS, OPT_MSS_LEN) + mss as u32
 }
 
@@ -232,23 +206,31 @@ fn write_timestamp_options(
     }
     let mut sum;
     if sack {
-        put(out, TS_BLOCK_AT, [OPT_SACK_PERM, OPT_SACK_PERM_LEN]);
+        put_be16(
+            out,
+            TS_BLOCK_AT,
+            word(OPT_SACK_PERM, OPT_SACK_PERM_LEN) as u16,
+        );
         sum = word(OPT_SACK_PERM, OPT_SACK_PERM_LEN);
     } else {
-        put(out, TS_BLOCK_AT, [OPT_NOP, OPT_NOP]);
+        put_be16(out, TS_BLOCK_AT, word(OPT_NOP, OPT_NOP) as u16);
         sum = word(OPT_NOP, OPT_NOP);
     }
-    put(out, TIMESTAMP_AT, [OPT_TIMESTAMP, OPT_TIMESTAMP_LEN]);
-    put(out, TIMESTAMP_AT + 2, (ts as u32).to_be_bytes());
-    put(out, TIMESTAMP_AT + 6, (client.tsval as u32).to_be_bytes());
+    put_be16(
+        out,
+        TIMESTAMP_AT,
+        word(OPT_TIMESTAMP, OPT_TIMESTAMP_LEN) as u16,
+    );
+    put_be32(out, TIMESTAMP_AT + 2, ts as u32);
+    put_be32(out, TIMESTAMP_AT + 6, client.tsval as u32);
     sum += word(OPT_TIMESTAMP, OPT_TIMESTAMP_LEN) + words(ts as u32) + words(client.tsval as u32);
     if !wscale {
         return (WSCALE_AT, sum);
     }
-    put(
+    put_be32(
         out,
         WSCALE_AT,
-        [OPT_NOP, OPT_WSCALE, OPT_WSCALE_LEN, config.wscale],
+        word(OPT_NOP, OPT_WSCALE) << 16 | word(OPT_WSCALE_LEN, config.wscale),
     );
     sum += word(OPT_NOP, OPT_WSCALE) + word(OPT_WSCALE_LEN, config.wscale);
     (WSCALE_END, sum)
@@ -257,19 +239,19 @@ fn write_timestamp_options(
 /// Writes the answer's IPv4 header, checksum included; returns the sum
 /// of its addresses for the TCP pseudo-header.
 #[inline(always)]
-fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: [u8; 4], client: [u8; 4], tcp_len: usize) -> u32 {
+fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: u32, client: u32, tcp_len: usize) -> u32 {
     let total_len = (ipv4::LEN + tcp_len) as u16;
-    ip[ipv4::VERSION_IHL] = ipv4::V4_NO_OPTIONS;
-    ip[ipv4::TOS] = 0; // DSCP, ECN
-    put(ip, ipv4::TOTAL_LEN, total_len.to_be_bytes());
-    put(ip, ipv4::ID, 0u16.to_be_bytes());
-    put(ip, ipv4::FRAGMENT, [ipv4::DONT_FRAGMENT, 0]);
-    ip[ipv4::TTL] = SYN_ACK_TTL;
-    ip[ipv4::PROTOCOL] = IPPROTO_TCP;
-    put(ip, ipv4::CHECK, 0u16.to_be_bytes()); // below
-    put(ip, ipv4::SRC, server);
-    put(ip, ipv4::DST, client);
-    let addrs = words(u32::from_be_bytes(server)) + words(u32::from_be_bytes(client));
+    // Version and header length, then DSCP and ECN (0).
+    put_be16(ip, ipv4::VERSION_IHL, word(ipv4::V4_NO_OPTIONS, 0) as u16);
+    put_be16(ip, ipv4::TOTAL_LEN, total_len);
+    put_be16(ip, ipv4::ID, 0);
+    put_be16(ip, ipv4::FRAGMENT, word(ipv4::DONT_FRAGMENT, 0) as u16);
+    put_be16(ip, ipv4::TTL, word(SYN_ACK_TTL, IPPROTO_TCP) as u16);
+    put_be16(ip, ipv4::CHECK, 0); // below
+    put_word(ip, ipv4::SRC, server);
+    put_word(ip, ipv4::DST, client);
+    // The sum is over network-order 16-bit words: the words' bytes swapped.
+    let addrs = words(server.swap_bytes()) + words(client.swap_bytes());
     let ip_sum = fold(
         word(ipv4::V4_NO_OPTIONS, 0)
             + total_len as u32
@@ -277,25 +259,22 @@ fn write_ipv4(ip: &mut [u8; ipv4::LEN], server: [u8; 4], client: [u8; 4], tcp_le
             + word(SYN_ACK_TTL, IPPROTO_TCP)
             + addrs,
     );
-    put(ip, ipv4::CHECK, (!ip_sum).to_be_bytes());
+    put_be16(ip, ipv4::CHECK, !ip_sum);
     addrs
 }
 
 /// Writes the answer's IPv6 header; returns the sum of its addresses for
 /// the TCP pseudo-header (RFC 8200 8.1).
 #[inline(always)]
-fn write_ipv6(
-    ip: &mut [u8; ipv6::LEN],
-    server: &[u8; 16],
-    client: &[u8; 16],
-    tcp_len: usize,
-) -> u32 {
-    put(ip, ipv6::VCF, ipv6::V6_PLAIN.to_be_bytes());
-    put(ip, ipv6::PAYLOAD_LEN, (tcp_len as u16).to_be_bytes());
+fn write_ipv6(ip: &mut [u8; ipv6::LEN], server: &Words, client: &Words, tcp_len: usize) -> u32 {
+    put_be32(ip, ipv6::VCF, ipv6::V6_PLAIN);
+    put_be16(ip, ipv6::PAYLOAD_LEN, tcp_len as u16);
     ip[ipv6::NEXT_HEADER] = IPPROTO_TCP;
     ip[ipv6::HOP_LIMIT] = SYN_ACK_TTL;
-    put(ip, ipv6::SRC, *server);
-    put(ip, ipv6::DST, *client);
+    for i in 0..4 {
+        put_word(ip, ipv6::SRC + 4 * i, server[i]);
+        put_word(ip, ipv6::DST + 4 * i, client[i]);
+    }
     address_words(server) + address_words(client)
 }
 
@@ -338,13 +317,16 @@ fn emit(ctx: &XdpContext, l3: usize, h: &Headers, tcp_len: usize) -> Reason {
     let Some(macs) = ptr_at::<[u8; 12]>(ctx, 0) else {
         return Reason::Internal;
     };
-    let macs = macs as *mut [u8; 12];
-    // SAFETY: `ptr_at` checked that the 12 bytes lie inside the frame.
+    let m = macs as *mut u8;
+    // SAFETY: `ptr_at` checked that the 12 bytes lie inside the frame; a
+    // word and a half each, as `frame_word` loads them.
     unsafe {
-        let m = *macs;
-        *macs = [
-            m[6], m[7], m[8], m[9], m[10], m[11], m[0], m[1], m[2], m[3], m[4], m[5],
-        ];
+        let (dst, dst_end) = (frame_word(m), frame_half(m.add(4)));
+        let (src, src_end) = (frame_word(m.add(6)), frame_half(m.add(10)));
+        *(m as *mut u32) = src;
+        *(m.add(4) as *mut u16) = src_end;
+        *(m.add(6) as *mut u32) = dst;
+        *(m.add(10) as *mut u16) = dst_end;
     }
     Reason::SynAck
 }
