@@ -49,6 +49,21 @@ fn status_reports_the_probed_features_and_the_mode_they_give() {
         assert_eq!(f["present"], true, "{f}");
         assert!(f["since"].as_str().is_some_and(|s| s.contains('.')), "{f}");
     }
+    // The data path's clock reads jiffies, at the tick the kernel says the
+    // coarse clock has (its resolution is TICK_NSEC), found by a probe
+    // that times jiffies against that clock.
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes one timespec.
+    assert_eq!(
+        unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) },
+        0
+    );
+    let tick_ns = res.tv_sec as u64 * 1_000_000_000 + res.tv_nsec as u64;
+    let hz = (1_000_000_000 + tick_ns / 2) / tick_ns;
+    assert_eq!(kernel["clock_hz"], hz, "{kernel}");
 
     // Timestamps with per-connection offsets: the same kernel, degraded.
     ns.set_sysctl("net.ipv4.tcp_timestamps", "1").unwrap();
@@ -59,6 +74,10 @@ fn status_reports_the_probed_features_and_the_mode_they_give() {
     let text = synguard.run(&ns, &["status"]).unwrap();
     assert!(text.contains("synguard runs: DEGRADED"), "{text}");
     assert!(text.contains("XDP programs: load (trial load)"), "{text}");
+    assert!(
+        text.contains(&format!("data path clock: jiffies at HZ={hz}")),
+        "{text}"
+    );
 }
 
 #[test]

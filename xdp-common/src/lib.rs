@@ -249,6 +249,25 @@ pub struct FloodState {
     pub _pad: u32,
 }
 
+/// The data path's clock: CLOCK_MONOTONIC_COARSE in ns, read as
+/// `jiffies * tick_ns + offset_ns`. `bpf_jiffies64` is a load the verifier
+/// inlines, where `bpf_ktime_get_coarse_ns` is a helper call (about 30 ns
+/// on a machine with retpolines), paid by every SYN and by every ACK past
+/// the remembered flows in a flood. Userspace measures both on load and
+/// sets this read-only global ([`CLOCK_GLOBAL`]), so the verifier knows
+/// its value; `tick_ns` 0 (an object loaded without it) means the helper.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct ClockSettings {
+    /// The kernel's `TICK_NSEC`: ns per jiffy.
+    pub tick_ns: u64,
+    /// What to add (wrapping) to `jiffies * tick_ns`.
+    pub offset_ns: u64,
+}
+
+/// The name of the program's [`ClockSettings`] global.
+pub const CLOCK_GLOBAL: &str = "CLOCK";
+
 /// How long one flood-detection window lasts.
 pub const FLOOD_WINDOW_NS: u64 = 100_000_000;
 
@@ -565,6 +584,7 @@ mod user {
     unsafe impl aya::Pod for super::HostSelf {}
     unsafe impl aya::Pod for super::CaptureSettings {}
     unsafe impl aya::Pod for super::ListValue {}
+    unsafe impl aya::Pod for super::ClockSettings {}
 }
 
 #[cfg(test)]

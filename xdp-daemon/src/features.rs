@@ -12,6 +12,8 @@ use aya::{
 mod map_kinds;
 mod probe;
 
+pub use probe::ClockProbe;
+
 use map_kinds::maps;
 
 /// A BPF helper the XDP program calls, and the first Linux release that has

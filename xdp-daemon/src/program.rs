@@ -7,9 +7,9 @@ use aya::{
     maps::ProgramArray,
     programs::{ProgramError, Xdp},
 };
-use synguard_common::maps;
+use synguard_common::{CLOCK_GLOBAL, maps};
 
-use crate::{features, pins::PinLayout};
+use crate::{clock, features, pins::PinLayout};
 
 /// The eBPF object (ELF, bpfel).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/synguard-ebpf"));
@@ -59,7 +59,11 @@ pub fn load_object(
             }
         }
     }
+    // The data path's clock for this boot: set before the load, so the
+    // verifier knows it (an object without it ignores it: `--compare`).
+    let clock = clock::data_path_clock();
     let mut loader = EbpfLoader::new();
+    loader.override_global(CLOCK_GLOBAL, &clock, false);
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }

@@ -10,13 +10,13 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_coarse_ns, bpf_map_lookup_percpu_elem},
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_map_lookup_percpu_elem},
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use synguard_common::{
-    ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, FLOOD_WINDOW_NS, FloodMode, FloodState,
-    IfaceSettings, SourceKey, Words, budget, bytes_of, limits::MAX_CPUS, sizes,
+    ALIGNED_ARRAY, Budget, BudgetSet, BudgetSlot, ClockSettings, FLOOD_WINDOW_NS, FloodMode,
+    FloodState, IfaceSettings, SourceKey, Words, budget, bytes_of, limits::MAX_CPUS, sizes,
 };
 
 use crate::{
@@ -74,6 +74,14 @@ pub fn active(config: &IfaceSettings) -> bool {
         && FLOOD.get(0).is_some_and(|state| state.active != 0)
 }
 
+/// The clock userspace measured on load ([`ClockSettings`]); read-only,
+/// so the verifier knows it and keeps one of the two ways in [`now`].
+#[unsafe(no_mangle)]
+static CLOCK: ClockSettings = ClockSettings {
+    tick_ns: 0,
+    offset_ns: 0,
+};
+
 /// CLOCK_MONOTONIC_COARSE in ns, as `FloodState` and the buckets keep
 /// time: the clock as of the last tick (4 ms at HZ=250). Reading the exact
 /// clock (bpf_ktime_get_ns: a serialising TSC read) cost about a fifth of a
@@ -81,10 +89,24 @@ pub fn active(config: &IfaceSettings) -> bool {
 /// measures: 100 ms windows, a 10 s hold, token refills (a tick's worth
 /// arrives at the next tick), and the answer's timestamp, whose low 6 bits
 /// of milliseconds are the cookie's options anyway.
+///
+/// Read from jiffies (an inlined load) where userspace set [`CLOCK`], and
+/// from the helper (a call) where it did not: userspace sets the offset a
+/// tick or two behind the coarse clock, so the answer's timestamp stays
+/// behind the kernel's TCP clock either way.
 #[inline(always)]
 pub fn now() -> u64 {
-    // SAFETY: a helper without arguments.
-    unsafe { bpf_ktime_get_coarse_ns() }
+    // SAFETY: a read of our own global.
+    let clock = unsafe { core::ptr::read_volatile(&raw const CLOCK) };
+    if clock.tick_ns == 0 {
+        // SAFETY: a helper without arguments.
+        return unsafe { bpf_ktime_get_coarse_ns() };
+    }
+    // SAFETY: a helper without arguments (inlined by the verifier).
+    let jiffies = unsafe { bpf_jiffies64() };
+    jiffies
+        .wrapping_mul(clock.tick_ns)
+        .wrapping_add(clock.offset_ns)
 }
 
 /// Counts one SYN (at `now`) and says whether the interface is in flood

@@ -2,7 +2,7 @@ use std::{collections::BTreeMap, path::Path, process::ExitCode};
 
 use serde::Serialize;
 use synguard::{
-    bgp,
+    bgp, clock,
     config::Config,
     features, flood,
     host::HostView,
@@ -97,6 +97,12 @@ struct Kernel {
     program_loads: Option<bool>,
     /// Why the trial load failed, in one line.
     program_error: Option<String>,
+    /// The kernel's tick as the data path's clock uses it (it reads
+    /// jiffies, one load); null where it reads the clock with a helper
+    /// call (not measured, or no tick found: `clock`).
+    clock_hz: Option<u64>,
+    /// How the data path reads its clock, in a few words.
+    clock: String,
 }
 
 pub fn run(cx: &Env, _args: Args) -> anyhow::Result<ExitCode> {
@@ -232,6 +238,12 @@ fn kernel(cx: &Env) -> Kernel {
             .as_ref()
             .and_then(|t| t.as_ref().err().cloned()),
         features: offers.features.clone(),
+        clock_hz: clock::measured()
+            .as_ref()
+            .ok()
+            .filter(|c| c.tick_ns > 0)
+            .map(|c| (1_000_000_000 + c.tick_ns / 2) / c.tick_ns),
+        clock: clock::describe(clock::measured()),
     }
 }
 
@@ -395,6 +407,7 @@ fn print_kernel(k: &Kernel) {
         ),
         (None, _) => println!("  XDP programs: not tried (needs root or CAP_BPF)"),
     }
+    println!("  data path clock: {}", k.clock);
 }
 
 /// The BGP lines of `status`.

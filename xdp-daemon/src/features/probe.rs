@@ -10,20 +10,20 @@ use std::{
 };
 
 use aya_obj::generated::{
-    BPF_F_XDP_HAS_FRAGS, XDP_FLAGS_SKB_MODE, bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn,
-    bpf_prog_type,
+    BPF_F_XDP_HAS_FRAGS, XDP_FLAGS_SKB_MODE, bpf_attach_type, bpf_attr, bpf_cmd, bpf_func_id,
+    bpf_insn, bpf_prog_type,
 };
 
 /// What a probe found: Some(true/false), or None when the kernel would
 /// not say (no privilege: EPERM).
 pub type Found = Option<bool>;
 
-/// bpf(2) with `attr`; the new descriptor on success.
-fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+/// bpf(2) with `attr`; what it returned, or the error.
+fn bpf_call(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
     // SAFETY: `attr` is a valid, fully initialised bpf_attr; the kernel
     // reads at most `size_of::<bpf_attr>()` bytes of it (and requires
     // what it does not know of to be zero, which it is).
-    let fd = unsafe {
+    let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             cmd as libc::c_long,
@@ -31,9 +31,16 @@ fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
             size_of::<bpf_attr>(),
         )
     };
-    if fd < 0 {
+    if ret < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(ret)
+}
+
+/// bpf(2) with `attr` for a command that makes an object; its new
+/// descriptor.
+fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+    let fd = bpf_call(cmd, attr)?;
     // SAFETY: bpf(2) returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
@@ -76,22 +83,38 @@ pub fn map(map_type: u32, flags: u32, key_size: u32, value_size: u32) -> Found {
     found(bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr))
 }
 
-/// `r0 = XDP_PASS; exit`.
-fn xdp_pass() -> [bpf_insn; 2] {
-    const BPF_ALU64_MOV_K: u8 = 0xb7;
-    const BPF_JMP_EXIT: u8 = 0x95;
-    const XDP_PASS: i32 = 2;
-    // SAFETY: all-zero is a valid bpf_insn (registers r0).
-    let mut insns: [bpf_insn; 2] = unsafe { std::mem::zeroed() };
-    insns[0].code = BPF_ALU64_MOV_K;
-    insns[0].imm = XDP_PASS;
-    insns[1].code = BPF_JMP_EXIT;
-    insns
+/// One instruction.
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> bpf_insn {
+    // SAFETY: all-zero is a valid bpf_insn.
+    let mut insn: bpf_insn = unsafe { std::mem::zeroed() };
+    insn.code = code;
+    insn.set_dst_reg(dst);
+    insn.set_src_reg(src);
+    insn.off = off;
+    insn.imm = imm;
+    insn
 }
 
-/// Loads a two-instruction XDP program with `prog_flags`.
-fn load_xdp(prog_flags: u32) -> io::Result<OwnedFd> {
-    let insns = xdp_pass();
+const BPF_ALU64_MOV_K: u8 = 0xb7;
+const BPF_ALU64_MOV_X: u8 = 0xbf;
+const BPF_ALU64_ADD_K: u8 = 0x07;
+const BPF_LDX_W: u8 = 0x61;
+const BPF_STX_DW: u8 = 0x7b;
+const BPF_JMP_JGT_X: u8 = 0x2d;
+const BPF_JMP_CALL: u8 = 0x85;
+const BPF_JMP_EXIT: u8 = 0x95;
+const XDP_PASS: i32 = 2;
+
+/// `r0 = XDP_PASS; exit`.
+fn xdp_pass() -> [bpf_insn; 2] {
+    [
+        insn(BPF_ALU64_MOV_K, 0, 0, 0, XDP_PASS),
+        insn(BPF_JMP_EXIT, 0, 0, 0, 0),
+    ]
+}
+
+/// Loads an XDP program of `insns` with `prog_flags`.
+fn load_xdp_insns(insns: &[bpf_insn], prog_flags: u32) -> io::Result<OwnedFd> {
     let license = c"GPL";
     // SAFETY: all-zero is a valid bpf_attr.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
@@ -104,6 +127,74 @@ fn load_xdp(prog_flags: u32) -> io::Result<OwnedFd> {
     load.prog_flags = prog_flags;
     // `insns` and `license` outlive the call.
     bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
+}
+
+/// Loads a two-instruction XDP program with `prog_flags`.
+fn load_xdp(prog_flags: u32) -> io::Result<OwnedFd> {
+    load_xdp_insns(&xdp_pass(), prog_flags)
+}
+
+/// The data path's two clocks read side by side: an XDP program that
+/// writes `bpf_jiffies64()` and then `bpf_ktime_get_coarse_ns()` into the
+/// first 16 bytes of a frame, run with BPF_PROG_TEST_RUN
+/// (`crate::clock::calibrate`).
+pub struct ClockProbe {
+    prog: OwnedFd,
+}
+
+impl ClockProbe {
+    pub fn load() -> io::Result<ClockProbe> {
+        let insns = [
+            insn(BPF_ALU64_MOV_X, 6, 1, 0, 0), // r6 = ctx
+            insn(
+                BPF_JMP_CALL,
+                0,
+                0,
+                0,
+                bpf_func_id::BPF_FUNC_jiffies64 as i32,
+            ),
+            insn(BPF_ALU64_MOV_X, 7, 0, 0, 0), // r7 = jiffies
+            insn(
+                BPF_JMP_CALL,
+                0,
+                0,
+                0,
+                bpf_func_id::BPF_FUNC_ktime_get_coarse_ns as i32,
+            ),
+            insn(BPF_LDX_W, 2, 6, 0, 0), // r2 = ctx->data
+            insn(BPF_LDX_W, 3, 6, 4, 0), // r3 = ctx->data_end
+            insn(BPF_ALU64_MOV_X, 4, 2, 0, 0),
+            insn(BPF_ALU64_ADD_K, 4, 0, 0, 16),
+            insn(BPF_JMP_JGT_X, 4, 3, 2, 0), // data + 16 > data_end: out
+            insn(BPF_STX_DW, 2, 7, 0, 0),
+            insn(BPF_STX_DW, 2, 0, 8, 0),
+            insn(BPF_ALU64_MOV_K, 0, 0, 0, XDP_PASS),
+            insn(BPF_JMP_EXIT, 0, 0, 0, 0),
+        ];
+        Ok(ClockProbe {
+            prog: load_xdp_insns(&insns, 0)?,
+        })
+    }
+
+    /// `(jiffies, coarse ns)`, read in this order.
+    pub fn sample(&self) -> io::Result<(u64, u64)> {
+        let input = [0u8; 64];
+        let mut output = [0u8; 64];
+        // SAFETY: all-zero is a valid bpf_attr.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: writing the BPF_PROG_TEST_RUN member of the union.
+        let test = unsafe { &mut attr.test };
+        test.prog_fd = std::os::fd::AsRawFd::as_raw_fd(&self.prog) as u32;
+        test.data_in = input.as_ptr() as u64;
+        test.data_size_in = input.len() as u32;
+        test.data_out = output.as_mut_ptr() as u64;
+        test.data_size_out = output.len() as u32;
+        test.repeat = 1;
+        // `input` and `output` outlive the call.
+        bpf_call(bpf_cmd::BPF_PROG_TEST_RUN, &mut attr)?;
+        let word = |at: usize| u64::from_ne_bytes(output[at..at + 8].try_into().unwrap());
+        Ok((word(0), word(8)))
+    }
 }
 
 /// Whether XDP programs may be loaded with `BPF_F_XDP_HAS_FRAGS` (Linux

@@ -245,10 +245,14 @@ def check_status(text, refusal):
         return
     missing = set(kernel.get("missing") or [])
     said = (f"mode {kernel.get('mode')}, program_loads {kernel.get('program_loads')}, "
-            f"missing {sorted(missing)}, {len(kernel.get('features') or [])} features probed")
+            f"missing {sorted(missing)}, {len(kernel.get('features') or [])} features probed, "
+            f"clock {kernel.get('clock')}")
     if refusal is None:
+        # The data path's clock reads jiffies at the kernel's tick: the
+        # coarse clock's resolution (CLOCK_MONOTONIC_COARSE is 6).
+        hz = round(1 / time.clock_getres(6))
         ok = (kernel.get("mode") == "full" and kernel.get("program_loads") is True
-              and not missing)
+              and not missing and kernel.get("clock_hz") == hz)
         record("status_probe", "pass" if ok else "fail", f"attached; status said {said}")
         return
     named = named_in_refusal(refusal)
