@@ -265,6 +265,19 @@ pub struct ClockSettings {
     pub offset_ns: u64,
 }
 
+impl ClockSettings {
+    /// The kernel's `TICK_NSEC` at `hz` ticks a second.
+    pub const fn tick_of(hz: u64) -> u64 {
+        (1_000_000_000 + hz / 2) / hz
+    }
+
+    /// The ticks a second of `tick_ns`; none where the data path reads
+    /// the helper.
+    pub fn hz(&self) -> Option<u64> {
+        (self.tick_ns > 0).then(|| Self::tick_of(self.tick_ns))
+    }
+}
+
 /// The name of the program's [`ClockSettings`] global.
 pub const CLOCK_GLOBAL: &str = "CLOCK";
 

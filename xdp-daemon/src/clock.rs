@@ -54,12 +54,9 @@ pub fn measured() -> &'static Result<ClockSettings, String> {
 /// How the data path reads its clock, in a few words: "jiffies at HZ=250",
 /// or "a helper call" and why.
 pub fn describe(measured: &Result<ClockSettings, String>) -> String {
-    match measured {
-        Ok(clock) if clock.tick_ns > 0 => format!(
-            "jiffies at HZ={} (one load a read)",
-            (1_000_000_000 + clock.tick_ns / 2) / clock.tick_ns
-        ),
-        Ok(_) => "a helper call".into(),
+    match measured.as_ref().map(ClockSettings::hz) {
+        Ok(Some(hz)) => format!("jiffies at HZ={hz} (one load a read)"),
+        Ok(None) => "a helper call".into(),
         Err(why) => format!("a helper call ({why})"),
     }
 }
@@ -104,17 +101,40 @@ fn measure() -> Result<ClockSettings, String> {
 /// The ticks per second a kernel may be built with (`CONFIG_HZ`).
 const HZ: [u64; 4] = [100, 250, 300, 1000];
 
-/// `coarse - jiffies * tick` of each reading, as signed distances from the
-/// first reading's, sorted.
-fn offsets(samples: &[Sample], tick_ns: u64) -> Vec<i64> {
-    let at = |s: &Sample| s.coarse_ns.wrapping_sub(s.jiffies.wrapping_mul(tick_ns));
-    let base = at(&samples[0]);
-    let mut offsets: Vec<i64> = samples
-        .iter()
-        .map(|s| at(s).wrapping_sub(base) as i64)
-        .collect();
-    offsets.sort_unstable();
-    offsets
+/// A tick tried against the readings: `coarse - jiffies * tick` of each
+/// reading, as signed distances from the first reading's (`base`),
+/// sorted.
+struct Fit {
+    tick_ns: u64,
+    base: u64,
+    offsets: Vec<i64>,
+}
+
+impl Fit {
+    fn of(samples: &[Sample], tick_ns: u64) -> Fit {
+        let at = |s: &Sample| s.coarse_ns.wrapping_sub(s.jiffies.wrapping_mul(tick_ns));
+        let base = at(&samples[0]);
+        let mut offsets: Vec<i64> = samples
+            .iter()
+            .map(|s| at(s).wrapping_sub(base) as i64)
+            .collect();
+        offsets.sort_unstable();
+        Fit {
+            tick_ns,
+            base,
+            offsets,
+        }
+    }
+
+    /// The usual offset: a tenth of the readings lie below it.
+    fn low(&self) -> i64 {
+        self.offsets[self.offsets.len() / 10]
+    }
+
+    /// How far the middle eight readings in ten spread.
+    fn spread(&self) -> i64 {
+        self.offsets[self.offsets.len() * 9 / 10] - self.low()
+    }
 }
 
 /// The clock from the readings. The coarse clock and jiffies move
@@ -139,30 +159,24 @@ fn settle(samples: &[Sample]) -> Result<ClockSettings, String> {
     if jiffies < 2 {
         return Err(format!("{jiffies} jiffies went by while the probe ran"));
     }
-    let spread = |tick_ns: u64| {
-        let offsets = offsets(samples, tick_ns);
-        offsets[offsets.len() * 9 / 10] - offsets[offsets.len() / 10]
-    };
-    let (tick_ns, spread) = HZ
+    let fit = HZ
         .iter()
-        .map(|hz| (1_000_000_000 + hz / 2) / hz)
-        .map(|tick| (tick, spread(tick)))
-        .min_by_key(|&(_, spread)| spread)
+        .map(|&hz| Fit::of(samples, ClockSettings::tick_of(hz)))
+        .min_by_key(Fit::spread)
         .expect("HZ is not empty");
-    if spread > tick_ns as i64 / 4 {
+    let tick_ns = fit.tick_ns;
+    if fit.spread() > tick_ns as i64 / 4 {
         return Err(format!(
             "no kernel's tick fits: the coarse clock moved {} ns in {jiffies} jiffies",
             last.coarse_ns.wrapping_sub(first.coarse_ns)
         ));
     }
-    let offsets = offsets(samples, tick_ns);
-    let low = offsets[offsets.len() / 10];
-    let base = first
-        .coarse_ns
-        .wrapping_sub(first.jiffies.wrapping_mul(tick_ns));
     Ok(ClockSettings {
         tick_ns,
-        offset_ns: base.wrapping_add(low as u64).wrapping_sub(tick_ns),
+        offset_ns: fit
+            .base
+            .wrapping_add(fit.low() as u64)
+            .wrapping_sub(tick_ns),
     })
 }
 
@@ -195,7 +209,7 @@ mod tests {
     #[test]
     fn the_tick_is_the_kernels_and_the_clock_never_ahead() {
         for hz in [100, 250, 300, 1000] {
-            let tick = (1_000_000_000 + hz / 2) / hz;
+            let tick = ClockSettings::tick_of(hz);
             let samples = readings(tick, 3_000, 7 * tick / 3_000);
             let clock = settle(&samples).unwrap();
             assert_eq!(clock.tick_ns, tick, "HZ={hz}");

@@ -238,11 +238,7 @@ fn kernel(cx: &Env) -> Kernel {
             .as_ref()
             .and_then(|t| t.as_ref().err().cloned()),
         features: offers.features.clone(),
-        clock_hz: clock::measured()
-            .as_ref()
-            .ok()
-            .filter(|c| c.tick_ns > 0)
-            .map(|c| (1_000_000_000 + c.tick_ns / 2) / c.tick_ns),
+        clock_hz: clock::measured().as_ref().ok().and_then(|c| c.hz()),
         clock: clock::describe(clock::measured()),
     }
 }
