@@ -9,7 +9,9 @@ use std::net::IpAddr;
 
 use common::{CookieLab, LISTEN_PORT as PORT, Outcome, XDP_DROP, XDP_PASS, XDP_TX, flood_config};
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
-use synguard_common::{ALIGNED_ARRAY, Budget, FloodMode, IfaceSettings, Reason, SourceKey, maps};
+use synguard_common::{
+    ALIGNED_ARRAY, Budget, FloodMode, FloodState, IfaceSettings, Reason, SourceKey, maps,
+};
 use synguard_tests::{
     lab::{OUTSIDE_MAC, OUTSIDE_V4, OUTSIDE_V6, TARGET_MAC, TARGET_V4, TARGET_V6},
     packets::{
@@ -171,6 +173,94 @@ fn a_syn_in_a_flood_is_answered_with_a_kernel_cookie_carrying_its_options() {
         outcome.output.len(),
         14 + 20 + 40,
         "Ethernet + IPv4 + 40 bytes of TCP"
+    );
+}
+
+/// The kernel's TCP clock in ms (CLOCK_MONOTONIC: `tcp_clock_ms`), as a
+/// timestamp option carries it.
+fn tcp_clock_ms() -> u32 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000) as u32
+}
+
+#[test]
+fn the_answers_timestamp_is_never_ahead_of_the_kernels_tcp_clock() {
+    // A TSval ahead of the kernel's would make the client drop the
+    // server's later segments as old (PAWS), so the data path's clock must
+    // stay behind CLOCK_MONOTONIC; and close behind: at most the 64 ms the
+    // low bits take (`cookie_init_timestamp`) plus 100 (three ticks of
+    // HZ=100, and ticks that a loaded machine runs late).
+    // The low bits hide where in its 64 ms the clock is, except when it
+    // crosses into the next 64: SYNs back to back for 200 ms see three
+    // such crossings, where a clock two ticks ahead shows. Twice, half a
+    // second apart, so a clock that runs at the wrong rate shows too.
+    let mut lab = CookieLab::new(flood_config());
+    for round in 0..2 {
+        if round > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let started = tcp_clock_ms();
+        while tcp_clock_ms().wrapping_sub(started) < 200 {
+            let before = tcp_clock_ms();
+            let outcome = lab.run(&syn_v4().frame());
+            let after = tcp_clock_ms();
+            assert_reason(&outcome, XDP_TX, Reason::SynAck);
+            let (tsval, _) = timestamp(&parse_syn_ack(&outcome.output, false).options).unwrap();
+            let ahead = tsval.wrapping_sub(after) as i32;
+            let behind = before.wrapping_sub(tsval) as i32;
+            assert!(
+                ahead <= 0,
+                "round {round}: TSval {tsval} is {ahead} ms ahead of {after}"
+            );
+            assert!(
+                behind <= 64 + 100,
+                "round {round}: TSval {tsval} {behind} ms behind {before}"
+            );
+        }
+    }
+}
+
+#[test]
+fn flood_mode_stays_on_when_a_new_load_finds_the_flood_state_ahead_of_its_clock() {
+    // Each load measures its clock's offset, within a tick or two, so the
+    // flood state an older load left in the pinned maps can be a few ms in
+    // a newer one's future (`synguard attach` again, an upgrade). Flood
+    // mode must not end on that, nor the window close early.
+    let mut lab = CookieLab::new(IfaceSettings {
+        flood_mode: FloodMode::Auto as u32,
+        syn_rate_on: 1_000_000,
+        syn_rate_off: 500_000,
+        flood_hold_ms: 10_000,
+        ..flood_config()
+    });
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    let coarse = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    let ahead = coarse + 10_000_000;
+    let left = FloodState {
+        window_start_ns: ahead,
+        last_over_ns: ahead,
+        engaged_ns: coarse - 1_000_000_000,
+        last_rate: 2_000_000,
+        active: 1,
+        ..FloodState::default()
+    };
+    lab.harness.set_flood_state(left);
+    assert_reason(&lab.run(&syn_v4().frame()), XDP_TX, Reason::SynAck);
+    let state = lab.harness.flood_state();
+    assert_eq!(state.active, 1, "{state:?}");
+    assert_eq!(
+        state.window_start_ns, ahead,
+        "the window closed early: {state:?}"
     );
 }
 

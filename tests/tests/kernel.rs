@@ -49,9 +49,10 @@ fn status_reports_the_probed_features_and_the_mode_they_give() {
         assert_eq!(f["present"], true, "{f}");
         assert!(f["since"].as_str().is_some_and(|s| s.contains('.')), "{f}");
     }
-    // The data path's clock reads jiffies, at the tick the kernel says the
-    // coarse clock has (its resolution is TICK_NSEC), found by a probe
-    // that times jiffies against that clock.
+    // The data path's clock reads jiffies (its probe worked: no helper
+    // call), at the kernel's tick: the coarse clock's resolution is
+    // TICK_NSEC. Whether that clock is right shows in the SYN-ACKs'
+    // timestamps (cookie.rs).
     let mut res = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -121,13 +121,16 @@ pub fn on_syn(config: &IfaceSettings, now: u64) -> bool {
         return false;
     };
     // SAFETY: `state` points into the map's value, valid for this run.
+    // (Signed: a state left by another load can be a tick or two in this
+    // one's future, its clock's offset measured apart; no time has gone
+    // by then. Free where a saturating subtraction costs a branch.)
     unsafe {
-        let elapsed = now.wrapping_sub((*state).window_start_ns);
-        if elapsed >= FLOOD_WINDOW_NS {
-            close_window(&mut *state, config, now, elapsed);
+        let elapsed = now.wrapping_sub((*state).window_start_ns) as i64;
+        if elapsed >= FLOOD_WINDOW_NS as i64 {
+            close_window(&mut *state, config, now, elapsed as u64);
         }
-        let hold = config.flood_hold_ms as u64 * NS_PER_MS;
-        if (*state).active != 0 && now.wrapping_sub((*state).last_over_ns) > hold {
+        let hold = config.flood_hold_ms as i64 * NS_PER_MS as i64;
+        if (*state).active != 0 && (now.wrapping_sub((*state).last_over_ns) as i64) > hold {
             (*state).active = 0;
             crate::events::synguard_log_flood_ended((*state).last_rate);
         }

@@ -156,6 +156,19 @@ pub fn run() -> Result<()> {
             eprintln!("xtask matrix: {}: {p}", r["kernel"].as_str().unwrap_or(""));
         }
     }
+    // Every check that kept a kernel from what the docs promise, with its
+    // detail, so a CI log alone says why.
+    for r in rows.iter().filter(|r| r["as_promised"] != true) {
+        let kernel = r["kernel"].as_str().unwrap_or_default();
+        for c in CHECKS {
+            let check = &r["checks"][c];
+            let verdict = check["verdict"].as_str().unwrap_or("-");
+            if !matches!(verdict, "pass" | "refused" | "skip") {
+                let detail = check["detail"].as_str().unwrap_or_default();
+                eprintln!("xtask matrix: {kernel}: {c} {verdict}: {detail}");
+            }
+        }
+    }
     let worse: Vec<String> = rows
         .iter()
         .filter(|r| r["as_promised"] != true)

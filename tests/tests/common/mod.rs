@@ -18,8 +18,8 @@ use synguard::{
     program,
 };
 use synguard_common::{
-    BudgetSet, BudgetSlot, FloodMode, IfaceSettings, Reason, SourceKey, SourceSet, Verdict, budget,
-    host, list_in_use, maps, sources, words_of,
+    BudgetSet, BudgetSlot, FloodMode, FloodState, IfaceSettings, Reason, SourceKey, SourceSet,
+    Verdict, budget, host, list_in_use, maps, sources, words_of,
 };
 use synguard_tests::{
     lab::{TARGET_MAC, TARGET_V4, TARGET_V6},
@@ -242,6 +242,20 @@ impl Harness {
             panic!("{name} is not an array");
         };
         data.info().expect("the map's info").map_flags()
+    }
+
+    /// The flood state the data path keeps in `FLOOD`.
+    pub fn flood_state(&self) -> FloodState {
+        let map = self.ebpf.map(maps::FLOOD).expect("FLOOD map");
+        let state: Array<_, FloodState> = Array::try_from(map).expect("an array");
+        state.get(&0, 0).expect("read FLOOD")
+    }
+
+    /// Sets `FLOOD`, as another load of the program may have left it.
+    pub fn set_flood_state(&mut self, value: FloodState) {
+        let map = self.ebpf.map_mut(maps::FLOOD).expect("FLOOD map");
+        let mut state: Array<_, FloodState> = Array::try_from(map).expect("an array");
+        state.set(0, value, 0).expect("write FLOOD");
     }
 
     /// SYNs dropped over budget for a source prefix, from `OVER_BUDGET`.

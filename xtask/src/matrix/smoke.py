@@ -248,8 +248,11 @@ def check_status(text, refusal):
             f"missing {sorted(missing)}, {len(kernel.get('features') or [])} features probed, "
             f"clock {kernel.get('clock')}")
     if refusal is None:
-        # The data path's clock reads jiffies at the kernel's tick: the
-        # coarse clock's resolution (CLOCK_MONOTONIC_COARSE is 6).
+        # The data path's clock reads jiffies (its probe worked, no helper
+        # call) at the kernel's tick: the coarse clock's resolution
+        # (CLOCK_MONOTONIC_COARSE is 6). A wrong clock shows in the
+        # handshakes: a SYN-ACK's timestamp ahead of the kernel's makes
+        # the client drop the server's segments (PAWS).
         hz = round(1 / time.clock_getres(6))
         ok = (kernel.get("mode") == "full" and kernel.get("program_loads") is True
               and not missing and kernel.get("clock_hz") == hz)
