@@ -20,6 +20,7 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -99,12 +100,16 @@ pub fn run() -> Result<()> {
             .is_none_or(|o| o.iter().any(|p| release.starts_with(p.as_str())))
     };
     exec(cargo().args(["build", "--locked", "-p", "synguard"]))?;
+    stop_on_signals();
     let root = workspace().join("target/matrix");
     let synguard = workspace().join("target/debug/synguard");
     let smoke = workspace().join("xtask/src/matrix/smoke.py");
     let kernels = fetch_kernels(&root)?;
     let mut rows = Vec::new();
     for kernel in kernels.iter().filter(|k| wanted(&k.version)) {
+        if STOPPED.load(Ordering::Relaxed) {
+            bail!("stopped by a signal; the VM and its namespace were removed");
+        }
         let out = root.join("runs").join(&kernel.version);
         let _ = fs::remove_dir_all(&out);
         fs::create_dir_all(&out)?;
@@ -521,11 +526,15 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
         } else {
             BOOT_TIMEOUT
         };
-        if waited > limit {
+        let stopped = STOPPED.load(Ordering::Relaxed);
+        if waited > limit || stopped {
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
+            if stopped {
+                bail!("stopped by a signal");
+            }
             if verdicts.exists() {
                 bail!(
                     "the VM did not finish within {} s (smoke.py hung? see {})",
@@ -540,6 +549,22 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
             );
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Set by SIGINT or SIGTERM once VMs run: their process group is not the
+/// terminal's, so the run stops the VM itself and ends as on failure,
+/// removing what it made (the namespace of the taps).
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOPPED.store(true, Ordering::Relaxed);
+}
+
+fn stop_on_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
     }
 }
 

@@ -137,7 +137,7 @@ fn load_xdp(prog_flags: u32) -> io::Result<OwnedFd> {
 /// The data path's two clocks read side by side: an XDP program that
 /// writes `bpf_jiffies64()` and then `bpf_ktime_get_coarse_ns()` into the
 /// first 16 bytes of a frame, run with BPF_PROG_TEST_RUN
-/// (`crate::clock::calibrate`).
+/// ([`crate::clock::measured`]).
 pub struct ClockProbe {
     prog: OwnedFd,
 }
