@@ -20,5 +20,6 @@ pub mod nic;
 pub mod pins;
 pub mod program;
 pub mod settings;
+pub mod signals;
 pub mod state;
 pub mod sysctl;

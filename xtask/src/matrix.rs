@@ -20,12 +20,13 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+
+use synguard::signals::{stop_on_signals, stopped};
 
 use crate::{cargo, exec, is_root, setup, skipped_by_hand, workspace};
 
@@ -100,6 +101,9 @@ pub fn run() -> Result<()> {
             .is_none_or(|o| o.iter().any(|p| release.starts_with(p.as_str())))
     };
     exec(cargo().args(["build", "--locked", "-p", "synguard"]))?;
+    // A VM's process group is not the terminal's: on SIGINT or SIGTERM
+    // the run stops the VM itself and ends as on failure, removing what it
+    // made (the namespace of the taps).
     stop_on_signals();
     let root = workspace().join("target/matrix");
     let synguard = workspace().join("target/debug/synguard");
@@ -107,7 +111,7 @@ pub fn run() -> Result<()> {
     let kernels = fetch_kernels(&root)?;
     let mut rows = Vec::new();
     for kernel in kernels.iter().filter(|k| wanted(&k.version)) {
-        if STOPPED.load(Ordering::Relaxed) {
+        if stopped() {
             bail!("stopped by a signal; the VM and its namespace were removed");
         }
         let out = root.join("runs").join(&kernel.version);
@@ -526,7 +530,7 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
         } else {
             BOOT_TIMEOUT
         };
-        let stopped = STOPPED.load(Ordering::Relaxed);
+        let stopped = stopped();
         if waited > limit || stopped {
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
@@ -549,22 +553,6 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
             );
         }
         std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Set by SIGINT or SIGTERM once VMs run: their process group is not the
-/// terminal's, so the run stops the VM itself and ends as on failure,
-/// removing what it made (the namespace of the taps).
-static STOPPED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOPPED.store(true, Ordering::Relaxed);
-}
-
-fn stop_on_signals() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
     }
 }
 

@@ -3,7 +3,6 @@ use std::{
     io::{BufWriter, Write},
     path::PathBuf,
     process::ExitCode,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant, UNIX_EPOCH},
 };
 
@@ -22,6 +21,7 @@ use synguard::{
     capture::{self, Capture},
     config::parse_duration,
     frames,
+    signals::{stop_on_signals, stopped},
 };
 use synguard_common::{Reason, capture::SNAP_LEN};
 
@@ -74,31 +74,14 @@ pub fn parse_sample(s: &str) -> Result<u32, String> {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Ctrl-C (or SIGTERM) ends the loop instead of the process, so the
-/// capture's flag is cleared and the file finished.
-fn stop_on_signals() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
-    }
-}
-
-pub fn stopped() -> bool {
-    STOP.load(Ordering::Relaxed)
-}
-
 /// Starts a capture, refusing a second one on the same interface (one
 /// owner of its flag).
 pub fn start(cx: &Env, iface: &str, reasons: &[Reason], sample: u32) -> anyhow::Result<Capture> {
     if capture::running(&cx.layout, iface) {
         bail!("a capture (synguard capture or top) is already running on {iface}; stop it first");
     }
+    // Ctrl-C (or SIGTERM) ends the loop instead of the process, so the
+    // capture's flag is cleared and the file finished.
     stop_on_signals();
     Capture::start(&cx.layout, iface, capture::slots(reasons), sample)
         .with_context(|| format!("cannot capture on {iface}"))

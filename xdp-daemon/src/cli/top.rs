@@ -6,12 +6,12 @@ use std::{
 
 use ipnet::IpNet;
 use serde::Serialize;
-use synguard::{config::parse_duration, frames};
+use synguard::{config::parse_duration, frames, signals::stopped};
 use synguard_common::{Reason, Verdict};
 
 use super::{
     Env,
-    capture::{parse_reason, parse_sample, start, stopped},
+    capture::{parse_reason, parse_sample, start},
 };
 
 /// Show, live, the source prefixes (/24, /64) with the most packets
