@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_generator)]
     generator: Option<Generator>,
     /// Flood lab and one CPU: these defences only (none, syncookies,
-    /// nft-synproxy, synguard, synguard-no-budgets, synguard-skb).
+    /// nft-synproxy, synguard, synguard-no-budgets, synguard-skb; floor, the flood lab's floor).
     #[arg(long, value_delimiter = ',', value_parser = parse_defence)]
     defences: Vec<Defence>,
     /// Soak: how long the flood and the real clients are held, in seconds
@@ -266,10 +266,16 @@ fn choose_generator(
     eprintln!("xtask bench: measuring the flood generators");
     let mut best: Option<(Generator, f64)> = None;
     for generator in Generator::ALL {
-        let sent = flood::calibrate(generator, calibration, bin)
+        let calibration = flood::calibrate(generator, calibration, bin)
             .with_context(|| format!("calibrating {}", generator.name()))?;
-        eprintln!("   {:<12} {:>10.0} pps", generator.name(), sent.pps());
-        report.add_generator(generator, &sent);
+        let sent = &calibration.sent;
+        eprintln!(
+            "   {:<12} {:>10.0} pps, target {:.0} ns a frame with XDP_DROP",
+            generator.name(),
+            sent.pps(),
+            calibration.cpu_ms_per_million().unwrap_or(f64::NAN)
+        );
+        report.add_generator(generator, &calibration);
         if best.is_none_or(|(_, pps)| sent.pps() > pps) {
             best = Some((generator, sent.pps()));
         }

@@ -362,6 +362,22 @@ pub fn drop_backscatter() -> Vec<Insn> {
     ]
 }
 
+/// The flood lab's floor: loads the frame's EtherType, then drops it. The
+/// load is the frame's first cache line, written on the generator's CPU
+/// and missed on the target's; any program that looks at a frame pays it.
+pub fn read_and_drop() -> Vec<Insn> {
+    vec![
+        Insn::load_u32(2, 1, 0), // data
+        Insn::load_u32(3, 1, 4), // data_end
+        Insn::mov(4, 2),
+        Insn::add_imm(4, 14),
+        Insn::jgt(4, 3, 1), // shorter than Ethernet: drop unread
+        Insn::load_u16(5, 2, ETHERTYPE),
+        Insn::mov_imm(0, bpf::XDP_DROP as i32),
+        Insn::exit(),
+    ]
+}
+
 /// The generator program (see [`syn_template`]). It first writes the
 /// whole template over the frame: live frames come from a page pool whose
 /// pages keep what was last written in them, and a page may come back

@@ -28,25 +28,33 @@ pub enum Defence {
     /// keeps receiving through the per-CPU backlog instead of a NAPI ring
     /// of its own. Not in the flood lab's default set.
     SynguardSkb,
+    /// No defence but a measure, the floor under every defence's CPU per
+    /// frame: a program that reads the frame's first bytes (its first
+    /// cache line, which any program that looks at a frame pays for) and
+    /// drops it; no clients. Flood lab only; the lab sets it up, not
+    /// `configure`.
+    Floor,
 }
 
 impl Defence {
-    pub const ALL: [Defence; 5] = [
+    pub const ALL: [Defence; 6] = [
         Defence::None,
         Defence::KernelCookies,
         Defence::NftSynproxy,
         Defence::Synguard,
         Defence::SynguardNoBudgets,
+        Defence::Floor,
     ];
 
     /// Every defence a command line may name.
-    pub const KNOWN: [Defence; 6] = [
+    pub const KNOWN: [Defence; 7] = [
         Defence::None,
         Defence::KernelCookies,
         Defence::NftSynproxy,
         Defence::Synguard,
         Defence::SynguardNoBudgets,
         Defence::SynguardSkb,
+        Defence::Floor,
     ];
 
     /// Short name for JSON and command lines.
@@ -58,6 +66,7 @@ impl Defence {
             Defence::Synguard => "synguard",
             Defence::SynguardNoBudgets => "synguard-no-budgets",
             Defence::SynguardSkb => "synguard-skb",
+            Defence::Floor => "floor",
         }
     }
 
@@ -70,6 +79,7 @@ impl Defence {
             Defence::Synguard => "synguard (defaults)",
             Defence::SynguardNoBudgets => "synguard --no-budgets",
             Defence::SynguardSkb => "synguard --mode skb",
+            Defence::Floor => "floor: read the first bytes, XDP_DROP (no clients)",
         }
     }
 
@@ -78,6 +88,9 @@ impl Defence {
     pub fn configure(self, lab: &Lab, synguard_bin: &Path) -> Result<Option<Synguard>> {
         let target = &lab.target;
         match self {
+            Defence::Floor => bail!(
+                "floor is the flood lab's measure (read each frame's first bytes, drop it; no clients), not a defence to configure"
+            ),
             Defence::None => {
                 target.set_sysctl("net.ipv4.tcp_syncookies", "0")?;
                 Ok(None)

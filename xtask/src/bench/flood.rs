@@ -136,9 +136,11 @@ fn kernel_counters(ns: &Netns) -> Result<BTreeMap<String, u64>> {
 
 /// What holds the target's interface in a flood lab.
 pub enum Guard {
-    /// XDP_DROP on every frame: what the generators are measured against.
+    /// XDP_DROP on every frame, unread: what the generators are measured
+    /// against.
     DropAll,
-    /// One of the defences the flood lab compares.
+    /// One of the defences the flood lab compares, or its floor
+    /// (`Defence::Floor`).
     Defence(Defence),
     /// Nothing yet: the caller attaches its own (the soak starts the
     /// daemon).
@@ -162,8 +164,9 @@ impl FloodLab {
         let lab = Lab::new().context("building the namespace lab")?;
         filter_backscatter(&lab)?;
         let (synguard, drop_all) = match guard {
+            Guard::DropAll => (None, Some(drop_all(&lab, false)?)),
+            Guard::Defence(Defence::Floor) => (None, Some(drop_all(&lab, true)?)),
             Guard::Defence(d) => (d.configure(&lab, synguard_bin)?, None),
-            Guard::DropAll => (None, Some(drop_all(&lab)?)),
             Guard::Unguarded => (None, None),
         };
         // The target's receive path runs ahead of ordinary tasks, as it
@@ -211,9 +214,14 @@ pub fn filter_backscatter(lab: &Lab) -> Result<()> {
         .context("swapping the outside's XDP_PASS for the backscatter filter")
 }
 
-/// XDP_DROP on the target's interface, in native mode.
-fn drop_all(lab: &Lab) -> Result<OwnedFd> {
-    let prog = bpf::load_return("bench_drop", bpf::XDP_DROP)?;
+/// XDP_DROP on the target's interface, in native mode; with `read`, after
+/// a load of the frame's EtherType (`generator::read_and_drop`).
+fn drop_all(lab: &Lab, read: bool) -> Result<OwnedFd> {
+    let prog = if read {
+        bpf::load_xdp("bench_floor", &generator::read_and_drop())?
+    } else {
+        bpf::load_return("bench_drop", bpf::XDP_DROP)?
+    };
     let name = lab.target_if.clone();
     lab.target
         .run(|| bpf::attach_native(prog.as_fd(), synguard_tests::lab::if_index(&name)))
@@ -230,9 +238,31 @@ pub fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
         .with_context(|| format!("no receive counter for {iface} in {}", ns.name()))
 }
 
+/// What a generator sent alone, and what the target's receive path paid
+/// for the frames it took in with nothing but XDP_DROP on them: the lab's
+/// floor, against which a defence's CPU per frame reads.
+pub struct Calibration {
+    pub sent: Sent,
+    pub absorbed: u64,
+    pub target_cpu: Duration,
+}
+
+impl Calibration {
+    /// Target CPU per million frames taken in, in ms (ns per frame).
+    pub fn cpu_ms_per_million(&self) -> Option<f64> {
+        (self.absorbed > 0)
+            .then(|| self.target_cpu.as_secs_f64() * 1e3 / (self.absorbed as f64 / 1e6))
+    }
+}
+
 /// Floods the target with `generator` for `duration`, with no defence and
-/// no clients: what the generator can send on this machine.
-pub fn calibrate(generator: Generator, duration: Duration, bin: &std::path::Path) -> Result<Sent> {
+/// no clients: what the generator can send on this machine, and what the
+/// target's receive path costs a frame with XDP_DROP alone.
+pub fn calibrate(
+    generator: Generator,
+    duration: Duration,
+    bin: &std::path::Path,
+) -> Result<Calibration> {
     let fl = FloodLab::new(Guard::DropAll, bin)?;
     let flood = Flood::new(
         generator,
@@ -241,9 +271,21 @@ pub fn calibrate(generator: Generator, duration: Duration, bin: &std::path::Path
         TARGET_V4,
         SERVICE_PORT,
     )?;
-    let _awake = cpu::KeepAwake::on(TARGET_CPU).context("keeping the target's CPU awake")?;
+    let rx_before = rx_packets(&fl.lab.target, &fl.lab.target_if)?;
+    let cpu_before = fl.target_cpu();
+    let awake = cpu::KeepAwake::on(TARGET_CPU).context("keeping the target's CPU awake")?;
     let stop = AtomicBool::new(false);
-    Ok(flood_from_outside(&fl.lab, &flood, duration, &stop))
+    let sent = flood_from_outside(&fl.lab, &flood, duration, &stop);
+    // Let the ring drain before reading what the target did (as `run`).
+    thread::sleep(Duration::from_millis(100));
+    drop(awake);
+    let target_cpu = fl.target_cpu().saturating_sub(cpu_before);
+    let absorbed = rx_packets(&fl.lab.target, &fl.lab.target_if)? - rx_before;
+    Ok(Calibration {
+        sent,
+        absorbed,
+        target_cpu,
+    })
 }
 
 fn flood_from_outside(lab: &Lab, flood: &Flood, duration: Duration, stop: &AtomicBool) -> Sent {
@@ -294,7 +336,14 @@ pub fn run(
     let (sent, legit) = thread::scope(|s| {
         let flooding = s.spawn(|| flood_from_outside(lab, &flood, longest, &stop));
         thread::sleep(plan.warmup);
-        let legit = clients(&lab.outside, service, plan);
+        let legit = if defence == Defence::Floor {
+            // Nothing would answer them: the floor floods as long as the
+            // clients' schedule lasts, and has none.
+            thread::sleep(schedule);
+            Legit::default()
+        } else {
+            clients(&lab.outside, service, plan)
+        };
         stop.store(true, Ordering::Relaxed);
         (flooding.join().expect("flood thread"), legit)
     });

@@ -3,14 +3,11 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use synguard_tests::bench::{
-    cpu::Machine,
-    generator::{Generator, Sent},
-};
+use synguard_tests::bench::{cpu::Machine, generator::Generator};
 
 use super::{
     defence::Defence,
-    flood::{ATTACKER_CPU, Legit, Outcome, Plan, TARGET_CPU},
+    flood::{ATTACKER_CPU, Calibration, Legit, Outcome, Plan, TARGET_CPU},
 };
 
 pub struct Report {
@@ -70,7 +67,8 @@ impl Report {
         Ok(())
     }
 
-    pub fn add_generator(&mut self, generator: Generator, sent: &Sent) {
+    pub fn add_generator(&mut self, generator: Generator, calibration: &Calibration) {
+        let sent = &calibration.sent;
         let entry = json!({
             "generator": generator.name(),
             "how": generator.describe(),
@@ -78,6 +76,9 @@ impl Report {
             "seconds": sent.elapsed.as_secs_f64(),
             "cpu_s": sent.cpu.as_secs_f64(),
             "pps": sent.pps().round(),
+            "absorbed": calibration.absorbed,
+            "target_cpu_s": calibration.target_cpu.as_secs_f64(),
+            "target_cpu_ms_per_m": calibration.cpu_ms_per_million(),
         });
         match self.json["generators"].as_array_mut() {
             Some(list) => list.push(entry),
@@ -131,16 +132,19 @@ impl Report {
         if let Some(list) = self.json["generators"].as_array() {
             s += "\n## Flood generators\n\n";
             s += &format!(
-                "Each alone for {} s, sending from CPU 0 to a target that drops every frame in XDP.\n\n",
+                "Each alone for {} s, sending from CPU 0 to a target that drops every frame in XDP; target CPU as in the flood lab below (its NAPI thread per frame taken in: a full ring is cheaper a frame than a trickle).\n\n",
                 self.json["flood_plan"]["calibration_s"]
             );
-            s += "| generator | how | pps |\n|---|---|---:|\n";
+            s += "| generator | how | pps | target CPU ms / M frames |\n|---|---|---:|---:|\n";
             for g in list {
                 s += &format!(
-                    "| {} | {} | {} |\n",
+                    "| {} | {} | {} | {} |\n",
                     g["generator"].as_str().unwrap_or_default(),
                     g["how"].as_str().unwrap_or_default(),
                     thousands(g["pps"].as_f64().unwrap_or(0.0)),
+                    g["target_cpu_ms_per_m"]
+                        .as_f64()
+                        .map_or("-".into(), |v| format!("{v:.0}")),
                 );
             }
         }
@@ -161,20 +165,29 @@ impl Report {
             let absorbed = spread(runs.iter().map(|o| o.absorbed_pps()));
             let cpu = spread(runs.iter().filter_map(|o| o.cpu_ms_per_million()));
             let legit = pooled(&runs);
+            let success = if legit.clients.attempted == 0 {
+                "-".to_string()
+            } else {
+                format!(
+                    "{:.1}% ({}/{})",
+                    100.0 * legit.clients.success_ratio(),
+                    legit.clients.succeeded,
+                    legit.clients.attempted
+                )
+            };
             s += &format!(
-                "| {} | {} | {} | {} | {:.1}% ({}/{}) | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 d.label(),
                 show(offered, thousands),
                 show(absorbed, thousands),
                 show(cpu, |v| format!("{v:.0}")),
-                100.0 * legit.clients.success_ratio(),
-                legit.clients.succeeded,
-                legit.clients.attempted,
+                success,
                 ms(legit.clients.connect_quantile(0.5)),
                 ms(legit.clients.connect_quantile(0.99)),
                 ms(legit.echo.connect_quantile(0.5)),
             );
         }
+        s += &self.flood_goal();
         s += "\nWhat the target did, summed over rounds:\n\n";
         for d in self.defences() {
             let runs: Vec<&Outcome> = self.flood.iter().filter(|o| o.defence == d).collect();
@@ -194,10 +207,62 @@ impl Report {
                 .filter(|(_, v)| **v > 0)
                 .map(|(k, v)| format!("{k} {}", thousands(*v as f64)))
                 .collect();
-            s += &format!("- {}: {}\n", d.label(), parts.join(", "));
+            let what = if parts.is_empty() {
+                "nothing counted".to_string()
+            } else {
+                parts.join(", ")
+            };
+            s += &format!("- {}: {what}\n", d.label());
             if let Some(first) = runs.iter().find_map(|o| o.legit.clients.errors.first()) {
                 s += &format!("  (a client failure: {first})\n");
             }
+        }
+        s
+    }
+
+    /// Issue 18's flood-lab goal, synguard's target CPU a frame at most
+    /// 1/40 of the kernel's SYN cookies', beside the floor under both
+    /// (XDP_DROP alone): medians over rounds, same run.
+    fn flood_goal(&self) -> String {
+        let median = |d: Defence| {
+            spread(
+                self.flood
+                    .iter()
+                    .filter(|o| o.defence == d)
+                    .filter_map(|o| o.cpu_ms_per_million()),
+            )
+            .map(|s| s.median)
+        };
+        let Some(kernel) = median(Defence::KernelCookies) else {
+            return String::new();
+        };
+        let mut s = String::from(
+            "\nTarget CPU a frame against kernel SYN cookies' in this run (medians; goal for synguard <= 1/40):\n\n",
+        );
+        for d in [
+            Defence::Synguard,
+            Defence::SynguardNoBudgets,
+            Defence::Floor,
+        ] {
+            let Some(ns) = median(d) else { continue };
+            let verdict = match d {
+                Defence::Floor => {
+                    " (the floor: a program that reads each frame and drops it)".to_string()
+                }
+                _ if ns * 40.0 <= kernel => ", goal met".to_string(),
+                _ => ", goal missed".to_string(),
+            };
+            s += &format!(
+                "- {}: {ns:.0} ns against {kernel:.0}, 1/{:.0}{verdict}\n",
+                d.label(),
+                kernel / ns.max(1e-9),
+            );
+        }
+        if let (Some(floor), Some(synguard)) = (median(Defence::Floor), median(Defence::Synguard)) {
+            s += &format!(
+                "- synguard (defaults) above the floor: {:.0} ns a frame\n",
+                synguard - floor
+            );
         }
         s
     }
