@@ -424,3 +424,86 @@ pub(super) fn thousands(v: f64) -> String {
         format!("{v:.0}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synguard_tests::bench::generator::Sent;
+
+    /// A flood-lab round of `defence` in which the target spent `ns` a
+    /// frame on a million frames.
+    fn round(defence: Defence, ns: u64) -> Outcome {
+        Outcome {
+            defence,
+            generator: Generator::XdpLive,
+            sent: Sent {
+                packets: 1_000_000,
+                elapsed: Duration::from_secs(1),
+                cpu: Duration::from_secs(1),
+            },
+            absorbed: 1_000_000,
+            target_cpu: Duration::from_nanos(ns * 1_000_000),
+            legit: Legit::default(),
+            kernel: BTreeMap::new(),
+            synguard: BTreeMap::new(),
+        }
+    }
+
+    /// Rounds interleaved as the lab runs them: kernel, synguard, floor.
+    fn report(rounds: &[(u64, u64, u64)]) -> Report {
+        let machine = Machine {
+            cpus: 2,
+            cpu_model: "test".into(),
+            kernel: "test".into(),
+        };
+        let mut report = Report::new(&machine, true);
+        for &(kernel, synguard, floor) in rounds {
+            report.add_flood(round(Defence::KernelCookies, kernel));
+            report.add_flood(round(Defence::Synguard, synguard));
+            report.add_flood(round(Defence::Floor, floor));
+        }
+        report
+    }
+
+    #[test]
+    fn the_flood_goal_takes_each_ratio_within_its_round() {
+        // Medians of the whole run would give 140/5000 = 1/36 (missed);
+        // round by round the ratios are 1/44, 1/43 and 1/30: met, not in
+        // every round.
+        let text = report(&[(4000, 90, 80), (6000, 140, 100), (5000, 167, 90)]).flood_goal();
+        assert!(
+            text.contains(
+                "- synguard (defaults): 1/43 (1/44-1/30), 140 ns a frame, goal met, not in every round"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("the floor"), "{text}");
+        assert!(
+            text.contains("above the floor, round by round: 40 ns (10 ns-77 ns)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_flood_goal_is_met_in_every_round_only_when_every_round_meets_it() {
+        let text = report(&[(8000, 100, 80), (6000, 120, 100)]).flood_goal();
+        assert!(text.contains("goal met in every round"), "{text}");
+        let text = report(&[(4000, 200, 80), (6000, 300, 100)]).flood_goal();
+        assert!(
+            text.contains("1/20 (1/20-1/20), 250 ns a frame, goal missed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_flood_goal_without_the_kernels_rounds() {
+        let machine = Machine {
+            cpus: 2,
+            cpu_model: "test".into(),
+            kernel: "test".into(),
+        };
+        let mut report = Report::new(&machine, true);
+        report.add_flood(round(Defence::Synguard, 100));
+        assert_eq!(report.flood_goal(), "");
+    }
+}
