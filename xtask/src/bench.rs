@@ -55,7 +55,8 @@ pub struct Args {
     #[arg(long, value_parser = parse_generator)]
     generator: Option<Generator>,
     /// Flood lab and one CPU: these defences only (none, syncookies,
-    /// nft-synproxy, synguard, synguard-no-budgets, synguard-skb; floor, the flood lab's floor).
+    /// nft-synproxy, synguard, synguard-no-budgets, synguard-skb; and
+    /// floor, the flood lab's floor, which one CPU skips).
     #[arg(long, value_delimiter = ',', value_parser = parse_defence)]
     defences: Vec<Defence>,
     /// Soak: how long the flood and the real clients are held, in seconds
@@ -330,8 +331,17 @@ fn one_cpu(report: &mut report::Report, bin: &Path, args: &Args) -> Result<()> {
             Defence::SynguardSkb,
         ]
     } else {
-        args.defences.clone()
+        // The floor is the flood lab's measure; it has no clients to serve.
+        args.defences
+            .iter()
+            .copied()
+            .filter(|&d| d != Defence::Floor)
+            .collect()
     };
+    if defences.is_empty() {
+        eprintln!("xtask bench: one CPU: no defence to run (the floor is the flood lab's alone)");
+        return Ok(());
+    }
     let mut outcomes = Vec::new();
     for round in 1..=plan.rounds {
         for &rate in &plan.rates {

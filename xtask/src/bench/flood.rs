@@ -239,8 +239,9 @@ pub fn rx_packets(ns: &Netns, iface: &str) -> Result<u64> {
 }
 
 /// What a generator sent alone, and what the target's receive path paid
-/// for the frames it took in with nothing but XDP_DROP on them: the lab's
-/// floor, against which a defence's CPU per frame reads.
+/// for the frames it took in with XDP_DROP on them, unread (the
+/// generators' table; the flood lab's own floor reads each frame:
+/// `Defence::Floor`).
 pub struct Calibration {
     pub sent: Sent,
     pub absorbed: u64,
