@@ -635,6 +635,14 @@ fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<
             out.join("smoke.log").display(),
             out.join("vng.log").display()
         ),
+        // smoke.py's own error, outside any check (the checks after it
+        // did not run): what it was, and where.
+        _ if smoke["checks"]["setup"]["verdict"] == "fail" => format!(
+            "smoke.py failed outside its checks: {}",
+            smoke["checks"]["setup"]["detail"]
+                .as_str()
+                .unwrap_or_default()
+        ),
         _ => String::new(),
     };
     json!({

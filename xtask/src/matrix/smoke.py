@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 SYNGUARD, OUT = sys.argv[1], sys.argv[2]
 VIRTIO_MACS = sys.argv[3].lower().split(",") if len(sys.argv) > 3 else []
@@ -310,8 +311,17 @@ def check_daemon(refused_expected):
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
     def text():
-        with open(log_path) as f:
-            return f.read()
+        # The log is on the host's filesystem, shared into the VM: a read
+        # racing the daemon's write failed there once, with ENODATA (7.2
+        # under qemu, in CI). A failed read is tried again, 20 times at most.
+        for attempt in range(20):
+            try:
+                with open(log_path) as f:
+                    return f.read()
+            except OSError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.1)
 
     t0 = time.monotonic()
     try:
@@ -603,7 +613,9 @@ try:
     save()  # first thing: tells the host the VM booted and smoke.py runs
     main()
 except Exception as e:  # noqa: BLE001
-    record("setup", "fail", repr(e))
+    # Where it was raised, so the host's log says which step failed.
+    where = traceback.extract_tb(e.__traceback__)[-1]
+    record("setup", "fail", f"{e!r} at smoke.py:{where.lineno} ({where.name}: {where.line})")
 finally:
     results["done"] = True
     save()
