@@ -345,12 +345,8 @@ const SPOOFED_16_LOADED: i32 = 0x13c6;
 /// real clients' traffic). Backscatter then costs the attacker's side a
 /// few instructions instead of a trip through its IP stack.
 pub fn drop_backscatter() -> Vec<Insn> {
-    vec![
-        Insn::load_u32(2, 1, 0), // data
-        Insn::load_u32(3, 1, 4), // data_end
-        Insn::mov(4, 2),
-        Insn::add_imm(4, 34),
-        Insn::jgt(4, 3, 6), // shorter than Ethernet + IPv4: pass
+    let mut prog = shorter_than(34, 6).to_vec(); // Ethernet + IPv4: pass
+    prog.extend([
         Insn::load_u16(5, 2, ETHERTYPE),
         Insn::jne_imm(5, ETH_P_IP_LOADED, 4), // not IPv4: pass
         Insn::load_u16(5, 2, IP_DST),
@@ -359,6 +355,20 @@ pub fn drop_backscatter() -> Vec<Insn> {
         Insn::exit(),
         Insn::mov_imm(0, bpf::XDP_PASS as i32),
         Insn::exit(),
+    ]);
+    prog
+}
+
+/// A program's first instructions: r2 = data, r3 = data_end, and a jump
+/// over the next `skip` instructions when the frame is shorter than
+/// `len` bytes (r4 is left at data + len).
+fn shorter_than(len: i32, skip: i16) -> [Insn; 5] {
+    [
+        Insn::load_u32(2, 1, 0), // data
+        Insn::load_u32(3, 1, 4), // data_end
+        Insn::mov(4, 2),
+        Insn::add_imm(4, len),
+        Insn::jgt(4, 3, skip),
     ]
 }
 
@@ -366,16 +376,13 @@ pub fn drop_backscatter() -> Vec<Insn> {
 /// load is the frame's first cache line, written on the generator's CPU
 /// and missed on the target's; any program that looks at a frame pays it.
 pub fn read_and_drop() -> Vec<Insn> {
-    vec![
-        Insn::load_u32(2, 1, 0), // data
-        Insn::load_u32(3, 1, 4), // data_end
-        Insn::mov(4, 2),
-        Insn::add_imm(4, 14),
-        Insn::jgt(4, 3, 1), // shorter than Ethernet: drop unread
+    let mut prog = shorter_than(14, 1).to_vec(); // Ethernet: drop unread
+    prog.extend([
         Insn::load_u16(5, 2, ETHERTYPE),
         Insn::mov_imm(0, bpf::XDP_DROP as i32),
         Insn::exit(),
-    ]
+    ]);
+    prog
 }
 
 /// The generator program (see [`syn_template`]). It first writes the

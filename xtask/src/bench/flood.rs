@@ -91,9 +91,14 @@ impl Outcome {
     /// Target CPU per million absorbed flood packets, in milliseconds
     /// (numerically, nanoseconds per packet).
     pub fn cpu_ms_per_million(&self) -> Option<f64> {
-        (self.absorbed > 0)
-            .then(|| self.target_cpu.as_secs_f64() * 1e3 / (self.absorbed as f64 / 1e6))
+        cpu_ms_per_million(self.target_cpu, self.absorbed)
     }
+}
+
+/// `cpu` per million of `frames`, in ms (numerically, ns a frame); none
+/// without frames.
+fn cpu_ms_per_million(cpu: Duration, frames: u64) -> Option<f64> {
+    (frames > 0).then(|| cpu.as_secs_f64() * 1e3 / (frames as f64 / 1e6))
 }
 
 const KERNEL_COUNTERS: [&str; 6] = [
@@ -197,6 +202,21 @@ impl FloodLab {
         })
     }
 
+    /// Runs `flood` with the target's CPU kept awake, and returns what it
+    /// returned, the frames the target took off its ring meanwhile and its
+    /// NAPI thread's CPU time, read once the ring has drained.
+    pub fn measure<T>(&self, flood: impl FnOnce() -> T) -> Result<(T, u64, Duration)> {
+        let rx_before = rx_packets(&self.lab.target, &self.lab.target_if)?;
+        let cpu_before = self.target_cpu();
+        let awake = cpu::KeepAwake::on(TARGET_CPU).context("keeping the target's CPU awake")?;
+        let out = flood();
+        thread::sleep(Duration::from_millis(100));
+        drop(awake);
+        let cpu = self.target_cpu().saturating_sub(cpu_before);
+        let absorbed = rx_packets(&self.lab.target, &self.lab.target_if)? - rx_before;
+        Ok((out, absorbed, cpu))
+    }
+
     pub fn target_cpu(&self) -> Duration {
         self.target_napi
             .iter()
@@ -251,8 +271,7 @@ pub struct Calibration {
 impl Calibration {
     /// Target CPU per million frames taken in, in ms (ns per frame).
     pub fn cpu_ms_per_million(&self) -> Option<f64> {
-        (self.absorbed > 0)
-            .then(|| self.target_cpu.as_secs_f64() * 1e3 / (self.absorbed as f64 / 1e6))
+        cpu_ms_per_million(self.target_cpu, self.absorbed)
     }
 }
 
@@ -272,16 +291,9 @@ pub fn calibrate(
         TARGET_V4,
         SERVICE_PORT,
     )?;
-    let rx_before = rx_packets(&fl.lab.target, &fl.lab.target_if)?;
-    let cpu_before = fl.target_cpu();
-    let awake = cpu::KeepAwake::on(TARGET_CPU).context("keeping the target's CPU awake")?;
     let stop = AtomicBool::new(false);
-    let sent = flood_from_outside(&fl.lab, &flood, duration, &stop);
-    // Let the ring drain before reading what the target did (as `run`).
-    thread::sleep(Duration::from_millis(100));
-    drop(awake);
-    let target_cpu = fl.target_cpu().saturating_sub(cpu_before);
-    let absorbed = rx_packets(&fl.lab.target, &fl.lab.target_if)? - rx_before;
+    let (sent, absorbed, target_cpu) =
+        fl.measure(|| flood_from_outside(&fl.lab, &flood, duration, &stop))?;
     Ok(Calibration {
         sent,
         absorbed,
@@ -330,29 +342,23 @@ pub fn run(
     let longest = plan.warmup + schedule + plan.timeout + Duration::from_secs(2);
 
     let netstat_before = kernel_counters(&lab.target)?;
-    let rx_before = rx_packets(&lab.target, &lab.target_if)?;
-    let cpu_before = fl.target_cpu();
-    let awake = cpu::KeepAwake::on(TARGET_CPU).context("keeping the target's CPU awake")?;
     let stop = AtomicBool::new(false);
-    let (sent, legit) = thread::scope(|s| {
-        let flooding = s.spawn(|| flood_from_outside(lab, &flood, longest, &stop));
-        thread::sleep(plan.warmup);
-        let legit = if defence == Defence::Floor {
-            // Nothing would answer them: the floor floods as long as the
-            // clients' schedule lasts, and has none.
-            thread::sleep(schedule);
-            Legit::default()
-        } else {
-            clients(&lab.outside, service, plan)
-        };
-        stop.store(true, Ordering::Relaxed);
-        (flooding.join().expect("flood thread"), legit)
-    });
-    // Let the rings drain before reading what the target did.
-    thread::sleep(Duration::from_millis(100));
-    drop(awake);
-    let target_cpu = fl.target_cpu().saturating_sub(cpu_before);
-    let absorbed = rx_packets(&lab.target, &lab.target_if)? - rx_before;
+    let ((sent, legit), absorbed, target_cpu) = fl.measure(|| {
+        thread::scope(|s| {
+            let flooding = s.spawn(|| flood_from_outside(lab, &flood, longest, &stop));
+            thread::sleep(plan.warmup);
+            let legit = if defence == Defence::Floor {
+                // Nothing would answer them: the floor floods as long as the
+                // clients' schedule lasts, and has none.
+                thread::sleep(schedule);
+                Legit::default()
+            } else {
+                clients(&lab.outside, service, plan)
+            };
+            stop.store(true, Ordering::Relaxed);
+            (flooding.join().expect("flood thread"), legit)
+        })
+    })?;
     let kernel = kernel_counters(&lab.target)?
         .into_iter()
         .map(|(k, v)| {
