@@ -30,6 +30,8 @@ pub mod capture;
 pub mod flows;
 pub mod maps;
 pub mod procfs;
+#[cfg(feature = "signals")]
+pub mod signals;
 
 pub use capture::{CaptureRecord, CaptureSettings};
 pub use flows::FlowSlot;

@@ -20,6 +20,5 @@ pub mod nic;
 pub mod pins;
 pub mod program;
 pub mod settings;
-pub mod signals;
 pub mod state;
 pub mod sysctl;

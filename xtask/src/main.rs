@@ -130,3 +130,32 @@ fn build_release() -> Result<PathBuf> {
     exec(cargo().args(["build", "--release", "--locked", "-p", "synguard"]))?;
     Ok(workspace().join("target/release/synguard"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xtask installs the eBPF toolchain, so it must build before it is
+    /// there: nothing it links (normal or build dependencies, direct or
+    /// not) may be `synguard`, whose build script needs that toolchain.
+    #[test]
+    fn xtask_builds_without_the_ebpf_toolchain() {
+        let tree = cargo()
+            .args(["tree", "--locked", "-p", "xtask", "-e", "normal,build"])
+            .args(["--prefix", "none", "--format", "{p}"])
+            .output()
+            .unwrap();
+        assert!(
+            tree.status.success(),
+            "{}",
+            String::from_utf8_lossy(&tree.stderr)
+        );
+        let tree = String::from_utf8(tree.stdout).unwrap();
+        assert!(tree.lines().any(|l| l.starts_with("synguard-common ")));
+        let synguard: Vec<&str> = tree
+            .lines()
+            .filter(|l| l.starts_with("synguard v"))
+            .collect();
+        assert!(synguard.is_empty(), "xtask links {synguard:?}");
+    }
+}

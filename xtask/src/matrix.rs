@@ -26,7 +26,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use synguard::signals::{stop_on_signals, stopped};
+use synguard_common::signals::{stop_on_signals, stopped};
 
 use crate::{cargo, exec, is_root, setup, skipped_by_hand, workspace};
 

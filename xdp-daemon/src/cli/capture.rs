@@ -21,9 +21,12 @@ use synguard::{
     capture::{self, Capture},
     config::parse_duration,
     frames,
+};
+use synguard_common::{
+    Reason,
+    capture::SNAP_LEN,
     signals::{stop_on_signals, stopped},
 };
-use synguard_common::{Reason, capture::SNAP_LEN};
 
 use super::Env;
 

@@ -6,8 +6,8 @@ use std::{
 
 use ipnet::IpNet;
 use serde::Serialize;
-use synguard::{config::parse_duration, frames, signals::stopped};
-use synguard_common::{Reason, Verdict};
+use synguard::{config::parse_duration, frames};
+use synguard_common::{Reason, Verdict, signals::stopped};
 
 use super::{
     Env,

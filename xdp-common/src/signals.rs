@@ -2,7 +2,7 @@
 //! work before the process ends (`synguard capture` and `top` clear their
 //! capture flag; `cargo xtask matrix` stops its VM and removes its
 //! namespace).
-use std::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
