@@ -6,8 +6,11 @@
 //! `target/matrix/kernels`, boots each under qemu with virtme-ng (the
 //! host's root shared read-only, so the guest runs this build's binary),
 //! and runs `matrix/smoke.py` there, then on the host's kernel directly.
-//! The guest writes its verdicts into a shared directory: the VM's console
-//! output is not reliable here. Prints a kernel x check table and writes
+//! The guest writes its verdicts into a shared directory (the console's
+//! order and completeness are not reliable enough to parse); its kernel log,
+//! with a line per verdict, comes over the serial console into `vng.log`,
+//! for a run that ended early. A run the harness broke boots once more
+//! ([`boot_again`]). Prints a kernel x check table and writes
 //! `target/matrix/matrix.json`; fails when a kernel does worse than
 //! docs/kernels.md#what-each-kernel-supports says (6.1 and later: every
 //! check passes; older: attach is refused with one line naming the missing
@@ -123,13 +126,36 @@ pub fn run() -> Result<()> {
         );
         let started = Instant::now();
         let booted = boot(kernel, &out, &smoke, &synguard);
-        rows.push(row(
+        let mut r = row(
             kernel.version.clone(),
             kernel.suite.clone(),
             &out,
             started,
             booted,
-        ));
+        );
+        if let Some(why) = boot_again(&r, &out) {
+            // The first boot's files stay where its problem says.
+            let again = out.join("again");
+            fs::create_dir_all(&again)?;
+            eprintln!(
+                "xtask matrix: {}: {}\nxtask matrix: {}: booting it once more (its files: {})",
+                kernel.version,
+                r["problem"].as_str().unwrap_or_default(),
+                kernel.version,
+                again.display()
+            );
+            let started = Instant::now();
+            let booted = boot(kernel, &again, &smoke, &synguard);
+            r = row(
+                kernel.version.clone(),
+                kernel.suite.clone(),
+                &again,
+                started,
+                booted,
+            );
+            r["first_boot"] = why.into();
+        }
+        rows.push(r);
     }
     if wanted("host") {
         let out = root.join("runs/host");
@@ -161,8 +187,12 @@ pub fn run() -> Result<()> {
     // A kernel that could not be tested at all: one line each, naming the
     // kernel and the likely cause, before the summary.
     for r in &rows {
+        let kernel = r["kernel"].as_str().unwrap_or_default();
+        if let Some(why) = r["first_boot"].as_str() {
+            eprintln!("xtask matrix: {kernel}: booted twice; the first boot: {why}");
+        }
         if let Some(p) = r["problem"].as_str().filter(|p| !p.is_empty()) {
-            eprintln!("xtask matrix: {}: {p}", r["kernel"].as_str().unwrap_or(""));
+            eprintln!("xtask matrix: {kernel}: {p}");
         }
     }
     // Every check that kept a kernel from what the docs promise, with its
@@ -501,6 +531,10 @@ fn boot(kernel: &Kernel, out: &Path, smoke: &Path, synguard: &Path) -> Result<()
         .args(["--disable-kvm", "--force-9p", "--run"])
         .arg(&vmlinuz)
         .args(["--busybox", "/bin/busybox", "--cpus", "2", "--memory", "2G"])
+        // The guest kernel's log on the serial console, into vng.log: a
+        // panic, an oops, and smoke.py's own lines (it writes each verdict
+        // to /dev/kmsg) reach the host even when the shared directory fails.
+        .arg("--verbose")
         .arg("--rwdir")
         .arg(out)
         // One argument: vng's parser takes a separate "-netdev ..." for
@@ -645,6 +679,20 @@ fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<
         ),
         _ => String::new(),
     };
+    // What the guest's console said, for a VM that did not end as planned.
+    let problem = if problem.is_empty() {
+        problem
+    } else {
+        let said = console_tail(out);
+        if said.is_empty() {
+            problem
+        } else {
+            format!(
+                "{problem}\n  the guest's console ended:\n    {}",
+                said.join("\n    ")
+            )
+        }
+    };
     json!({
         "kernel": kernel,
         "suite": suite,
@@ -653,6 +701,61 @@ fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<
         "problem": problem,
         "checks": checks,
     })
+}
+
+/// Signs in a guest's kernel log that the kernel itself failed.
+const CRASH_SIGNS: &[&str] = &[
+    "Kernel panic",
+    "BUG:",
+    "Oops",
+    "general protection fault",
+    "Call Trace",
+    "soft lockup",
+    "hard LOCKUP",
+    "self-detected stall",
+    "blocked for more than",
+];
+
+/// The lines of the guest's console (vng.log) that say how its run ended:
+/// the kernel's own failure signs, smoke.py's lines and what the kernel said
+/// last; at most 20.
+fn console_tail(out: &Path) -> Vec<String> {
+    let Ok(log) = fs::read_to_string(out.join("vng.log")) else {
+        return Vec::new();
+    };
+    let lines: Vec<&str> = log.lines().collect();
+    let mut keep: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("smoke.py:") || CRASH_SIGNS.iter().any(|s| l.contains(s)))
+        .map(|(i, _)| i)
+        .collect();
+    keep.extend(lines.len().saturating_sub(6)..lines.len());
+    keep.sort_unstable();
+    keep.dedup();
+    let from = keep.len().saturating_sub(20);
+    keep[from..]
+        .iter()
+        .map(|&i| lines[i].trim().to_string())
+        .collect()
+}
+
+/// Why a kernel's run is worth one more boot, if it is: the VM ended by
+/// itself before smoke.py's end, or smoke.py failed on an I/O error of its
+/// own (the shared directory), and nothing says synguard or the kernel
+/// failed: no check failed and the guest's kernel log shows no crash. A
+/// check that failed, a VM past its time, a crash and a signal are never
+/// run again.
+fn boot_again(row: &Value, out: &Path) -> Option<String> {
+    let problem = row["problem"].as_str().unwrap_or_default();
+    let harness = problem.starts_with("smoke.py stopped before its end")
+        || problem.starts_with("the VM wrote no verdicts (")
+        || problem.starts_with("smoke.py failed outside its checks: OSError(");
+    let failed = CHECKS.iter().any(|c| row["checks"][c]["verdict"] == "fail");
+    let log = fs::read_to_string(out.join("vng.log")).unwrap_or_default();
+    let crashed = CRASH_SIGNS.iter().any(|s| log.contains(s));
+    (harness && !failed && !crashed && !stopped())
+        .then(|| problem.lines().next().unwrap_or_default().to_string())
 }
 
 /// (major, minor) of a release string such as 6.1.0-57-amd64.
@@ -745,6 +848,55 @@ mod tests {
         );
         assert_eq!(series("6.1.0-57-amd64"), Some((6, 1)));
         assert_eq!(series("6.12.117+deb13-amd64"), Some((6, 12)));
+    }
+
+    /// A row as row() makes it, for `problem` and one failed check (or none).
+    fn row_with(problem: &str, failed: Option<&str>) -> Value {
+        let mut checks = serde_json::Map::new();
+        for c in CHECKS {
+            let verdict = if Some(*c) == failed { "fail" } else { "pass" };
+            checks.insert(c.to_string(), json!({ "verdict": verdict }));
+        }
+        json!({ "problem": problem, "checks": checks })
+    }
+
+    #[test]
+    fn only_a_harness_failure_boots_a_kernel_again() {
+        let out = std::env::temp_dir().join(format!("synguard-boot-again-{}", std::process::id()));
+        fs::create_dir_all(&out).unwrap();
+        let boot = "[    0.387498] NMI watchdog: Perf NMI watchdog permanently disabled\n\
+                    [    4.778609] smoke.py: cookie_handshake_v4 pass: SYN-ACKs from XDP 1\n";
+        fs::write(out.join("vng.log"), boot).unwrap();
+        let stopped = "smoke.py stopped before its end (the VM crashed or was stopped? see a and b)\n  the guest's console ended:";
+        assert_eq!(
+            boot_again(&row_with(stopped, None), &out).as_deref(),
+            Some("smoke.py stopped before its end (the VM crashed or was stopped? see a and b)")
+        );
+        let io =
+            "smoke.py failed outside its checks: OSError(61, 'No data available') at smoke.py:1";
+        assert!(boot_again(&row_with(io, None), &out).is_some());
+        // What synguard or the kernel did is never tried again.
+        assert!(boot_again(&row_with(stopped, Some("blocklist_drop")), &out).is_none());
+        let daemon =
+            "smoke.py failed outside its checks: RuntimeError('synguard run: exit 1') at x";
+        assert!(boot_again(&row_with(daemon, None), &out).is_none());
+        let late = "the VM did not finish within 600 s (smoke.py hung? see a)";
+        assert!(boot_again(&row_with(late, None), &out).is_none());
+        assert!(boot_again(&row_with("", None), &out).is_none());
+        fs::write(
+            out.join("vng.log"),
+            format!("{boot}[   60.1] Kernel panic - not syncing: Fatal exception in interrupt\n"),
+        )
+        .unwrap();
+        assert!(boot_again(&row_with(stopped, None), &out).is_none());
+        // The console's tail names the panic and smoke.py's last line.
+        let said = console_tail(&out);
+        assert!(said.iter().any(|l| l.contains("Kernel panic")), "{said:?}");
+        assert!(
+            said.iter()
+                .any(|l| l.contains("smoke.py: cookie_handshake_v4"))
+        );
+        fs::remove_dir_all(&out).unwrap();
     }
 
     #[test]

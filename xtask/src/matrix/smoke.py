@@ -12,9 +12,11 @@ are used (never a host's own NIC).
 Two namespaces joined by a veth pair (198.18.0.0/24, 2001:2::/64): `out`
 (clients) and `tgt` (a listener, synguard attached native to its end). Each
 check gets "pass", "fail" or "skip" and a one-line detail; the verdicts go to
-OUT_JSON, which the host reads (the VM's console output is not reliable).
+OUT_JSON, which the host reads; in a VM each also goes to the kernel's log,
+which reaches the host over the serial console (a record of how far it got).
 """
 import ctypes
+import faulthandler
 import json
 import os
 import signal
@@ -39,15 +41,53 @@ PORT = 8080
 results = {"kernel": os.uname().release, "checks": {}}
 
 
+# In a VM (matrix.rs gives it the NICs' MACs), each verdict and any error
+# also goes into the kernel's log: vng --verbose carries that over the serial
+# console into the host's vng.log, which does not depend on the shared
+# directory working.
+IN_VM = bool(VIRTIO_MACS)
+KMSG = open("/dev/kmsg", "w") if IN_VM else None
+# A crash of the interpreter itself (SIGBUS, SIGSEGV) prints its traceback
+# there too.
+faulthandler.enable(file=KMSG or sys.stderr)
+
+
+def console(line):
+    """One line into the VM's kernel log (nothing on the host)."""
+    if KMSG is not None:
+        try:
+            KMSG.write(f"<4>smoke.py: {line[:800]}\n")
+            KMSG.flush()
+        except OSError:
+            pass
+
+
 def record(check, verdict, detail=""):
     results["checks"][check] = {"verdict": verdict, "detail": detail.strip()[-2000:]}
+    console(f"{check} {verdict}: {detail.strip()[-300:]}")
     save()
 
 
+def retried(fn, *args):
+    """fn(*args), tried again on OSError, 20 times 0.1 s apart. The output
+    directory is the host's, shared into the VM over 9p; reads and writes
+    there have failed for a moment under a 7.2 guest in CI (ENODATA)."""
+    for attempt in range(20):
+        try:
+            return fn(*args)
+        except OSError as e:
+            if attempt == 19:
+                raise
+            console(f"{e!r}; trying again")
+            time.sleep(0.1)
+
+
 def save():
-    with open(OUT + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(OUT + ".tmp", OUT)
+    def write():
+        with open(OUT + ".tmp", "w") as f:
+            json.dump(results, f, indent=1)
+        os.replace(OUT + ".tmp", OUT)
+    retried(write)
 
 
 def sh(*args, check=True, timeout=120):
@@ -312,16 +352,11 @@ def check_daemon(refused_expected):
 
     def text():
         # The log is on the host's filesystem, shared into the VM: a read
-        # racing the daemon's write failed there once, with ENODATA (7.2
-        # under qemu, in CI). A failed read is tried again, 20 times at most.
-        for attempt in range(20):
-            try:
-                with open(log_path) as f:
-                    return f.read()
-            except OSError:
-                if attempt == 19:
-                    raise
-                time.sleep(0.1)
+        # racing the daemon's write failed there once, with ENODATA.
+        def read():
+            with open(log_path) as f:
+                return f.read()
+        return retried(read)
 
     t0 = time.monotonic()
     try:
@@ -619,5 +654,6 @@ except Exception as e:  # noqa: BLE001
 finally:
     results["done"] = True
     save()
+    console("done")
     for ns in (OUT_NS, TGT_NS, VIO_CLI_NS, VIO_TGT_NS):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
