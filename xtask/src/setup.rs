@@ -16,9 +16,10 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::{exec, is_root};
 
 /// Debian packages: the eBPF compiler and its source, LLVM for bpf-linker,
-/// the tools the lab drives (ip, ethtool; gobgpd, the BGP speaker of
-/// the fleet tests and of `[bgp]`), and tshark, with which the tests read
-/// `synguard capture`'s files as an operator would.
+/// the tools the lab drives (ip, ethtool, sysctl; gobgpd, the BGP speaker
+/// of the fleet tests and of `[bgp]`), tshark, with which the tests read
+/// `synguard capture`'s files as an operator would, and bpftool, with
+/// which the dry-run test reads the pinned link as an operator would.
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -26,8 +27,10 @@ const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
     "ethtool",
+    "procps",
     "gobgpd",
     "tshark",
+    "bpftool",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// promtool (the alert rules' unit tests, the lint of a real scrape), taken
@@ -54,7 +57,7 @@ pub fn run() -> Result<()> {
         let list = missing.join(" ");
         if !Path::new("/etc/debian_version").exists() {
             bail!(
-                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool, tshark) by hand"
+                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool, procps, gobgpd, tshark, bpftool) by hand"
             );
         }
         if !is_root() {
@@ -88,7 +91,7 @@ pub fn run() -> Result<()> {
     }
     promtool()?;
     eprintln!(
-        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, promtool, tshark)"
+        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, procps, gobgpd, promtool, tshark, bpftool)"
     );
     Ok(())
 }
