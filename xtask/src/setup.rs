@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::{exec, is_root};
 
 /// Debian packages: the eBPF compiler and its source, LLVM for bpf-linker,
-/// the tools the lab drives (ip, ethtool, sysctl; gobgpd, the BGP speaker
+/// the tools the lab drives (ip, ethtool; gobgpd, the BGP speaker
 /// of the fleet tests and of `[bgp]`), tshark, with which the tests read
 /// `synguard capture`'s files as an operator would, and bpftool, with
 /// which the dry-run test reads the pinned link as an operator would.
@@ -27,7 +27,6 @@ const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
     "ethtool",
-    "procps",
     "gobgpd",
     "tshark",
     "bpftool",
@@ -57,7 +56,7 @@ pub fn run() -> Result<()> {
         let list = missing.join(" ");
         if !Path::new("/etc/debian_version").exists() {
             bail!(
-                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool, procps, gobgpd, tshark, bpftool) by hand"
+                "missing {list}, and this is not Debian: install the equivalents (rustc 1.96 with rust-src, LLVM 22 dev files, iproute2, ethtool, gobgpd, tshark, bpftool) by hand"
             );
         }
         if !is_root() {
@@ -91,7 +90,7 @@ pub fn run() -> Result<()> {
     }
     promtool()?;
     eprintln!(
-        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, procps, gobgpd, promtool, tshark, bpftool)"
+        "xtask setup: toolchain ready (rustc-web, rust-web-src, llvm-22, bpf-linker, iproute2, ethtool, gobgpd, promtool, tshark, bpftool)"
     );
     Ok(())
 }
@@ -169,4 +168,105 @@ fn bpf_linker() -> Option<PathBuf> {
             .map(|o| o.status.success())
             .unwrap_or(false)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every program name the tests start by a literal (`Command::new("x")`,
+    /// `ns.command("x")`).
+    fn programs_the_tests_run() -> BTreeSet<String> {
+        let mut files = Vec::new();
+        let mut dirs = vec![
+            crate::workspace().join("tests/src"),
+            crate::workspace().join("tests/tests"),
+        ];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut programs = BTreeSet::new();
+        for file in files {
+            let text = fs::read_to_string(&file).unwrap();
+            for call in ["Command::new(\"", ".command(\""] {
+                for (at, _) in text.match_indices(call) {
+                    let rest = &text[at + call.len()..];
+                    if let Some(end) = rest.find('"') {
+                        programs.insert(rest[..end].to_string());
+                    }
+                }
+            }
+        }
+        programs
+    }
+
+    /// The Debian package that owns `program` as found on PATH, if any.
+    fn owner(program: &str) -> Option<String> {
+        let path = std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|dir| dir.join(program))
+            .find(|p| p.exists())?;
+        // Debian's merged /usr: dpkg may know the file under /bin or /sbin,
+        // or under its target's name.
+        let mut names = vec![path.clone()];
+        if let Ok(stripped) = path.strip_prefix("/usr") {
+            names.push(Path::new("/").join(stripped));
+        }
+        if let Ok(real) = fs::canonicalize(&path) {
+            names.push(real);
+        }
+        names.into_iter().find_map(|name| {
+            let out = Command::new("dpkg-query")
+                .arg("-S")
+                .arg(&name)
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().next()?;
+            Some(line.split(':').next()?.trim().to_string())
+        })
+    }
+
+    /// A new tool in the tests needs a package in [`PACKAGES`] (or one
+    /// every Debian has): on a fresh machine `cargo xtask test` would
+    /// otherwise fail where the developer's machine, which had it from
+    /// elsewhere, passed (bpftool, found by a clean clone on a fresh
+    /// machine).
+    #[test]
+    fn every_program_the_tests_run_comes_from_setup() {
+        if !Path::new("/etc/debian_version").exists() {
+            eprintln!("not Debian: setup's packages are Debian's; not checked");
+            return;
+        }
+        let programs = programs_the_tests_run();
+        assert!(
+            programs.contains("ip") && programs.contains("bpftool"),
+            "{programs:?}"
+        );
+        for program in programs {
+            let Some(package) = owner(&program) else {
+                panic!(
+                    "the tests run {program}, which no Debian package here provides: add its package to setup's PACKAGES and install it"
+                );
+            };
+            let fields = Command::new("dpkg-query")
+                .args(["-W", "-f=${Essential} ${Priority}", &package])
+                .output()
+                .unwrap();
+            let fields = String::from_utf8_lossy(&fields.stdout).to_string();
+            let everywhere = fields.starts_with("yes") || fields.ends_with("required");
+            assert!(
+                everywhere || PACKAGES.contains(&package.as_str()),
+                "the tests run {program}, from {package} ({fields}), which cargo xtask setup does not install: add it to PACKAGES"
+            );
+        }
+    }
 }
