@@ -120,7 +120,7 @@ fn check(root: &Path) -> Result<Report> {
 
 /// The repository's Markdown and source files, relative to `root`; build
 /// output (`target`) and hidden directories are left out.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .collect::<Result<_, _>>()?;

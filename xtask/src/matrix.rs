@@ -124,15 +124,18 @@ pub fn run() -> Result<()> {
             "xtask matrix: booting {} ({})",
             kernel.version, kernel.suite
         );
-        let started = Instant::now();
-        let booted = boot(kernel, &out, &smoke, &synguard);
-        let mut r = row(
-            kernel.version.clone(),
-            kernel.suite.clone(),
-            &out,
-            started,
-            booted,
-        );
+        let tested = |dir: &Path| {
+            let started = Instant::now();
+            let booted = boot(kernel, dir, &smoke, &synguard);
+            row(
+                kernel.version.clone(),
+                kernel.suite.clone(),
+                dir,
+                started,
+                booted,
+            )
+        };
+        let mut r = tested(&out);
         if let Some(why) = boot_again(&r, &out) {
             // The first boot's files stay where its problem says.
             let again = out.join("again");
@@ -144,15 +147,7 @@ pub fn run() -> Result<()> {
                 kernel.version,
                 again.display()
             );
-            let started = Instant::now();
-            let booted = boot(kernel, &again, &smoke, &synguard);
-            r = row(
-                kernel.version.clone(),
-                kernel.suite.clone(),
-                &again,
-                started,
-                booted,
-            );
+            r = tested(&again);
             r["first_boot"] = why.into();
         }
         rows.push(r);
@@ -661,18 +656,18 @@ fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<
     let problem = match (&ran, smoke.is_null()) {
         (Err(e), _) => format!("{e:#}"),
         (Ok(()), true) => format!(
-            "the VM wrote no verdicts (qemu could not boot it, or smoke.py did not start? see {})",
+            "{NO_VERDICTS} (qemu could not boot it, or smoke.py did not start? see {})",
             out.join("vng.log").display()
         ),
         (Ok(()), false) if smoke["done"] != true => format!(
-            "smoke.py stopped before its end (the VM crashed or was stopped? see {} and {})",
+            "{STOPPED_EARLY} (the VM crashed or was stopped? see {} and {})",
             out.join("smoke.log").display(),
             out.join("vng.log").display()
         ),
         // smoke.py's own error, outside any check (the checks after it
         // did not run): what it was, and where.
         _ if smoke["checks"]["setup"]["verdict"] == "fail" => format!(
-            "smoke.py failed outside its checks: {}",
+            "{OUTSIDE_CHECKS}{}",
             smoke["checks"]["setup"]["detail"]
                 .as_str()
                 .unwrap_or_default()
@@ -702,6 +697,14 @@ fn row(kernel: String, suite: String, out: &Path, started: Instant, ran: Result<
         "checks": checks,
     })
 }
+
+/// How a row's problem begins when the VM ended by itself without
+/// smoke.py's verdicts, before smoke.py's end, or after an error of
+/// smoke.py's outside its checks ([`row`] writes them, [`boot_again`] reads
+/// them).
+const NO_VERDICTS: &str = "the VM wrote no verdicts";
+const STOPPED_EARLY: &str = "smoke.py stopped before its end";
+const OUTSIDE_CHECKS: &str = "smoke.py failed outside its checks: ";
 
 /// Signs in a guest's kernel log that the kernel itself failed.
 const CRASH_SIGNS: &[&str] = &[
@@ -748,9 +751,9 @@ fn console_tail(out: &Path) -> Vec<String> {
 /// run again.
 fn boot_again(row: &Value, out: &Path) -> Option<String> {
     let problem = row["problem"].as_str().unwrap_or_default();
-    let harness = problem.starts_with("smoke.py stopped before its end")
-        || problem.starts_with("the VM wrote no verdicts (")
-        || problem.starts_with("smoke.py failed outside its checks: OSError(");
+    let harness = problem.starts_with(STOPPED_EARLY)
+        || problem.starts_with(&format!("{NO_VERDICTS} ("))
+        || problem.starts_with(&format!("{OUTSIDE_CHECKS}OSError("));
     let failed = CHECKS.iter().any(|c| row["checks"][c]["verdict"] == "fail");
     let log = fs::read_to_string(out.join("vng.log")).unwrap_or_default();
     let crashed = CRASH_SIGNS.iter().any(|s| log.contains(s));

@@ -155,12 +155,7 @@ fn bpf_linker() -> Option<PathBuf> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([cargo_home.join("bin")])
-        .map(|dir| dir.join("bpf-linker"));
+    let candidates = on_path("bpf-linker").chain([cargo_home.join("bin/bpf-linker")]);
     candidates.into_iter().find(|c| {
         Command::new(c)
             .arg("--version")
@@ -168,6 +163,14 @@ fn bpf_linker() -> Option<PathBuf> {
             .map(|o| o.status.success())
             .unwrap_or(false)
     })
+}
+
+/// `program` in each directory of PATH, in order (existing or not).
+fn on_path(program: &str) -> impl Iterator<Item = PathBuf> {
+    let dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    dirs.into_iter().map(move |dir| dir.join(program))
 }
 
 #[cfg(test)]
@@ -179,24 +182,17 @@ mod tests {
     /// Every program name the tests start by a literal (`Command::new("x")`,
     /// `ns.command("x")`).
     fn programs_the_tests_run() -> BTreeSet<String> {
+        let root = crate::workspace();
         let mut files = Vec::new();
-        let mut dirs = vec![
-            crate::workspace().join("tests/src"),
-            crate::workspace().join("tests/tests"),
-        ];
-        while let Some(dir) = dirs.pop() {
-            for entry in fs::read_dir(&dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    files.push(path);
-                }
-            }
+        for dir in ["tests/src", "tests/tests"] {
+            crate::docs::walk(&root, &root.join(dir), &mut files).unwrap();
         }
         let mut programs = BTreeSet::new();
-        for file in files {
-            let text = fs::read_to_string(&file).unwrap();
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+        {
+            let text = fs::read_to_string(root.join(file)).unwrap();
             for call in ["Command::new(\"", ".command(\""] {
                 for (at, _) in text.match_indices(call) {
                     let rest = &text[at + call.len()..];
@@ -211,9 +207,7 @@ mod tests {
 
     /// The Debian package that owns `program` as found on PATH, if any.
     fn owner(program: &str) -> Option<String> {
-        let path = std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|dir| dir.join(program))
-            .find(|p| p.exists())?;
+        let path = on_path(program).find(|p| p.exists())?;
         // Debian's merged /usr: dpkg may know the file under /bin or /sbin,
         // or under its target's name.
         let mut names = vec![path.clone()];
