@@ -32,9 +32,15 @@ SYNGUARD, OUT = sys.argv[1], sys.argv[2]
 VIRTIO_MACS = sys.argv[3].lower().split(",") if len(sys.argv) > 3 else []
 # Two more, of multi-queue NICs: "MAC,MAC,QUEUES".
 MQ = sys.argv[4].lower().split(",") if len(sys.argv) > 4 else []
-PIN_ROOT = "/sys/fs/bpf/synguard-smoke"
+# In a VM the names are the VM's alone. On the host they carry this run's
+# pid, so that a run killed before its cleanup (SIGKILL, a lost terminal)
+# leaves nothing the next one trips over; the next one removes what such a
+# run left (`clear_dead_runs`).
+RUN = "" if len(sys.argv) > 3 else f"-{os.getpid()}"
+PIN_PARENT, PIN_NAME = "/sys/fs/bpf", "synguard-smoke"
+PIN_ROOT = f"{PIN_PARENT}/{PIN_NAME}{RUN}"
 OUT_IF, TGT_IF = "smk-out", "smk-tgt"
-OUT_NS, TGT_NS = "smoke-out", "smoke-tgt"
+OUT_NS, TGT_NS = f"smoke-out{RUN}", f"smoke-tgt{RUN}"
 V4_OUT, V4_TGT = "198.18.0.1", "198.18.0.2"
 V6_OUT, V6_TGT = "2001:2::1", "2001:2::2"
 PORT = 8080
@@ -407,7 +413,7 @@ def check_daemon(refused_expected):
             proc.wait()
 
 
-VIO_CLI_NS, VIO_TGT_NS = "smoke-vio-cli", "smoke-vio-tgt"
+VIO_CLI_NS, VIO_TGT_NS = f"smoke-vio-cli{RUN}", f"smoke-vio-tgt{RUN}"
 # One subnet per NIC pair; both pairs stay inside the VM (and, for the
 # multi-queue pair, taps in a namespace matrix.rs made).
 VIO_NETS = {"virtio_native_cookie": "198.18.1", "virtio_mq_native_cookie": "198.18.2"}
@@ -549,7 +555,26 @@ def check_mq(refused_expected):
     check_virtio(refused_expected, "virtio_mq_native_cookie", MQ[:2], int(MQ[2]))
 
 
+def clear_dead_runs():
+    """What host runs of smoke.py that were killed outright left behind:
+    their namespaces and pins, named with their pid (`RUN`), when that
+    pid is gone. Nothing of a live run, nor anything not named so."""
+    def dead(suffix):
+        return suffix.isdigit() and not os.path.exists(f"/proc/{suffix}")
+    netns = sh("ip", "netns", "list", check=False).stdout.split()
+    for name in netns:
+        for prefix in ("smoke-out-", "smoke-tgt-", "smoke-vio-cli-", "smoke-vio-tgt-"):
+            if name.startswith(prefix) and dead(name[len(prefix):]):
+                sh("ip", "netns", "del", name, check=False)
+    if os.path.isdir(PIN_PARENT):
+        for name in os.listdir(PIN_PARENT):
+            if name.startswith(PIN_NAME + "-") and dead(name[len(PIN_NAME) + 1:]):
+                subprocess.run(["rm", "-rf", os.path.join(PIN_PARENT, name)])
+
+
 def main():
+    if RUN:
+        clear_dead_runs()
     for mod in ("veth",):
         sh("modprobe", mod, check=False)
     if not os.path.ismount("/sys/fs/bpf"):
@@ -647,6 +672,9 @@ def main():
     subprocess.run(["rm", "-rf", PIN_ROOT])
 
 
+# SIGTERM (a stopped `cargo xtask matrix`, a CI timeout) ends the run
+# through the cleanup below, as Ctrl-C does.
+signal.signal(signal.SIGTERM, signal.default_int_handler)
 try:
     save()  # first thing: tells the host the VM booted and smoke.py runs
     main()
@@ -654,9 +682,13 @@ except Exception as e:  # noqa: BLE001
     # Where it was raised, so the host's log says which step failed.
     where = traceback.extract_tb(e.__traceback__)[-1]
     record("setup", "fail", f"{e!r} at smoke.py:{where.lineno} ({where.name}: {where.line})")
+except KeyboardInterrupt:
+    record("setup", "fail", "stopped by a signal (SIGINT or SIGTERM)")
+    raise
 finally:
     results["done"] = True
     save()
     console("done")
     for ns in (OUT_NS, TGT_NS, VIO_CLI_NS, VIO_TGT_NS):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["rm", "-rf", PIN_ROOT])
