@@ -213,8 +213,18 @@ impl Report {
                 parts.join(", ")
             };
             s += &format!("- {}: {what}\n", d.label());
-            if let Some(first) = runs.iter().find_map(|o| o.legit.clients.errors.first()) {
-                s += &format!("  (a client failure: {first})\n");
+            // Each round that lost a client, beside what its flood lost at
+            // the target's ring: a client's SYN waits in that ring too.
+            for (round, o) in runs.iter().enumerate() {
+                if let Some(first) = o.legit.clients.errors.first() {
+                    s += &format!(
+                        "  (round {}: {} of {} clients failed, {}% of the flood's frames lost at the target's ring; a failure: {first})\n",
+                        round + 1,
+                        o.legit.clients.errors.len(),
+                        o.legit.clients.attempted,
+                        ring_loss_percent(o.sent.packets, o.absorbed),
+                    );
+                }
             }
         }
         s
@@ -425,6 +435,16 @@ pub(super) fn thousands(v: f64) -> String {
     }
 }
 
+/// The share of `sent` frames the target did not take in, in whole
+/// percent (0 when it took them all, or more: a client's frames are
+/// counted with the flood's).
+fn ring_loss_percent(sent: u64, absorbed: u64) -> u64 {
+    if sent == 0 {
+        return 0;
+    }
+    (sent.saturating_sub(absorbed) * 100 + sent / 2) / sent
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +513,26 @@ mod tests {
             text.contains("1/20 (1/20-1/20), 250 ns a frame, goal missed"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_round_that_lost_a_client_says_what_its_flood_lost_at_the_ring() {
+        let mut report = report(&[(4000, 90, 80)]);
+        let mut lossy = round(Defence::Synguard, 90);
+        lossy.absorbed = 450_000;
+        lossy.legit.clients.attempted = 100;
+        lossy.legit.clients.errors = vec!["connecting: connection timed out".into()];
+        report.add_flood(round(Defence::KernelCookies, 4000));
+        report.add_flood(lossy);
+        let text = report.flood_section();
+        assert!(
+            text.contains(
+                "(round 2: 1 of 100 clients failed, 55% of the flood's frames lost at the target's ring; a failure: connecting: connection timed out)"
+            ),
+            "{text}"
+        );
+        // Round 1, which lost none, has no line.
+        assert!(!text.contains("round 1:"), "{text}");
     }
 
     #[test]
