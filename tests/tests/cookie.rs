@@ -976,6 +976,57 @@ fn a_syn_from_a_recent_peer_gets_the_full_lookup() {
 }
 
 #[test]
+fn a_syn_reusing_a_connection_active_in_the_flood_goes_to_the_kernel() {
+    // A client whose connection the server still holds (one made before
+    // the flood, still sending) reuses its 4-tuple in a SYN, as a client
+    // that rebooted does. The kernel answers that SYN with a challenge
+    // ACK (RFC 5961), which lets the client reset the old connection; a
+    // cookie SYN-ACK instead leaves both ends in different connections.
+    // The connection's segment in the flood, found established by the
+    // lookup, makes its source a peer, so the SYN takes the full way.
+    let mut lab = CookieLab::new(flood_config());
+    lab.ns
+        .ip(&["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"])
+        .unwrap();
+    let (_listener, client, _server_side) = lab.ns.run(|| {
+        let listener = std::net::TcpListener::bind((TARGET_V4, 8083)).unwrap();
+        let client = std::net::TcpStream::connect((TARGET_V4, 8083)).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        (listener, client, server_side)
+    });
+    let client_port = client.local_addr().unwrap().port();
+    let from_client = || {
+        Segment::syn(
+            IpAddr::V4(TARGET_V4),
+            IpAddr::V4(TARGET_V4),
+            client_port,
+            8083,
+        )
+    };
+    let syn = from_client().numbers(0x4000_0000, 0).frame();
+    // Prime the port's listener entry from another source, so that only
+    // the peer check stands between the SYN and a cached cookie.
+    let other = Segment::syn(IpAddr::V4(OUTSIDE_V4), IpAddr::V4(TARGET_V4), 40000, 8083).frame();
+    assert_reason(&lab.run(&other), XDP_TX, Reason::SynAck);
+    // Not a peer yet (nothing of the connection has crossed XDP): the
+    // cheap path answers, which is what the peer check is there to stop.
+    assert_reason(&lab.run(&syn), XDP_TX, Reason::SynAck);
+    let data = from_client()
+        .flags(Flags {
+            psh: true,
+            ..Flags::ACK
+        })
+        .numbers(0x5000_0000, 0x6000_0000)
+        .options(vec![])
+        .payload(b"GET / HTTP/1.1\r\n\r\n")
+        .frame();
+    assert_reason(&lab.run(&data), XDP_PASS, Reason::Tcp);
+    // The lookup found the connection: the SYN is the kernel's.
+    assert_reason(&lab.run(&syn), XDP_PASS, Reason::Syn);
+    drop(client);
+}
+
+#[test]
 fn an_established_connection_is_looked_up_once_then_remembered_until_its_peer_resets() {
     // In a flood every ACK is looked up, to find the ones only a listener
     // takes. A connection found established is remembered (for a second)

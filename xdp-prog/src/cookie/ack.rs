@@ -13,8 +13,8 @@ use crate::{
 
 /// During a flood: an ACK that reaches a listener (no established or
 /// half-open socket took it) must carry a valid cookie. A valid one, and
-/// the FIN of a connection the kernel holds, make its source a recent
-/// peer. A connection the lookup found established is remembered for a
+/// any segment the lookup finds a socket other than a listener for, make
+/// its source a recent peer. A connection the lookup found established is remembered for a
 /// second (`flows`), and its segments pass meanwhile without the lookup.
 ///
 /// The cookie is checked first, with the raw helper (no socket): a valid
@@ -47,12 +47,19 @@ pub fn check_ack(ctx: &XdpContext, packet: &Packet, tcp: &Tcp, config: &IfaceSet
         return Reason::Tcp;
     };
     if !socket.is_listener() {
-        // Established, TIME_WAIT, or a request socket the kernel made.
+        // Established, TIME_WAIT, or a request socket the kernel made: the
+        // kernel holds the 4-tuple, so its source is a peer, whose SYN
+        // reusing it is the kernel's to judge (a challenge ACK where the
+        // connection is established). Reached a few times a second per
+        // connection at most (`flows`), so a connection that is active in
+        // a flood keeps its source a recent peer.
         let established = socket.is_established();
         drop(socket);
-        if tcp.flags.is_fin() {
-            sources::mark_peer(packet, config.hash_seed, now);
-        } else if established && let Some(flow) = &flow {
+        sources::mark_peer(packet, config.hash_seed, now);
+        if established
+            && !tcp.flags.is_fin()
+            && let Some(flow) = &flow
+        {
             flow.remember();
         }
         return Reason::Tcp;
