@@ -14,8 +14,9 @@ use crate::{
 /// During a flood: an ACK that reaches a listener (no established or
 /// half-open socket took it) must carry a valid cookie. A valid one, and
 /// any segment the lookup finds a socket other than a listener for, make
-/// its source a recent peer. A connection the lookup found established is remembered for a
-/// second (`flows`), and its segments pass meanwhile without the lookup.
+/// its source a recent peer. A connection the lookup found established
+/// is remembered for a second (`flows`), and its segments pass meanwhile
+/// without the lookup.
 ///
 /// The cookie is checked first, with the raw helper (no socket): a valid
 /// one passes whatever socket takes it, so it needs no lookup. The

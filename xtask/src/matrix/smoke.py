@@ -36,11 +36,13 @@ MQ = sys.argv[4].lower().split(",") if len(sys.argv) > 4 else []
 # pid, so that a run killed before its cleanup (SIGKILL, a lost terminal)
 # leaves nothing the next one trips over; the next one removes what such a
 # run left (`clear_dead_runs`).
-RUN = "" if len(sys.argv) > 3 else f"-{os.getpid()}"
+RUN = "" if VIRTIO_MACS else f"-{os.getpid()}"
 PIN_PARENT, PIN_NAME = "/sys/fs/bpf", "synguard-smoke"
 PIN_ROOT = f"{PIN_PARENT}/{PIN_NAME}{RUN}"
 OUT_IF, TGT_IF = "smk-out", "smk-tgt"
-OUT_NS, TGT_NS = f"smoke-out{RUN}", f"smoke-tgt{RUN}"
+# Every namespace smoke.py makes, by what its name starts with.
+NETNS = ("smoke-out", "smoke-tgt", "smoke-vio-cli", "smoke-vio-tgt")
+OUT_NS, TGT_NS = f"{NETNS[0]}{RUN}", f"{NETNS[1]}{RUN}"
 V4_OUT, V4_TGT = "198.18.0.1", "198.18.0.2"
 V6_OUT, V6_TGT = "2001:2::1", "2001:2::2"
 PORT = 8080
@@ -413,7 +415,7 @@ def check_daemon(refused_expected):
             proc.wait()
 
 
-VIO_CLI_NS, VIO_TGT_NS = f"smoke-vio-cli{RUN}", f"smoke-vio-tgt{RUN}"
+VIO_CLI_NS, VIO_TGT_NS = f"{NETNS[2]}{RUN}", f"{NETNS[3]}{RUN}"
 # One subnet per NIC pair; both pairs stay inside the VM (and, for the
 # multi-queue pair, taps in a namespace matrix.rs made).
 VIO_NETS = {"virtio_native_cookie": "198.18.1", "virtio_mq_native_cookie": "198.18.2"}
@@ -563,8 +565,8 @@ def clear_dead_runs():
         return suffix.isdigit() and not os.path.exists(f"/proc/{suffix}")
     netns = sh("ip", "netns", "list", check=False).stdout.split()
     for name in netns:
-        for prefix in ("smoke-out-", "smoke-tgt-", "smoke-vio-cli-", "smoke-vio-tgt-"):
-            if name.startswith(prefix) and dead(name[len(prefix):]):
+        for base in NETNS:
+            if name.startswith(base + "-") and dead(name[len(base) + 1:]):
                 sh("ip", "netns", "del", name, check=False)
     if os.path.isdir(PIN_PARENT):
         for name in os.listdir(PIN_PARENT):
