@@ -915,22 +915,49 @@ fn listener_remembered_then_looked_up() -> (u32, u32) {
     (seq(&cached), seq(&full))
 }
 
+/// A TCP connection inside a lab's namespace, over loopback.
+struct Connection {
+    listener: std::net::TcpListener,
+    client: std::net::TcpStream,
+    server_side: std::net::TcpStream,
+}
+
+/// A lab in flood mode with `TARGET_V4` on its loopback and a client
+/// connected to a listener on `port` there. The connection's segments
+/// never cross XDP; the tests hand copies of them to the program.
+fn lab_with_connection(port: u16) -> (CookieLab, Connection) {
+    let lab = CookieLab::new(flood_config());
+    lab.ns
+        .ip(&["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"])
+        .unwrap();
+    let connection = lab.ns.run(|| {
+        let listener = std::net::TcpListener::bind((TARGET_V4, port)).unwrap();
+        let client = std::net::TcpStream::connect((TARGET_V4, port)).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        Connection {
+            listener,
+            client,
+            server_side,
+        }
+    });
+    (lab, connection)
+}
+
 #[test]
 fn a_syn_from_a_recent_peer_gets_the_full_lookup() {
     // The server closed a connection first, so it holds TIME_WAIT for
     // the 4-tuple. A SYN reusing it is the kernel's to judge (it may
     // reopen the connection): synguard must not answer it from XDP. It
     // knows to look because the client's FIN came through XDP.
-    let mut lab = CookieLab::new(flood_config());
-    lab.ns
-        .ip(&["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"])
-        .unwrap();
-    let (client, server_side) = lab.ns.run(|| {
-        let listener = std::net::TcpListener::bind((TARGET_V4, 8081)).unwrap();
-        let client = std::net::TcpStream::connect((TARGET_V4, 8081)).unwrap();
-        let (server_side, _) = listener.accept().unwrap();
-        (client, server_side)
-    });
+    let (
+        mut lab,
+        Connection {
+            listener,
+            client,
+            server_side,
+        },
+    ) = lab_with_connection(8081);
+    drop(listener);
     let client_port = client.local_addr().unwrap().port();
     drop(server_side); // the server's FIN first: TIME_WAIT on its side
     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -984,16 +1011,15 @@ fn a_syn_reusing_a_connection_active_in_the_flood_goes_to_the_kernel() {
     // cookie SYN-ACK instead leaves both ends in different connections.
     // The connection's segment in the flood, found established by the
     // lookup, makes its source a peer, so the SYN takes the full way.
-    let mut lab = CookieLab::new(flood_config());
-    lab.ns
-        .ip(&["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"])
-        .unwrap();
-    let (_listener, client, _server_side) = lab.ns.run(|| {
-        let listener = std::net::TcpListener::bind((TARGET_V4, 8083)).unwrap();
-        let client = std::net::TcpStream::connect((TARGET_V4, 8083)).unwrap();
-        let (server_side, _) = listener.accept().unwrap();
-        (listener, client, server_side)
-    });
+    // The listener and the server's end stay open to the end.
+    let (
+        mut lab,
+        Connection {
+            listener: _listener,
+            client,
+            server_side: _server_side,
+        },
+    ) = lab_with_connection(8083);
     let client_port = client.local_addr().unwrap().port();
     let from_client = || {
         Segment::syn(
@@ -1034,16 +1060,14 @@ fn an_established_connection_is_looked_up_once_then_remembered_until_its_peer_re
     // still pass after the server aborted it, when the lookup would find
     // the listener and drop them as forged cookies. The peer's RST
     // forgets it at once.
-    let mut lab = CookieLab::new(flood_config());
-    lab.ns
-        .ip(&["addr", "add", &format!("{TARGET_V4}/32"), "dev", "lo"])
-        .unwrap();
-    let (listener, client, server_side) = lab.ns.run(|| {
-        let listener = std::net::TcpListener::bind((TARGET_V4, 8082)).unwrap();
-        let client = std::net::TcpStream::connect((TARGET_V4, 8082)).unwrap();
-        let (server_side, _) = listener.accept().unwrap();
-        (listener, client, server_side)
-    });
+    let (
+        mut lab,
+        Connection {
+            listener,
+            client,
+            server_side,
+        },
+    ) = lab_with_connection(8082);
     let client_port = client.local_addr().unwrap().port();
     let segment = |flags: Flags| {
         Segment::syn(
